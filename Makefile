@@ -1,0 +1,40 @@
+# Two commands do all the set-up on a fresh Debian machine: `make serve` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+
+.PHONY: serve test lint typecheck bench clean system-deps
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+# Debian packages lamina uses when present (bubblewrap for sandboxes); best effort,
+# lamina runs without them and says which protections are off.
+system-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v bwrap >/dev/null; then \
+		(apt-get update -qq && apt-get install -y -qq bubblewrap) >/dev/null 2>&1 || true; fi
+
+serve: $(STAMP) system-deps
+	$(BIN)/lamina serve $(ARGS)
+
+test: $(TEST_STAMP) system-deps
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy src
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+bench: $(TEST_STAMP)
+	$(BIN)/python bench/invoke.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

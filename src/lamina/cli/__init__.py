@@ -1,0 +1,1 @@
+"""The `lamina` command: the server and an HTTP client of its API."""

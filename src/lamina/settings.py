@@ -1,0 +1,90 @@
+"""Settings: the one place lamina reads configuration from the environment.
+
+`Settings.from_env(mapping)` is pure: it takes the mapping (normally `os.environ`,
+passed in by the CLI) and returns a frozen value that is passed down explicitly.
+Nothing else in lamina reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PORT = 8790
+DEFAULT_ACCOUNT_ID = "000000000000"
+DEFAULT_REGION = "us-east-1"
+
+
+def default_data_dir(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_DATA_HOME") or str(Path(env.get("HOME", "/tmp")) / ".local" / "share")
+    return Path(base) / "lamina"
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    data_dir: Path = Path(".lamina")
+    config_file: Path | None = None
+    # Root credentials; None means "load from the data dir or generate on first start".
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    account_id: str = DEFAULT_ACCOUNT_ID
+    region: str = DEFAULT_REGION
+    # Explicit interpreter per runtime ("python3.12" -> "/usr/bin/python3.12"); the rest
+    # are discovered on PATH and in pyenv.
+    python_interpreters: Mapping[str, str] = field(default_factory=dict)
+    # Directories searched for interpreters (PATH, pyenv's versions); discovery only.
+    search_path: tuple[str, ...] = ()
+    # Account-wide concurrent executions, as Lambda's default quota.
+    concurrency_limit: int = 1000
+    # Async invoke workers draining the durable event queue.
+    async_workers: int = 16
+    # Warm environments idle longer than this are stopped.
+    idle_environment_s: float = 600.0
+    # Free-form YAML configuration (gateway, ...) loaded from config_file.
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], **overrides: Any) -> Settings:
+        interpreters = {
+            f"python3.{key[len('LAMINA_PYTHON3_'):]}": value
+            for key, value in env.items()
+            if key.startswith("LAMINA_PYTHON3_") and value
+        }
+        search = [p for p in env.get("PATH", "").split(os.pathsep) if p]
+        pyenv_root = env.get("PYENV_ROOT") or str(Path(env.get("HOME", "/root")) / ".pyenv")
+        search.append(str(Path(pyenv_root) / "versions"))
+        settings = cls(
+            host=env.get("LAMINA_HOST", "127.0.0.1"),
+            port=_int(env, "LAMINA_PORT", DEFAULT_PORT),
+            data_dir=Path(env.get("LAMINA_DATA_DIR") or default_data_dir(env)),
+            access_key_id=env.get("LAMINA_ACCESS_KEY_ID") or None,
+            secret_access_key=env.get("LAMINA_SECRET_ACCESS_KEY") or None,
+            account_id=env.get("LAMINA_ACCOUNT_ID", DEFAULT_ACCOUNT_ID),
+            region=env.get("LAMINA_REGION", DEFAULT_REGION),
+            python_interpreters=interpreters,
+            search_path=tuple(search),
+            concurrency_limit=_int(env, "LAMINA_CONCURRENCY_LIMIT", 1000),
+            async_workers=_int(env, "LAMINA_ASYNC_WORKERS", 16),
+            idle_environment_s=float(env.get("LAMINA_IDLE_ENVIRONMENT_S", "600")),
+        )
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        return replace(settings, **clean) if clean else settings
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"

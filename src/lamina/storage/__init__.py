@@ -1,0 +1,1 @@
+"""Persistence: the SQL database (SQLite embedded, PostgreSQL in a cluster) and blobs."""

@@ -1,0 +1,37 @@
+"""Open the SQL database lamina keeps its state in.
+
+SQLite runs in WAL mode with `synchronous=FULL`: a commit is on disk before lamina
+acknowledges anything written in it, and readers never block the single writer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import MetaData, event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+async def open_database(url: str, *metadata: MetaData) -> AsyncEngine:
+    """Create the engine and every table of `metadata` that does not exist yet."""
+    engine = create_async_engine(url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    async with engine.begin() as conn:
+        for meta in metadata:
+            await conn.run_sync(meta.create_all)
+    return engine
