@@ -1,0 +1,45 @@
+"""`lamina serve`: load the config file, print the endpoint and credentials, run uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sys
+
+import uvicorn
+import yaml
+
+from lamina.settings import Settings
+
+
+def load_config(settings: Settings) -> Settings:
+    if settings.config_file is None:
+        return settings
+    try:
+        raw = yaml.safe_load(settings.config_file.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        sys.exit(f"lamina: cannot read config {settings.config_file}: {exc}")
+    if not isinstance(raw, dict):
+        sys.exit(f"lamina: config {settings.config_file} must be a YAML mapping")
+    server = raw.get("server") or {}
+    overrides = {k: v for k, v in server.items() if k in {"account_id", "region"}}
+    return dataclasses.replace(settings, config=raw, **overrides)
+
+
+def run_server(settings: Settings) -> None:
+    from lamina.app import build_app
+
+    settings = load_config(settings)
+    app = build_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    asyncio.run(server.serve())
