@@ -49,12 +49,16 @@ class Settings:
     python_interpreters: Mapping[str, str] = field(default_factory=dict)
     # Directories searched for interpreters (PATH, pyenv's versions); discovery only.
     search_path: tuple[str, ...] = ()
+    # PATH given to function processes.
+    function_path: str = "/usr/local/bin:/usr/bin:/bin"
     # Account-wide concurrent executions, as Lambda's default quota.
     concurrency_limit: int = 1000
     # Async invoke workers draining the durable event queue.
     async_workers: int = 16
     # Warm environments idle longer than this are stopped.
     idle_environment_s: float = 600.0
+    # First retry delay of a failed async invoke; doubles per retry (Lambda waits ~1 min).
+    async_retry_base_s: float = 1.0
     # Free-form YAML configuration (gateway, ...) loaded from config_file.
     config: Mapping[str, Any] = field(default_factory=dict)
 
@@ -78,9 +82,11 @@ class Settings:
             region=env.get("LAMINA_REGION", DEFAULT_REGION),
             python_interpreters=interpreters,
             search_path=tuple(search),
+            function_path=env.get("PATH") or "/usr/local/bin:/usr/bin:/bin",
             concurrency_limit=_int(env, "LAMINA_CONCURRENCY_LIMIT", 1000),
             async_workers=_int(env, "LAMINA_ASYNC_WORKERS", 16),
             idle_environment_s=float(env.get("LAMINA_IDLE_ENVIRONMENT_S", "600")),
+            async_retry_base_s=float(env.get("LAMINA_ASYNC_RETRY_BASE_S", "1")),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **clean) if clean else settings

@@ -1,0 +1,429 @@
+"""One execution environment: a process running one function version.
+
+The process speaks the Runtime API to its own `RuntimeApiServer`; its stdout and
+stderr share one pipe that lamina reads without blocking. Everything written between
+an invocation's delivery and its response belongs to that invocation's log. The
+runtime flushes its output before posting the response, so draining the pipe when
+the response arrives captures all of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from lamina.environments.lifecycle import EnvState, check_transition
+from lamina.environments.logs import (
+    INVOCATION_LOG_MAX,
+    LineSplitter,
+    LogSink,
+    Report,
+    end_line,
+    log_group,
+    log_stream,
+    start_line,
+    tail,
+)
+from lamina.environments.runtime_api import (
+    ACCEPTED,
+    Invocation,
+    Reply,
+    RuntimeApiServer,
+    error_reply,
+)
+from lamina.functions.model import FunctionConfig
+
+RESPONSE_MAX = 6 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchSpec:
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    cwd: str
+    tmp_dir: Path
+
+
+@dataclass(frozen=True, slots=True)
+class InvocationResult:
+    payload: bytes
+    function_error: str | None  # "Unhandled" when the function failed, as X-Amz-Function-Error
+    log_tail: str
+    duration_ms: float
+    init_duration_ms: float | None
+    max_memory_mb: int
+
+
+@dataclass(slots=True)
+class _InFlight:
+    invocation: Invocation
+    done: asyncio.Future[tuple[bytes, bool]]  # (payload, is_error)
+    lines: list[str] = field(default_factory=list)
+    log_bytes: int = 0
+    delivered_at: float | None = None
+    status: str | None = None
+
+
+def _peak_rss_mb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return max(1, int(line.split()[1]) // 1024)
+    except OSError:
+        pass
+    return 0
+
+
+class Environment:
+    def __init__(
+        self,
+        env_id: str,
+        config: FunctionConfig,
+        logs: LogSink,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.id = env_id
+        self.config = config
+        self.state = EnvState.STARTING
+        self.idle_since = 0.0
+        self._logs = logs
+        self._clock = clock
+        self._group = log_group(config.name)
+        self._stream = log_stream(config.version, env_id)
+        self._api = RuntimeApiServer(self)
+        self._process: asyncio.subprocess.Process | None = None
+        self._pid = 0
+        self._pipe = -1
+        self._splitter = LineSplitter()
+        self._pending_lines: list[tuple[int, str]] = []  # output outside any invocation
+        self._waiter: asyncio.Future[Invocation] | None = None
+        self._queued: Invocation | None = None
+        self._current: _InFlight | None = None
+        self._spawned_at = 0.0
+        self._ready = asyncio.get_running_loop().create_future()  # first /next, or failure
+        self._init_duration_ms: float | None = None
+        self._init_reported = False
+        self._init_error: bytes | None = None
+        self._tmp: Path | None = None
+        self.exit_status: str | None = None
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def start(self, spec_for: Callable[[str], LaunchSpec]) -> None:
+        """Launch the process; `spec_for(runtime_api_address)` builds its argv and env."""
+        address = await self._api.start()
+        spec = spec_for(address)
+        self._tmp = spec.tmp_dir
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(read_fd, False)
+        self._spawned_at = self._clock()
+        self._emit_platform(
+            f"INIT_START Runtime Version: {self.config.runtime} Environment: {self.id}"
+        )
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                *spec.argv, env=spec.env, cwd=spec.cwd, stdin=asyncio.subprocess.DEVNULL,
+                stdout=write_fd, stderr=write_fd, start_new_session=True,
+            )  # fmt: skip
+        except OSError as exc:
+            os.close(read_fd)
+            self._fail_init(
+                "Runtime.InvalidEntrypoint",
+                f"RequestId: Error: fork/exec {spec.argv[0]}: {exc.strerror or exc}",
+            )
+            self._stop_now()
+            return
+        finally:
+            os.close(write_fd)
+        self._pid = self._process.pid
+        self._pipe = read_fd
+        asyncio.get_running_loop().add_reader(read_fd, self._read_output)
+        asyncio.get_running_loop().create_task(self._watch_exit(self._process))
+
+    def stop(self) -> None:
+        """Kill the process group and release everything; safe to call twice."""
+        if self.state is not EnvState.STOPPED:
+            self._stop_now()
+
+    def _stop_now(self) -> None:
+        self.state = EnvState.STOPPED
+        if self._pid:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._pid, signal.SIGKILL)
+        self._api.close()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.cancel()
+        if not self._ready.done():
+            self._ready.set_result(None)
+        self._flush_pending()
+
+    def _set_state(self, target: EnvState) -> None:
+        check_transition(self.state, target)
+        self.state = target
+
+    @property
+    def log_stream_name(self) -> str:
+        return self._stream
+
+    @property
+    def alive(self) -> bool:
+        return self.state is not EnvState.STOPPED
+
+    # ---------------------------------------------------------------- invocation
+
+    async def invoke(self, invocation: Invocation, timeout_s: float) -> InvocationResult:
+        """Run one invocation to its end: response, error, timeout or crash."""
+        loop = asyncio.get_running_loop()
+        self._set_state(EnvState.BUSY)
+        inflight = _InFlight(invocation, loop.create_future())
+        self._current = inflight
+        self._flush_pending()
+        cold = not self._init_reported
+        # Init gets Lambda's 10 s on-demand allowance (or the timeout, if longer).
+        if not self._ready.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._ready), max(10.0, timeout_s))
+            if not self._ready.done():
+                self._record_timeout(inflight, "Init")
+        if self.alive and not inflight.done.done():
+            # The deadline runs from delivery: init time is not the handler's time.
+            deadline = int(time.time() * 1000 + timeout_s * 1000)
+            self._hand_over(dataclasses.replace(invocation, deadline_ms=deadline))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(inflight.done), timeout_s)
+            if not inflight.done.done():
+                self._record_timeout(inflight, None)
+        return self._finish(inflight, cold)
+
+    def _hand_over(self, invocation: Invocation) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            waiter, self._waiter = self._waiter, None
+            self._mark_delivered()
+            waiter.set_result(invocation)
+        else:
+            self._queued = invocation
+
+    def _mark_delivered(self) -> None:
+        if self._current is not None and self._current.delivered_at is None:
+            self._current.delivered_at = self._clock()
+            self._add_line(start_line(self._current.invocation.request_id, self.config.version))
+
+    def _record_timeout(self, inflight: _InFlight, phase: str | None) -> None:
+        seconds = self.config.timeout_s
+        rid = inflight.invocation.request_id
+        message = f"RequestId: {rid} Error: Task timed out after {seconds:.2f} seconds"
+        if inflight.delivered_at is None:
+            self._mark_delivered()
+        self._add_line(
+            f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime())}Z {rid} Task timed out after {seconds:.2f} seconds"
+        )
+        inflight.status = "timeout"
+        inflight.done.set_result(
+            (orjson.dumps({"errorType": "Sandbox.Timedout", "errorMessage": message}), True)
+        )
+        self._stop_now()
+
+    def _finish(self, inflight: _InFlight, cold: bool) -> InvocationResult:
+        self._read_output()  # the runtime flushed before responding: take the rest now
+        payload, is_error = inflight.done.result()
+        started = inflight.delivered_at or self._clock()
+        duration_ms = (self._clock() - started) * 1000.0
+        if inflight.delivered_at is None:
+            self._mark_delivered()
+        rid = inflight.invocation.request_id
+        report = Report(
+            request_id=rid,
+            duration_ms=duration_ms,
+            memory_mb=self.config.memory_mb,
+            max_memory_mb=_peak_rss_mb(self._pid) if self._pid else 0,
+            init_duration_ms=self._init_duration_ms if cold else None,
+            status=inflight.status,
+        )
+        self._init_reported = True
+        self._add_line(end_line(rid))
+        self._add_line(report.line())
+        self._current = None
+        self._logs.append(
+            self._group, self._stream, [(self._now_ms(), line) for line in inflight.lines]
+        )
+        if self.alive:
+            self._set_state(EnvState.IDLE)
+            self.idle_since = self._clock()
+        return InvocationResult(
+            payload=payload,
+            function_error="Unhandled" if is_error else None,
+            log_tail=tail(inflight.lines),
+            duration_ms=duration_ms,
+            init_duration_ms=report.init_duration_ms,
+            max_memory_mb=report.max_memory_mb,
+        )
+
+    # ------------------------------------------------------- Runtime API handler
+
+    def next_invocation(self) -> asyncio.Future[Invocation]:
+        future: asyncio.Future[Invocation] = asyncio.get_running_loop().create_future()
+        if not self._ready.done():
+            self._init_duration_ms = (self._clock() - self._spawned_at) * 1000.0
+            self._ready.set_result(None)
+            if self.state is EnvState.STARTING:  # pre-warmed: init done, nothing queued
+                self._set_state(EnvState.IDLE)
+                self.idle_since = self._clock()
+        if self._queued is not None:
+            invocation, self._queued = self._queued, None
+            self._mark_delivered()
+            future.set_result(invocation)
+        else:
+            self._waiter = future
+        return future
+
+    def invocation_response(self, request_id: str, body: bytes, too_large: bool) -> Reply:
+        current = self._current_for(request_id)
+        if current is None:
+            return error_reply(400, "InvalidRequestID", "Invalid request ID")
+        if too_large or len(body) > RESPONSE_MAX:
+            size = max(len(body), RESPONSE_MAX + 1)
+            message = f"Response payload size ({size} bytes) exceeded maximum allowed payload size ({RESPONSE_MAX} bytes)."
+            current.done.set_result(
+                (
+                    orjson.dumps(
+                        {"errorType": "Function.ResponseSizeTooLarge", "errorMessage": message}
+                    ),
+                    True,
+                )
+            )
+            return error_reply(413, "Function.ResponseSizeTooLarge", message)
+        current.done.set_result((body, False))
+        return ACCEPTED
+
+    def invocation_error(self, request_id: str, error_type: str | None, body: bytes) -> Reply:
+        current = self._current_for(request_id)
+        if current is None:
+            return error_reply(400, "InvalidRequestID", "Invalid request ID")
+        current.done.set_result((_error_body(error_type, body), True))
+        return ACCEPTED
+
+    def init_error(self, error_type: str | None, body: bytes) -> Reply:
+        self._init_error = _error_body(error_type, body)
+        if not self._ready.done():
+            self._init_duration_ms = (self._clock() - self._spawned_at) * 1000.0
+        self._fail_current(self._init_error)
+        return ACCEPTED
+
+    def _current_for(self, request_id: str) -> _InFlight | None:
+        current = self._current
+        if current is None or current.done.done() or current.invocation.request_id != request_id:
+            return None
+        return current
+
+    # ------------------------------------------------------------ process events
+
+    def _fail_init(self, error_type: str, message: str) -> None:
+        self._init_error = orjson.dumps({"errorType": error_type, "errorMessage": message})
+        self._fail_current(self._init_error)
+
+    def _fail_current(self, body: bytes) -> None:
+        if self._current is not None and not self._current.done.done():
+            self._current.done.set_result((body, True))
+        if not self._ready.done():
+            self._ready.set_result(None)
+
+    async def _watch_exit(self, process: asyncio.subprocess.Process) -> None:
+        code = await process.wait()
+        self.exit_status = (
+            f"signal: {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        )
+        self._read_output()
+        if self._current is not None and not self._current.done.done():
+            rid = self._current.invocation.request_id
+            if self._init_error is not None:
+                self._fail_current(self._init_error)
+            else:
+                message = f"RequestId: {rid} Error: Runtime exited with error: {self.exit_status}"
+                self._add_line(message)
+                self._add_line("Runtime.ExitError")
+                self._current.status = "error"
+                self._fail_current(
+                    orjson.dumps({"errorType": "Runtime.ExitError", "errorMessage": message})
+                )
+        if self.alive:
+            self._stop_now()
+        self._close_pipe()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def _read_output(self) -> None:
+        if self._pipe < 0:
+            return
+        while True:
+            try:
+                chunk = os.read(self._pipe, 65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                chunk = b""
+            if not chunk:
+                for line in self._splitter.flush():
+                    self._add_line(line)
+                self._close_pipe()
+                return
+            for line in self._splitter.feed(chunk):
+                self._add_line(line)
+
+    def _close_pipe(self) -> None:
+        if self._pipe >= 0:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self._pipe)
+            os.close(self._pipe)
+            self._pipe = -1
+
+    def _add_line(self, line: str) -> None:
+        current = self._current
+        if current is None:
+            self._pending_lines.append((self._now_ms(), line))
+            if len(self._pending_lines) >= 1000:
+                self._flush_pending()
+            return
+        current.log_bytes += len(line)
+        if current.log_bytes <= INVOCATION_LOG_MAX:
+            current.lines.append(line)
+        elif current.log_bytes - len(line) <= INVOCATION_LOG_MAX:
+            current.lines.append("[lamina] log output of this invocation truncated at 8 MB")
+
+    def _emit_platform(self, line: str) -> None:
+        self._pending_lines.append((self._now_ms(), line))
+
+    def _flush_pending(self) -> None:
+        if self._pending_lines:
+            lines, self._pending_lines = self._pending_lines, []
+            self._logs.append(self._group, self._stream, lines)
+
+    @staticmethod
+    def _now_ms() -> int:
+        return int(time.time() * 1000)
+
+
+def _error_body(error_type: str | None, body: bytes) -> bytes:
+    """The runtime's error document, or Lambda's wrapper when the body is not JSON."""
+    try:
+        parsed = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, dict):
+        return body
+    return orjson.dumps(
+        {
+            "errorType": error_type or "Runtime.Unknown",
+            "errorMessage": body.decode("utf-8", "replace"),
+        }
+    )

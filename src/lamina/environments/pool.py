@@ -1,0 +1,106 @@
+"""Warm environments, kept per function revision, reused last-in first-out.
+
+LIFO keeps the most recently used (hottest) environment busy and lets the others
+age out; idle ones past the idle timeout are stopped by the reaper.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections.abc import Callable
+
+from lamina.environments.environment import Environment
+from lamina.environments.launcher import HostFacts, build_spec
+from lamina.environments.lifecycle import EnvState
+from lamina.environments.logs import LogSink
+from lamina.functions.model import FunctionConfig
+
+
+class EnvironmentPool:
+    def __init__(
+        self,
+        facts: HostFacts,
+        logs: LogSink,
+        idle_timeout_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._facts = facts
+        self._logs = logs
+        self._idle_timeout_s = idle_timeout_s
+        self._clock = clock
+        self._idle: dict[str, list[Environment]] = {}
+        self._live: set[Environment] = set()
+        self._reaper: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
+
+    async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        for env in list(self._live):
+            env.stop()
+        self._live.clear()
+        self._idle.clear()
+
+    def take_idle(self, config: FunctionConfig) -> Environment | None:
+        stack = self._idle.get(config.code_key)
+        while stack:
+            env = stack.pop()
+            if env.alive and env.state is EnvState.IDLE:
+                return env
+            self._live.discard(env)
+        return None
+
+    async def launch(self, config: FunctionConfig) -> Environment:
+        env_id = secrets.token_hex(16)
+        env = Environment(env_id, config, self._logs, self._clock)
+        self._live.add(env)
+        stream = env.log_stream_name
+        await env.start(lambda api: build_spec(config, env_id, api, self._facts, stream))
+        return env
+
+    def release(self, env: Environment) -> None:
+        if env.alive and env.state is EnvState.IDLE:
+            self._idle.setdefault(env.config.code_key, []).append(env)
+        else:
+            self._live.discard(env)
+
+    def retire(
+        self, function: str, keep: Callable[[FunctionConfig], bool] = lambda _: False
+    ) -> None:
+        """Stop idle environments of `function` whose revision is no longer wanted."""
+        for key in [k for k in self._idle if k.split(":", 1)[0] == function]:
+            stack = self._idle[key]
+            if stack and keep(stack[0].config):
+                continue
+            for env in self._idle.pop(key):
+                env.stop()
+                self._live.discard(env)
+
+    def count(self, function: str | None = None) -> int:
+        return sum(
+            1 for e in self._live if e.alive and (function is None or e.config.name == function)
+        )
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(min(30.0, max(0.5, self._idle_timeout_s / 4)))
+            cutoff = self._clock() - self._idle_timeout_s
+            for key in list(self._idle):
+                keep = []
+                for env in self._idle[key]:
+                    if env.alive and env.idle_since >= cutoff:
+                        keep.append(env)
+                    else:
+                        env.stop()
+                        self._live.discard(env)
+                if keep:
+                    self._idle[key] = keep
+                else:
+                    del self._idle[key]

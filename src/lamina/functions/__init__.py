@@ -1,0 +1,1 @@
+"""Functions, versions, aliases and code packages: the models and their rules."""

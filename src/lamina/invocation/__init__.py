@@ -1,0 +1,1 @@
+"""Invoking functions: sync and async paths, concurrency limits, the durable event queue."""

@@ -1,0 +1,1 @@
+"""AWS-compatible services: plain async operations keyed by operation name."""

@@ -1,0 +1,170 @@
+"""SQL persistence of functions, versions, aliases and their settings.
+
+Rows hold JSON documents of the models: the in-memory registry is the read path,
+so the schema only has to load everything at start and write through on change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import orjson
+from sqlalchemy import Column, Float, Integer, LargeBinary, MetaData, String, Table, delete, select
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from lamina.functions.model import (
+    Alias,
+    EventInvokeConfig,
+    Function,
+    FunctionConfig,
+    State,
+    UpdateStatus,
+)
+
+metadata = MetaData()
+
+functions_table = Table(
+    "functions",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("latest", LargeBinary, nullable=False),
+    Column("reserved_concurrency", Integer, nullable=True),
+    Column("next_version", Integer, nullable=False),
+    Column("created", Float, nullable=False),
+)
+versions_table = Table(
+    "function_versions",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("version", String, primary_key=True),
+    Column("config", LargeBinary, nullable=False),
+)
+aliases_table = Table(
+    "function_aliases",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("alias", String, primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+)
+invoke_configs_table = Table(
+    "function_event_invoke_configs",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("qualifier", String, primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+)
+
+
+def _dump(obj: Any) -> bytes:
+    return orjson.dumps(dataclasses.asdict(obj))
+
+
+def config_from_json(raw: bytes) -> FunctionConfig:
+    data = orjson.loads(raw)
+    data["state"] = State(data["state"])
+    data["last_update_status"] = UpdateStatus(data["last_update_status"])
+    data["architectures"] = tuple(data["architectures"])
+    return FunctionConfig(**data)
+
+
+class FunctionRepository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def load_all(self) -> dict[str, Function]:
+        async with self._engine.connect() as conn:
+            found: dict[str, Function] = {}
+            for row in await conn.execute(select(functions_table)):
+                found[row.name] = Function(
+                    latest=config_from_json(row.latest),
+                    reserved_concurrency=row.reserved_concurrency,
+                    next_version=row.next_version,
+                    created=row.created,
+                )
+            for row in await conn.execute(select(versions_table)):
+                if row.name in found:
+                    found[row.name].versions[row.version] = config_from_json(row.config)
+            for row in await conn.execute(select(aliases_table)):
+                if row.name in found:
+                    data = orjson.loads(row.data)
+                    found[row.name].aliases[row.alias] = Alias(**data)
+            for row in await conn.execute(select(invoke_configs_table)):
+                if row.name in found:
+                    found[row.name].event_invoke_configs[row.qualifier] = EventInvokeConfig(
+                        **orjson.loads(row.data)
+                    )
+        return found
+
+    async def save_function(self, fn: Function, version: FunctionConfig | None = None) -> None:
+        """Write the function row (and, in the same transaction, a new version)."""
+        row = {
+            "name": fn.name,
+            "latest": _dump(fn.latest),
+            "reserved_concurrency": fn.reserved_concurrency,
+            "next_version": fn.next_version,
+            "created": fn.created,
+        }
+        stmt = sqlite_insert(functions_table).values(**row)
+        stmt = stmt.on_conflict_do_update(index_elements=["name"], set_=row)
+        async with self._engine.begin() as conn:
+            await conn.execute(stmt)
+            if version is not None:
+                await conn.execute(
+                    versions_table.insert().values(
+                        name=fn.name, version=version.version, config=_dump(version)
+                    )
+                )
+
+    async def save_version(self, config: FunctionConfig) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                versions_table.update()
+                .where(versions_table.c.name == config.name)
+                .where(versions_table.c.version == config.version)
+                .values(config=_dump(config))
+            )
+
+    async def delete_function(self, name: str) -> None:
+        async with self._engine.begin() as conn:
+            for table in (versions_table, aliases_table, invoke_configs_table, functions_table):
+                await conn.execute(delete(table).where(table.c.name == name))
+
+    async def delete_version(self, name: str, version: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                delete(versions_table)
+                .where(versions_table.c.name == name)
+                .where(versions_table.c.version == version)
+            )
+
+    async def save_alias(self, alias: Alias) -> None:
+        await self._upsert(aliases_table, "alias", alias.function, alias.name, _dump(alias))
+
+    async def delete_alias(self, function: str, alias: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                delete(aliases_table)
+                .where(aliases_table.c.name == function)
+                .where(aliases_table.c.alias == alias)
+            )
+
+    async def save_invoke_config(
+        self, function: str, qualifier: str, config: EventInvokeConfig
+    ) -> None:
+        await self._upsert(invoke_configs_table, "qualifier", function, qualifier, _dump(config))
+
+    async def delete_invoke_config(self, function: str, qualifier: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                delete(invoke_configs_table)
+                .where(invoke_configs_table.c.name == function)
+                .where(invoke_configs_table.c.qualifier == qualifier)
+            )
+
+    async def _upsert(self, table: Table, key: str, name: str, second: str, data: bytes) -> None:
+        stmt = sqlite_insert(table).values(**{"name": name, key: second, "data": data})
+        stmt = stmt.on_conflict_do_update(index_elements=["name", key], set_={"data": data})
+        async with self._engine.begin() as conn:
+            await conn.execute(stmt)
