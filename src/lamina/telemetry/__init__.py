@@ -1,0 +1,1 @@
+"""Telemetry: function logs (CloudWatch Logs model), and later metrics, traces, usage."""
