@@ -184,9 +184,7 @@ def _ordering(select: Callable[[Any], Any], op: str, number: float) -> Predicate
     return predicate
 
 
-def _is(
-    select: Callable[[Any], Any], what: str, error: Callable[[str], Exception]
-) -> Predicate:
+def _is(select: Callable[[Any], Any], what: str, error: Callable[[str], Exception]) -> Predicate:
     expected: dict[str, object] = {"TRUE": True, "FALSE": False, "NULL": None}
     if what not in expected:
         raise error(f"IS needs TRUE, FALSE or NULL, got {what!r}")

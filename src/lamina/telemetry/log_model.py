@@ -79,8 +79,7 @@ def already_exists(what: str) -> ClientError:
 def check_group_name(name: str) -> None:
     if not GROUP_NAME_PATTERN.fullmatch(name):
         raise invalid_parameter(
-            f"Invalid log group name {name!r}: use 1-512 characters from "
-            "[.-_/#A-Za-z0-9]."
+            f"Invalid log group name {name!r}: use 1-512 characters from [.-_/#A-Za-z0-9]."
         )
 
 
