@@ -1,0 +1,9 @@
+"""Lamina's AI gateway: one governed API (OpenAI's and Anthropic's) over many LLM
+providers — keys, limits, budgets, caching, fallbacks, costs and usage."""
+
+from __future__ import annotations
+
+from lamina.gateway.gateway import Gateway
+from lamina.gateway.service import Clocks
+
+__all__ = ["Clocks", "Gateway"]

@@ -1,0 +1,110 @@
+"""The admin API, authenticated with lamina's root credentials:
+
+    GET    /gateway/admin/keys                 list virtual keys (never their secrets)
+    POST   /gateway/admin/keys                 create one; the secret is shown once
+    GET    /gateway/admin/keys/{id}
+    POST   /gateway/admin/keys/{id}/rotate     new secret, same key (limits, spend)
+    POST   /gateway/admin/keys/{id}/revoke     (also DELETE /gateway/admin/keys/{id})
+    GET    /gateway/admin/usage?group_by=key|model|provider&from=&to=
+    POST   /gateway/admin/reload               re-read the config file
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from lamina.errors import LaminaError
+from lamina.gateway.api.errors import openai_error
+from lamina.gateway.api.wire import JSONBytes, bearer, json_body
+from lamina.gateway.errors import InvalidGatewayRequest, Unauthenticated
+from lamina.gateway.keys import VirtualKey
+from lamina.gateway.keystore import KeySpec
+from lamina.gateway.reports import usage_totals
+
+if TYPE_CHECKING:
+    from lamina.gateway.gateway import Gateway
+
+
+def key_view(key: VirtualKey, spent: float) -> dict[str, Any]:
+    return {"id": key.id, "name": key.name,
+            "models": sorted(key.models) if key.models is not None else None,
+            "rpm": key.rpm, "tpm": key.tpm, "max_parallel": key.max_parallel,
+            "budget_usd": key.budget_usd, "budget_period": key.budget_period,
+            "spent_usd": spent, "expires_at": key.expires_at,
+            "metadata": dict(key.metadata), "revoked": key.revoked, "source": key.source}
+
+
+def _time(raw: str | None, name: str) -> float | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise InvalidGatewayRequest(f"'{name}' must be unix seconds") from exc
+
+
+def admin_routes(gateway: Gateway) -> list[BaseRoute]:
+    service, store = gateway.service, gateway.store
+
+    def guarded(handler: Any) -> Any:
+        async def endpoint(request: Request) -> Response:
+            try:
+                if not gateway.is_root(bearer(request)):
+                    raise Unauthenticated("the admin API needs lamina's root credentials: "
+                                          "'Authorization: Bearer SECRET_ACCESS_KEY'")
+                result: Response = await handler(request)
+                return result
+            except LaminaError as exc:
+                return openai_error(exc)
+        return endpoint
+
+    async def list_keys(_request: Request) -> Response:
+        stored = await store.list()
+        configured = [k for k in (service.keyring.find(f"config:{c.name}")
+                                  for c in service.config.keys) if k is not None]
+        return JSONBytes({"data": [key_view(k, service.ledger.spent(k))
+                                   for k in (*configured, *stored)]})
+
+    async def create_key(request: Request) -> Response:
+        body, _ = await json_body(request)
+        key, secret = await store.create(KeySpec.parse(body))
+        return JSONBytes(dict(key_view(key, 0.0), key=secret), status_code=201)
+
+    async def get_key(request: Request) -> Response:
+        key = await store.get(request.path_params["id"])
+        return JSONBytes(key_view(key, service.ledger.spent(key)))
+
+    async def rotate_key(request: Request) -> Response:
+        key, secret = await store.rotate(request.path_params["id"])
+        return JSONBytes(dict(key_view(key, service.ledger.spent(key)), key=secret))
+
+    async def revoke_key(request: Request) -> Response:
+        key = await store.revoke(request.path_params["id"])
+        return JSONBytes(key_view(key, service.ledger.spent(key)))
+
+    async def usage(request: Request) -> Response:
+        await gateway.drain()
+        params = request.query_params
+        rows = await usage_totals(gateway.engine, gateway.tables,
+                                  params.get("group_by", "key"),
+                                  _time(params.get("from"), "from"), _time(params.get("to"), "to"))
+        return JSONBytes({"data": rows})
+
+    async def reload(_request: Request) -> Response:
+        await gateway.reload()
+        return JSONBytes({"reloaded": True, "models": list(service.config.models)})
+
+    return [
+        Route("/gateway/admin/keys", guarded(list_keys), methods=["GET"]),
+        Route("/gateway/admin/keys", guarded(create_key), methods=["POST"]),
+        Route("/gateway/admin/keys/{id}", guarded(get_key), methods=["GET"]),
+        Route("/gateway/admin/keys/{id}", guarded(revoke_key), methods=["DELETE"]),
+        Route("/gateway/admin/keys/{id}/rotate", guarded(rotate_key), methods=["POST"]),
+        Route("/gateway/admin/keys/{id}/revoke", guarded(revoke_key), methods=["POST"]),
+        Route("/gateway/admin/usage", guarded(usage), methods=["GET"]),
+        Route("/gateway/admin/reload", guarded(reload), methods=["POST"]),
+    ]

@@ -1,0 +1,82 @@
+"""OpenAI-compatible endpoints: /v1/chat/completions, /v1/embeddings, /v1/models."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from lamina.errors import LaminaError
+from lamina.gateway.api.errors import openai_body, openai_error
+from lamina.gateway.api.wire import JSONBytes, json_body, openai_key
+from lamina.gateway.service import GatewayService, StreamReply
+from lamina.gateway.sse import DONE, openai_event
+
+
+def openai_routes(service: GatewayService) -> list[BaseRoute]:
+    async def chat_completions(request: Request) -> Response:
+        try:
+            key = service.keyring.authenticate(openai_key(request))
+            body, size = await json_body(request)
+            if body.get("stream"):
+                reply = await service.chat_stream(key, body, size=size)
+                return StreamingResponse(_sse(reply), media_type="text/event-stream",
+                                         headers=dict(reply.headers))
+            result = await service.chat(key, body, size=size)
+            return JSONBytes(result.body, headers=dict(result.headers))
+        except LaminaError as exc:
+            return openai_error(exc)
+
+    async def embeddings(request: Request) -> Response:
+        try:
+            key = service.keyring.authenticate(openai_key(request))
+            body, size = await json_body(request)
+            result = await service.embeddings(key, body, size=size)
+            return JSONBytes(result.body, headers=dict(result.headers))
+        except LaminaError as exc:
+            return openai_error(exc)
+
+    async def models(request: Request) -> Response:
+        try:
+            key = service.keyring.authenticate(openai_key(request))
+        except LaminaError as exc:
+            return openai_error(exc)
+        return JSONBytes({"object": "list", "data": [
+            _model(name) for name in service.model_names(key)]})
+
+    async def model(request: Request) -> Response:
+        try:
+            key = service.keyring.authenticate(openai_key(request))
+        except LaminaError as exc:
+            return openai_error(exc)
+        name = request.path_params["name"]
+        if name not in service.model_names(key):
+            return JSONBytes({"error": {"message": f"model {name!r} does not exist",
+                                        "type": "invalid_request_error", "param": None,
+                                        "code": "model_not_found"}}, status_code=404)
+        return JSONBytes(_model(name))
+
+    return [
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/models/{name:path}", model, methods=["GET"]),
+    ]
+
+
+def _model(name: str) -> dict[str, object]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "lamina"}
+
+
+async def _sse(reply: StreamReply) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in reply.chunks:
+            yield openai_event(chunk)
+        yield DONE
+    except LaminaError as exc:
+        # Headers are gone: the error travels in the stream, as OpenAI sends it.
+        yield openai_event(openai_body(exc))
+    finally:
+        await reply.close()

@@ -1,0 +1,130 @@
+"""The gateway as lamina's server sees it: start, routes, close.
+
+`Gateway.start` builds everything from the `gateway:` mapping — tables, keys, spend,
+the shared upstream client, the accounting writer — and `routes()` gives the endpoints
+to mount at the root of lamina's app (/v1/..., /gateway/...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import random
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import httpx
+import yaml
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.routing import BaseRoute
+
+from lamina.gateway.api.admin import admin_routes
+from lamina.gateway.api.anthropic import anthropic_routes
+from lamina.gateway.api.openai import openai_routes
+from lamina.gateway.config import ConfigError, parse_config
+from lamina.gateway.keys import Keyring
+from lamina.gateway.keystore import KeyStore
+from lamina.gateway.service import Clocks, GatewayService
+from lamina.gateway.spend import SpendLedger
+from lamina.gateway.tables import Tables, gateway_tables
+from lamina.gateway.upstream import Upstream
+from lamina.gateway.usage import UsageWriter
+
+RootSecret = Callable[[str], str | None]
+_NO_ENV: Mapping[str, str] = MappingProxyType({})
+
+
+class Gateway:
+    def __init__(self, service: GatewayService, store: KeyStore, writer: UsageWriter,
+                 upstream: Upstream, tables: Tables, engine: AsyncEngine,
+                 root_check: Callable[[str], bool], config_file: Path | None,
+                 env: Mapping[str, str]) -> None:
+        self.service = service
+        self.store = store
+        self._writer = writer
+        self._upstream = upstream
+        self._tables = tables
+        self._engine = engine
+        self._root_check = root_check
+        self._config_file = config_file
+        self._env = env
+
+    @classmethod
+    async def start(cls, config: Mapping[str, Any], engine: AsyncEngine,
+                    root_secret: RootSecret, config_file: Path | None, *,
+                    env: Mapping[str, str] = _NO_ENV,
+                    root_access_key_id: str | None = None,
+                    clocks: Clocks | None = None,
+                    http_client: httpx.AsyncClient | None = None,
+                    rng: random.Random | None = None) -> Gateway:
+        """`env` is what `${NAME}` in the config is replaced from; `root_access_key_id`
+        lets the root secret alone (`Authorization: Bearer SECRET`) authenticate."""
+        parsed = parse_config(config, env)
+        clocks = clocks or Clocks()
+        tables = gateway_tables()
+        async with engine.begin() as conn:
+            await conn.run_sync(tables.metadata.create_all)
+        root_check = _root_checker(root_secret, root_access_key_id)
+        keyring = Keyring(clocks.wall, root_check)
+        store = KeyStore(engine, tables, keyring, clocks.wall)
+        await store.load()
+        ledger = SpendLedger(clocks.wall)
+        await ledger.load(engine, tables)
+        upstream = Upstream(http_client)
+        writer = UsageWriter(engine, tables)
+        writer.start()
+        service = GatewayService(parsed, keyring=keyring, ledger=ledger, upstream=upstream,
+                                 writer=writer, clocks=clocks, rng=rng or random.Random(),
+                                 sleep=clocks.sleep or asyncio.sleep)
+        return cls(service, store, writer, upstream, tables, engine, root_check,
+                   config_file, env)
+
+    def routes(self) -> list[BaseRoute]:
+        return [*openai_routes(self.service), *anthropic_routes(self.service),
+                *admin_routes(self)]
+
+    def is_root(self, secret: str | None) -> bool:
+        return bool(secret) and self._root_check(secret or "")
+
+    async def reload(self) -> None:
+        """Re-read the config file and swap the configuration in; raises ConfigError
+        (and keeps the running configuration) when the new one is invalid."""
+        if self._config_file is None:
+            raise ConfigError("lamina was started without --config; nothing to reload")
+        raw = await asyncio.to_thread(self._config_file.read_text)
+        document = yaml.safe_load(raw) or {}
+        if not isinstance(document, dict):
+            raise ConfigError(f"{self._config_file} must hold a YAML mapping")
+        self.service.reconfigure(parse_config(document.get("gateway") or {}, self._env))
+
+    async def drain(self) -> None:
+        """Wait until every call so far is accounted in SQL (tests, shutdown)."""
+        await self._writer.drain()
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    @property
+    def tables(self) -> Tables:
+        return self._tables
+
+    async def close(self) -> None:
+        await self._writer.close()
+        await self._upstream.close()
+
+
+def _root_checker(root_secret: RootSecret, root_id: str | None) -> Callable[[str], bool]:
+    def check(presented: str) -> bool:
+        # "ACCESS_KEY_ID:SECRET" names the key; a bare secret needs the id configured.
+        key_id, sep, secret = presented.partition(":")
+        if not sep:
+            key_id, secret = root_id or "", presented
+        if not key_id:
+            return False
+        expected = root_secret(key_id)
+        return expected is not None and hmac.compare_digest(expected.encode(),
+                                                            secret.encode())
+    return check

@@ -1,0 +1,1 @@
+"""Inbound dialects other than OpenAI's, translated to and from the lingua franca."""

@@ -1,0 +1,94 @@
+"""Relaying an upstream stream to the client, chunk by chunk, as it arrives.
+
+The relay decodes the provider's events into chat.completion.chunks, withholds the
+usage chunk from clients that did not ask for it (lamina always asks upstream, to
+account the call), folds the answer for the cache, and, however the stream ends —
+finished, broken upstream, or the client gone — closes the upstream response,
+releases the rate-limit ticket and reports the call exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+from lamina.gateway.folding import Folder
+from lamina.gateway.limits import Ticket
+from lamina.gateway.pricing import Usage
+from lamina.gateway.providers.base import JSON, StreamDecoder
+from lamina.gateway.sse import EventDecoder
+
+# (status, usage, time of first token, folded completion) → accounted
+Done = Callable[[int, Usage | None, float | None, JSON | None], None]
+
+CLIENT_CLOSED = 499
+
+
+@dataclass(slots=True)
+class OpenStream:
+    stack: AsyncExitStack  # owns the upstream response
+    body: AsyncIterator[bytes]
+    decoder: StreamDecoder
+
+
+class Relay:
+    def __init__(self, stream: OpenStream, ticket: Ticket, include_usage: bool,
+                 clock: Callable[[], float], done: Done) -> None:
+        self._stream = stream
+        self._ticket = ticket
+        self._include_usage = include_usage
+        self._clock = clock
+        self._done: Done | None = done
+        self._ttft: float | None = None
+        self._folder = Folder()
+
+    async def chunks(self) -> AsyncIterator[JSON]:
+        status = CLIENT_CLOSED
+        try:
+            events = EventDecoder()
+            async for raw in self._stream.body:
+                for event in events.feed(raw):
+                    for chunk in self._stream.decoder.feed(event):
+                        out = self._visible(chunk)
+                        if out is not None:
+                            yield out
+            for event in events.flush():
+                for chunk in self._stream.decoder.feed(event):
+                    out = self._visible(chunk)
+                    if out is not None:
+                        yield out
+            status = 200
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            status = int(getattr(exc, "status", 502))
+            raise
+        finally:
+            await self.close(status)
+
+    def _visible(self, chunk: JSON) -> JSON | None:
+        if self._ttft is None and chunk.get("choices"):
+            self._ttft = self._clock()
+        self._folder.feed(chunk)
+        if self._include_usage or "usage" not in chunk:
+            return chunk
+        if not chunk.get("choices"):
+            return None  # the usage-only final chunk the client did not ask for
+        return {k: v for k, v in chunk.items() if k != "usage"}
+
+    async def close(self, status: int = CLIENT_CLOSED) -> None:
+        """Idempotent: end the upstream call and account it (also for a stream the
+        client never started reading)."""
+        done, self._done = self._done, None
+        if done is None:
+            return
+        try:
+            await self._stream.stack.aclose()
+        finally:
+            usage = self._stream.decoder.usage
+            self._ticket.settle(usage.total_tokens if usage else 0)
+            self._ticket.release()
+            done(status, usage, self._ttft,
+                 self._folder.completion() if status == 200 else None)

@@ -1,0 +1,107 @@
+"""Accounting off the request path: each call's usage record and its budget debit are
+queued and written in batches, one transaction per batch (usage rows inserted, spend
+rows added to)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from lamina.gateway.tables import Tables
+
+BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    ts: float
+    key_id: str
+    key_name: str
+    model: str
+    provider: str
+    upstream_model: str
+    api: str  # "chat" | "messages" | "embeddings" | "prompt"
+    status: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    cost_usd: float
+    latency_ms: float
+    ttft_ms: float | None
+    cache_hit: bool
+    fallback: bool
+    stream: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Debit:
+    key_id: str
+    period: str
+    cost_usd: float
+
+
+class UsageWriter:
+    def __init__(self, engine: AsyncEngine, tables: Tables) -> None:
+        self._engine = engine
+        self._tables = tables
+        self._queue: asyncio.Queue[UsageRecord | Debit] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="gateway-usage-writer")
+
+    def record(self, item: UsageRecord | Debit) -> None:
+        self._queue.put_nowait(item)
+
+    async def drain(self) -> None:
+        """Wait until everything recorded so far is committed."""
+        if self._task is not None:
+            await self._queue.join()
+
+    async def close(self) -> None:
+        await self.drain()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._write(batch)
+            except Exception:  # a failed batch must not stop accounting for good
+                await asyncio.sleep(0.5)
+                for item in batch:
+                    self._queue.put_nowait(item)
+            for _ in batch:
+                self._queue.task_done()
+
+    async def _write(self, batch: list[UsageRecord | Debit]) -> None:
+        records = [asdict(i) for i in batch if isinstance(i, UsageRecord)]
+        debits: dict[tuple[str, str], float] = {}
+        for item in batch:
+            if isinstance(item, Debit):
+                row = (item.key_id, item.period)
+                debits[row] = debits.get(row, 0.0) + item.cost_usd
+        async with self._engine.begin() as conn:
+            if records:
+                await conn.execute(self._tables.usage.insert(), records)
+            for (key_id, period), cost in debits.items():
+                await conn.execute(self._upsert(key_id, period, cost))
+
+    def _upsert(self, key_id: str, period: str, cost: float) -> Any:
+        table = self._tables.spend
+        dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(table).values(key_id=key_id, period=period, spent_usd=cost)
+        return stmt.on_conflict_do_update(
+            index_elements=[table.c.key_id, table.c.period],
+            set_={"spent_usd": table.c.spent_usd + stmt.excluded.spent_usd},
+        )
