@@ -1,0 +1,264 @@
+"""Mock LLM providers: real HTTP servers on loopback speaking each provider's wire
+format (OpenAI chat completions and embeddings incl. SSE chunks; Anthropic messages
+incl. its SSE event types), scriptable to fail, hang or break off mid-stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+JSON = dict[str, Any]
+
+
+@dataclass
+class Fault:
+    status: int = 500
+    body: JSON | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    hang: bool = False  # never answer
+    break_after: int | None = None  # stream this many events, then drop the connection
+
+
+@contextlib.asynccontextmanager
+async def serve(app: Any) -> AsyncIterator[str]:
+    """Serve `app` on a free loopback port. The socket listens before the server task
+    starts, so clients may connect at once (the kernel queues them)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="off",
+                            timeout_graceful_shutdown=1)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        sock.close()
+
+
+def _last_user_text(messages: list[JSON]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            return "".join(p.get("text", "") for p in content or []
+                           if p.get("type") == "text")
+    return ""
+
+
+class MockProvider:
+    """Records every request; answers with a scripted fault or a canned answer."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.requests: list[JSON] = []
+        self.headers: list[dict[str, str]] = []
+        self.faults: deque[Fault] = deque()
+        self.reply_text: str | None = None
+        self.cancelled = asyncio.Event()
+
+    def fail(self, *faults: Fault) -> None:
+        self.faults.extend(faults)
+
+    def answer(self, body: JSON) -> str:
+        return self.reply_text or f"{self.name} says: {_last_user_text(body['messages'])}"
+
+    async def _take(self, request: Request) -> tuple[JSON, Fault | None]:
+        body: JSON = orjson.loads(await request.body())
+        self.requests.append(body)
+        self.headers.append(dict(request.headers))
+        fault = self.faults.popleft() if self.faults else None
+        if fault is not None and fault.hang:
+            try:
+                await asyncio.sleep(3600)
+            finally:
+                self.cancelled.set()
+        return body, fault
+
+
+def _wants_tool(body: JSON, tools_key: str) -> bool:
+    last = body["messages"][-1]
+    if not body.get(tools_key):
+        return False
+    if last.get("role") == "tool":
+        return False
+    content = last.get("content")
+    return not (isinstance(content, list) and any(b.get("type") == "tool_result"
+                                                  for b in content))
+
+
+async def _events(payloads: list[bytes], fault: Fault | None,
+                  mock: MockProvider) -> AsyncIterator[bytes]:
+    try:
+        for i, payload in enumerate(payloads):
+            if fault is not None and fault.break_after is not None and i >= fault.break_after:
+                raise ConnectionAbortedError("mock provider drops the stream")
+            yield payload
+            await asyncio.sleep(0)
+    except asyncio.CancelledError:
+        mock.cancelled.set()
+        raise
+
+
+class MockOpenAI(MockProvider):
+    def app(self) -> Starlette:
+        return Starlette(routes=[
+            Route("/v1/chat/completions", self.chat, methods=["POST"]),
+            Route("/v1/embeddings", self.embeddings, methods=["POST"]),
+        ])
+
+    def _error(self, fault: Fault) -> Response:
+        body = fault.body or {"error": {"message": f"mock failure {fault.status}",
+                                        "type": "server_error", "param": None, "code": None}}
+        return JSONResponse(body, status_code=fault.status, headers=fault.headers)
+
+    async def chat(self, request: Request) -> Response:
+        body, fault = await self._take(request)
+        if fault is not None and fault.break_after is None:
+            return self._error(fault)
+        usage = {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17,
+                 "prompt_tokens_details": {"cached_tokens": 2}}
+        tool = _wants_tool(body, "tools")
+        if not body.get("stream"):
+            message: JSON = {"role": "assistant", "content": None if tool else self.answer(body)}
+            if tool:
+                message["tool_calls"] = [{"id": "call_1", "type": "function", "function": {
+                    "name": body["tools"][0]["function"]["name"],
+                    "arguments": '{"city": "Paris"}'}}]
+            return JSONResponse({
+                "id": "chatcmpl-mock", "object": "chat.completion", "created": 1700000000,
+                "model": body["model"], "system_fingerprint": None,
+                "choices": [{"index": 0, "message": message, "logprobs": None,
+                             "finish_reason": "tool_calls" if tool else "stop"}],
+                "usage": usage})
+        head = {"id": "chatcmpl-mock", "object": "chat.completion.chunk",
+                "created": 1700000000, "model": body["model"], "system_fingerprint": None}
+
+        def chunk(delta: JSON, finish: str | None = None) -> bytes:
+            return b"data: " + orjson.dumps(dict(head, choices=[
+                {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}])) \
+                + b"\n\n"
+
+        payloads = [chunk({"role": "assistant", "content": ""})]
+        if tool:
+            name = body["tools"][0]["function"]["name"]
+            payloads.append(chunk({"tool_calls": [{"index": 0, "id": "call_1",
+                                                   "type": "function", "function": {
+                                                       "name": name, "arguments": ""}}]}))
+            for piece in ('{"city"', ': "Par', 'is"}'):
+                payloads.append(chunk({"tool_calls": [{"index": 0, "function": {
+                    "arguments": piece}}]}))
+            payloads.append(chunk({}, "tool_calls"))
+        else:
+            text = self.answer(body)
+            for i in range(0, len(text), 7):
+                payloads.append(chunk({"content": text[i:i + 7]}))
+            payloads.append(chunk({}, "stop"))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            payloads.append(b"data: " + orjson.dumps(dict(head, choices=[], usage=usage))
+                            + b"\n\n")
+        payloads.append(b"data: [DONE]\n\n")
+        return StreamingResponse(_events(payloads, fault, self),
+                                 media_type="text/event-stream")
+
+    async def embeddings(self, request: Request) -> Response:
+        body, fault = await self._take(request)
+        if fault is not None:
+            return self._error(fault)
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        return JSONResponse({
+            "object": "list", "model": body["model"],
+            "data": [{"object": "embedding", "index": i, "embedding": [0.1 * (i + 1), 0.2, 0.3]}
+                     for i in range(len(inputs))],
+            "usage": {"prompt_tokens": 3 * len(inputs), "total_tokens": 3 * len(inputs)}})
+
+
+class MockAnthropic(MockProvider):
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/v1/messages", self.messages, methods=["POST"])])
+
+    def answer(self, body: JSON) -> str:
+        if self.reply_text:
+            return self.reply_text
+        last = body["messages"][-1]
+        content = last["content"]
+        text = content if isinstance(content, str) else "".join(
+            b.get("text", "") for b in content if b.get("type") == "text")
+        return f"{self.name} says: {text}"
+
+    async def messages(self, request: Request) -> Response:
+        body, fault = await self._take(request)
+        if fault is not None and fault.break_after is None:
+            error = fault.body or {"type": "error", "error": {
+                "type": "overloaded_error" if fault.status == 529 else "api_error",
+                "message": f"mock failure {fault.status}"}}
+            return JSONResponse(error, status_code=fault.status, headers=fault.headers)
+        tool = _wants_tool(body, "tools")
+        usage = {"input_tokens": 10, "output_tokens": 6, "cache_read_input_tokens": 4,
+                 "cache_creation_input_tokens": 0}
+        if tool:
+            content: list[JSON] = [
+                {"type": "text", "text": "Let me check."},
+                {"type": "tool_use", "id": "toolu_01", "name": body["tools"][0]["name"],
+                 "input": {"city": "Paris"}}]
+        else:
+            content = [{"type": "text", "text": self.answer(body)}]
+        if not body.get("stream"):
+            return JSONResponse({
+                "id": "msg_mock", "type": "message", "role": "assistant",
+                "model": body["model"], "content": content,
+                "stop_reason": "tool_use" if tool else "end_turn", "stop_sequence": None,
+                "usage": usage})
+
+        def event(payload: JSON) -> bytes:
+            return (f"event: {payload['type']}\n".encode() + b"data: " + orjson.dumps(payload)
+                    + b"\n\n")
+
+        payloads = [event({"type": "message_start", "message": {
+            "id": "msg_mock", "type": "message", "role": "assistant", "model": body["model"],
+            "content": [], "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": 10, "output_tokens": 1, "cache_read_input_tokens": 4,
+                      "cache_creation_input_tokens": 0}}}),
+            event({"type": "ping"})]
+        for index, block in enumerate(content):
+            if block["type"] == "text":
+                payloads.append(event({"type": "content_block_start", "index": index,
+                                       "content_block": {"type": "text", "text": ""}}))
+                text = block["text"]
+                for i in range(0, len(text), 7):
+                    payloads.append(event({"type": "content_block_delta", "index": index,
+                                           "delta": {"type": "text_delta",
+                                                     "text": text[i:i + 7]}}))
+            else:
+                payloads.append(event({"type": "content_block_start", "index": index,
+                                       "content_block": {"type": "tool_use", "id": block["id"],
+                                                         "name": block["name"], "input": {}}}))
+                for piece in ('{"city"', ': "Par', 'is"}'):
+                    payloads.append(event({"type": "content_block_delta", "index": index,
+                                           "delta": {"type": "input_json_delta",
+                                                     "partial_json": piece}}))
+            payloads.append(event({"type": "content_block_stop", "index": index}))
+        payloads.append(event({"type": "message_delta", "delta": {
+            "stop_reason": "tool_use" if tool else "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": 6}}))
+        payloads.append(event({"type": "message_stop"}))
+        return StreamingResponse(_events(payloads, fault, self),
+                                 media_type="text/event-stream")

@@ -1,0 +1,120 @@
+"""The openai SDK against lamina's /v1, routed to OpenAI- and Anthropic-speaking
+providers."""
+
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+from conftest import APP_KEY, Launch, Mocks, base_config
+
+TOOLS = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"]}}}]
+
+
+@pytest.mark.parametrize("model", ["gpt", "claude"])
+async def test_chat_completion(launch: Launch, mocks: Mocks, model: str) -> None:
+    async with launch(base_config(mocks)) as gw:
+        client = gw.openai()
+        reply = await client.chat.completions.create(
+            model=model, messages=[{"role": "system", "content": "Be brief."},
+                                   {"role": "user", "content": "hello"}])
+    assert reply.choices[0].message.content is not None
+    assert reply.choices[0].message.content.endswith("says: hello")
+    assert reply.choices[0].finish_reason == "stop"
+    assert reply.usage is not None and reply.usage.total_tokens > 0
+    if model == "claude":
+        sent = mocks.anthropic.requests[-1]
+        assert sent["system"] == [{"type": "text", "text": "Be brief."}]
+        assert sent["model"] == "claude-3-5-haiku-latest"
+        assert mocks.anthropic.headers[-1]["x-api-key"] == "sk-upstream-anthropic"
+        assert reply.usage.prompt_tokens == 14  # input + cache reads
+    else:
+        assert mocks.openai.requests[-1]["model"] == "gpt-4o-mini"
+        assert mocks.openai.headers[-1]["authorization"] == "Bearer sk-upstream-openai"
+
+
+@pytest.mark.parametrize("model", ["gpt", "claude"])
+async def test_chat_stream_with_usage(launch: Launch, mocks: Mocks, model: str) -> None:
+    async with launch(base_config(mocks)) as gw:
+        stream = await gw.openai().chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "stream please"}],
+            stream=True, stream_options={"include_usage": True})
+        chunks = [chunk async for chunk in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.endswith("says: stream please")
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] == "stop"
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens > 0
+
+
+async def test_stream_without_usage_withholds_usage_chunk(launch: Launch,
+                                                          mocks: Mocks) -> None:
+    async with launch(base_config(mocks)) as gw:
+        stream = await gw.openai().chat.completions.create(
+            model="gpt", messages=[{"role": "user", "content": "hi"}], stream=True)
+        chunks = [chunk async for chunk in stream]
+    assert all(c.usage is None for c in chunks)
+    assert mocks.openai.requests[-1]["stream_options"] == {"include_usage": True}
+
+
+@pytest.mark.parametrize("model", ["gpt", "claude"])
+async def test_tool_calls_round_trip(launch: Launch, mocks: Mocks, model: str) -> None:
+    async with launch(base_config(mocks)) as gw:
+        client = gw.openai()
+        messages: list[dict[str, object]] = [{"role": "user", "content": "Weather in Paris?"}]
+        first = await client.chat.completions.create(model=model, messages=messages,
+                                                     tools=TOOLS, tool_choice="auto")
+        call = first.choices[0].message.tool_calls[0]  # type: ignore[index]
+        assert first.choices[0].finish_reason == "tool_calls"
+        assert call.function.name == "get_weather"
+        assert json.loads(call.function.arguments) == {"city": "Paris"}
+        messages += [first.choices[0].message.model_dump(exclude_none=True),
+                     {"role": "tool", "tool_call_id": call.id, "content": "sunny"}]
+        second = await client.chat.completions.create(model=model, messages=messages,
+                                                      tools=TOOLS)
+    assert second.choices[0].finish_reason == "stop"
+    if model == "claude":
+        sent = mocks.anthropic.requests[-1]
+        assert sent["tools"][0]["input_schema"]["required"] == ["city"]
+        assert sent["messages"][1]["content"][-1]["type"] == "tool_use"
+        assert sent["messages"][2]["content"][0] == {
+            "type": "tool_result", "tool_use_id": "toolu_01", "content": "sunny"}
+
+
+@pytest.mark.parametrize("model", ["gpt", "claude"])
+async def test_streamed_tool_call_arguments(launch: Launch, mocks: Mocks, model: str) -> None:
+    async with launch(base_config(mocks)) as gw:
+        stream = await gw.openai().chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "Weather?"}], tools=TOOLS,
+            stream=True)
+        chunks = [chunk async for chunk in stream]
+    deltas = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
+    assert deltas[0].id and deltas[0].function and deltas[0].function.name == "get_weather"
+    arguments = "".join(d.function.arguments or "" for d in deltas if d.function)
+    assert json.loads(arguments) == {"city": "Paris"}
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+
+
+async def test_models_and_embeddings(launch: Launch, mocks: Mocks) -> None:
+    async with launch(base_config(mocks)) as gw:
+        client = gw.openai()
+        models = [m.id async for m in client.models.list()]
+        vectors = await client.embeddings.create(model="embed", input=["a", "b"])
+    assert models == ["gpt", "claude", "embed"]
+    assert [d.index for d in vectors.data] == [0, 1]
+    assert vectors.usage.prompt_tokens == 6
+
+
+async def test_empty_config_lists_no_models(launch: Launch) -> None:
+    async with launch({}) as gw:
+        from conftest import ROOT_SECRET
+
+        models = [m async for m in gw.openai(ROOT_SECRET).models.list()]
+        with pytest.raises(openai.AuthenticationError):
+            await gw.openai(APP_KEY).models.list()
+    assert models == []
