@@ -1,0 +1,106 @@
+"""The anthropic SDK against lamina's /v1/messages, routed to Anthropic- and
+OpenAI-speaking providers."""
+
+from __future__ import annotations
+
+import anthropic
+import pytest
+from conftest import Launch, Mocks, base_config
+
+TOOLS = [{"name": "get_weather", "description": "Weather in a city",
+          "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
+                           "required": ["city"]}}]
+
+
+@pytest.mark.parametrize("model", ["claude", "gpt"])
+async def test_message(launch: Launch, mocks: Mocks, model: str) -> None:
+    async with launch(base_config(mocks)) as gw:
+        reply = await gw.anthropic().messages.create(
+            model=model, max_tokens=100, system="Be brief.",
+            messages=[{"role": "user", "content": "hello"}], stop_sequences=["END"])
+    assert reply.type == "message" and reply.role == "assistant"
+    assert reply.content[0].type == "text"
+    assert reply.content[0].text.endswith("says: hello")
+    assert reply.stop_reason == "end_turn"
+    assert reply.usage.output_tokens > 0
+    if model == "gpt":
+        sent = mocks.openai.requests[-1]
+        assert sent["messages"][0] == {"role": "system", "content": "Be brief."}
+        assert sent["stop"] == ["END"] and sent["max_tokens"] == 100
+    else:
+        sent = mocks.anthropic.requests[-1]
+        assert sent["stop_sequences"] == ["END"] and sent["max_tokens"] == 100
+
+
+@pytest.mark.parametrize("model", ["claude", "gpt"])
+async def test_message_stream(launch: Launch, mocks: Mocks, model: str) -> None:
+    async with launch(base_config(mocks)) as gw:
+        async with gw.anthropic().messages.stream(
+                model=model, max_tokens=100,
+                messages=[{"role": "user", "content": "stream please"}]) as stream:
+            kinds = [event.type async for event in stream]
+            final = await stream.get_final_message()
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+    assert "content_block_start" in kinds and "content_block_stop" in kinds
+    assert final.content[0].type == "text"
+    assert final.content[0].text.endswith("says: stream please")
+    assert final.stop_reason == "end_turn"
+    assert final.usage.output_tokens > 0
+
+
+@pytest.mark.parametrize("model", ["claude", "gpt"])
+async def test_tool_use_round_trip(launch: Launch, mocks: Mocks, model: str) -> None:
+    async with launch(base_config(mocks)) as gw:
+        client = gw.anthropic()
+        messages: list[anthropic.types.MessageParam] = [
+            {"role": "user", "content": "Weather in Paris?"}]
+        first = await client.messages.create(model=model, max_tokens=100, tools=TOOLS,
+                                             messages=messages)
+        tool = next(b for b in first.content if b.type == "tool_use")
+        assert first.stop_reason == "tool_use"
+        assert tool.name == "get_weather" and tool.input == {"city": "Paris"}
+        messages += [{"role": "assistant", "content": first.content},
+                     {"role": "user", "content": [{"type": "tool_result",
+                                                   "tool_use_id": tool.id,
+                                                   "content": "sunny"}]}]
+        second = await client.messages.create(model=model, max_tokens=100, tools=TOOLS,
+                                              messages=messages)
+    assert second.stop_reason == "end_turn"
+    if model == "gpt":
+        sent = mocks.openai.requests[-1]
+        assert sent["messages"][1]["tool_calls"][0]["function"]["name"] == "get_weather"
+        assert sent["messages"][2] == {"role": "tool", "tool_call_id": "call_1",
+                                       "content": "sunny"}
+
+
+@pytest.mark.parametrize("model", ["claude", "gpt"])
+async def test_streamed_tool_input(launch: Launch, mocks: Mocks, model: str) -> None:
+    async with launch(base_config(mocks)) as gw:
+        async with gw.anthropic().messages.stream(
+                model=model, max_tokens=100, tools=TOOLS,
+                messages=[{"role": "user", "content": "Weather?"}]) as stream:
+            partials = [e.partial_json async for e in stream if e.type == "input_json"]
+            final = await stream.get_final_message()
+    tool = next(b for b in final.content if b.type == "tool_use")
+    assert tool.input == {"city": "Paris"}
+    assert "".join(partials) == '{"city": "Paris"}'
+    assert final.stop_reason == "tool_use"
+
+
+async def test_errors_in_anthropic_shape(launch: Launch, mocks: Mocks) -> None:
+    async with launch(base_config(mocks)) as gw:
+        with pytest.raises(anthropic.AuthenticationError) as bad_key:
+            await gw.anthropic("nope").messages.create(
+                model="claude", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+        with pytest.raises(anthropic.PermissionDeniedError) as not_allowed:
+            from conftest import OTHER_KEY
+
+            await gw.anthropic(OTHER_KEY).messages.create(
+                model="claude", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+        with pytest.raises(anthropic.NotFoundError):
+            await gw.anthropic().messages.create(
+                model="nope", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    assert bad_key.value.body == {"type": "error", "error": {
+        "type": "authentication_error", "message": "invalid API key"}}
+    assert isinstance(not_allowed.value.body, dict)
+    assert not_allowed.value.body["error"]["type"] == "permission_error"
