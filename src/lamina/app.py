@@ -1,24 +1,293 @@
-"""Composition root: builds the services and backends and returns the ASGI app."""
+"""Composition root: builds the services and backends and returns the ASGI app.
+
+The app is a small ASGI dispatcher rather than a Starlette router: the AWS API is
+one catch-all endpoint (SigV4 names the service), and the Invoke hot path should not
+walk a route table first. `/health`, signed code downloads and the AI gateway are
+the only other prefixes.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import hashlib
+import logging
+import sys
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
 
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+import orjson
 
+from lamina import __version__
+from lamina.environments.interpreters import CUSTOM_RUNTIMES, discover
+from lamina.environments.launcher import HostFacts
+from lamina.environments.pool import EnvironmentPool
+from lamina.functions.aliases import FunctionSettings
+from lamina.functions.model import Function
+from lamina.functions.registry import FunctionRegistry
+from lamina.invocation.concurrency import Concurrency
+from lamina.invocation.dispatcher import Dispatcher
+from lamina.invocation.event_queue import AsyncEvent, EventQueue
+from lamina.invocation.event_queue import metadata as queue_metadata
+from lamina.invocation.invoker import Invoker
+from lamina.protocols.router import AwsRouter, ServiceBinding
+from lamina.protocols.sigv4 import SigV4Verifier
+from lamina.services.lambda_.code_urls import CodeUrls
+from lamina.services.lambda_.functions_api import FunctionsApi
+from lamina.services.lambda_.invoke_api import InvokeApi
+from lamina.services.lambda_.service import LambdaService
+from lamina.services.lambda_.shapes import Shapes
+from lamina.services.logs import LogsService
 from lamina.settings import Settings
+from lamina.storage.blobs import LocalBlobStore
+from lamina.storage.credentials import RootCredentials, load_or_create
+from lamina.storage.database import open_database, sqlite_url
+from lamina.storage.functions import FunctionRepository
+from lamina.storage.functions import metadata as functions_metadata
+from lamina.telemetry.logstore import LogStore
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+log = logging.getLogger("lamina")
 
 
-def build_app(settings: Settings) -> Starlette:
-    async def health(_request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok"})
+@dataclass(slots=True)
+class Platform:
+    """Everything `lamina serve` runs, started in order and closed in reverse."""
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        yield
+    credentials: RootCredentials
+    runtimes: dict[str, str]
+    aws: ASGIApp
+    code_urls: CodeUrls
+    blobs: LocalBlobStore
+    gateway: ASGIApp | None = None
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
-    return Starlette(routes=[Route("/health", health)], lifespan=lifespan)
+    async def close(self) -> None:
+        for closer in reversed(self.closers):
+            with contextlib.suppress(Exception):
+                await closer()
+
+
+async def start_platform(settings: Settings) -> Platform:
+    data = settings.data_dir.resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    creds = load_or_create(data, settings.access_key_id, settings.secret_access_key)
+    engine = await open_database(
+        sqlite_url(data / "lamina.db"), functions_metadata, queue_metadata, LogStore.metadata
+    )
+    closers: list[Callable[[], Awaitable[None]]] = [engine.dispose]
+    interpreters = await discover(settings.python_interpreters, settings.search_path)
+    runtimes = {**interpreters, **{r: "bootstrap (from the package)" for r in CUSTOM_RUNTIMES}}
+
+    logs = LogStore(engine)
+    await logs.start()
+    closers.append(logs.close)
+
+    shapes = Shapes(settings.region, settings.account_id)
+    facts = HostFacts(
+        region=settings.region,
+        account_id=settings.account_id,
+        endpoint=settings.endpoint,
+        interpreters=interpreters,
+        code_root=data / "code",
+        run_root=data / "run",
+        path=settings.function_path,
+    )
+    pool = EnvironmentPool(facts, logs, settings.idle_environment_s)
+    pool.start()
+    closers.append(pool.close)
+
+    repo = FunctionRepository(engine)
+    blobs = LocalBlobStore(data / "blobs")
+    registry = FunctionRegistry(repo, blobs, data / "code", shapes.arn)
+    await registry.load()
+    closers.append(registry.close)
+    concurrency = Concurrency(settings.concurrency_limit)
+    fn_settings = FunctionSettings(registry, repo, concurrency, shapes.arn)
+    fn_settings.load()
+
+    def retire_stale(fn: Function) -> None:
+        wanted = {fn.latest.code_key} | {v.code_key for v in fn.versions.values()}
+        pool.retire(fn.name, keep=lambda c: c.code_key in wanted)
+
+    registry.on_change.append(retire_stale)
+
+    invoker = Invoker(pool, concurrency, settings.region, settings.account_id)
+    queue = EventQueue(engine)
+    queue.start()
+    closers.append(queue.close)
+    holder: list[Dispatcher] = []
+    invoke_api = InvokeApi(registry, fn_settings, invoker, queue, lambda: holder[0])
+
+    def policy(event: AsyncEvent) -> Any:
+        try:
+            return fn_settings.effective_invoke_config(event.function, event.qualifier)
+        except Exception:
+            from lamina.functions.model import EventInvokeConfig
+
+            return EventInvokeConfig()
+
+    dispatcher = Dispatcher(
+        queue, invoke_api.run_event, policy, settings.async_workers, settings.async_retry_base_s
+    )
+    holder.append(dispatcher)
+    await dispatcher.start()
+    closers.append(dispatcher.close)
+
+    code_urls = CodeUrls(settings.endpoint, hashlib.sha256(creds.secret_access_key.encode()).digest())
+    functions_api = FunctionsApi(
+        registry, fn_settings, shapes, lambda: runtimes, lambda c: code_urls.url(c.code_sha256)
+    )
+    lambda_service = LambdaService({**functions_api.operations(), "Invoke": invoke_api.invoke})
+
+    def lookup_secret(access_key_id: str) -> str | None:
+        return creds.secret_access_key if access_key_id == creds.access_key_id else None
+
+    verifier = SigV4Verifier(lookup_secret, time.time)
+    router = AwsRouter(
+        {
+            "lambda": ServiceBinding("lambda", lambda_service),
+            "logs": ServiceBinding("logs", LogsService(logs)),
+        },
+        verifier,
+        settings.account_id,
+        settings.region,
+    )
+    platform = Platform(creds, runtimes, router, code_urls, blobs, closers=closers)
+    platform.gateway = await _start_gateway(settings, engine, lookup_secret, closers)
+    return platform
+
+
+async def _start_gateway(
+    settings: Settings,
+    engine: Any,
+    lookup_secret: Callable[[str], str | None],
+    closers: list[Callable[[], Awaitable[None]]],
+) -> ASGIApp | None:
+    try:
+        from starlette.applications import Starlette
+
+        from lamina.gateway import Gateway
+    except ImportError:
+        return None
+    gateway = await Gateway.start(
+        settings.config.get("gateway") or {}, engine, lookup_secret, settings.config_file
+    )
+    closers.append(gateway.close)
+    return Starlette(routes=gateway.routes())
+
+
+def _announce(settings: Settings, platform: Platform) -> None:
+    creds = platform.credentials
+    lines = [
+        f"lamina {__version__} ready at {settings.endpoint}",
+        f"  data dir:              {settings.data_dir.resolve()}",
+        f"  AWS_ENDPOINT_URL={settings.endpoint}",
+        f"  AWS_ACCESS_KEY_ID={creds.access_key_id}",
+    ]
+    if creds.generated:
+        lines.append(f"  AWS_SECRET_ACCESS_KEY={creds.secret_access_key}")
+        lines.append("  (generated now and stored in credentials.json in the data dir; shown once)")
+    elif settings.secret_access_key:
+        lines.append("  AWS_SECRET_ACCESS_KEY=<from LAMINA_SECRET_ACCESS_KEY>")
+    else:
+        lines.append("  AWS_SECRET_ACCESS_KEY=<in credentials.json in the data dir>")
+    lines.append(f"  AWS_DEFAULT_REGION={settings.region}")
+    for runtime, where in platform.runtimes.items():
+        lines.append(f"  runtime {runtime:16} {where}")
+    print("\n".join(lines), flush=True)
+
+
+async def _json(send: Send, status: int, body: Any) -> None:
+    payload = orjson.dumps(body)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+class LaminaApp:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.platform: Platform | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http" or self.platform is None:
+            return
+        path: str = scope["path"]
+        if path == "/health":
+            await _json(send, 200, self._health())
+        elif path.startswith("/_lamina/code/"):
+            await self._code(scope, send, path.rsplit("/", 1)[-1])
+        elif self.platform.gateway is not None and path.startswith(("/v1/", "/gateway/")):
+            await self.platform.gateway(scope, receive, send)
+        else:
+            await self.platform.aws(scope, receive, send)
+
+    def _health(self) -> dict[str, Any]:
+        assert self.platform is not None
+        return {
+            "status": "ok",
+            "version": __version__,
+            "account_id": self.settings.account_id,
+            "region": self.settings.region,
+            "runtimes": self.platform.runtimes,
+        }
+
+    async def _code(self, scope: Scope, send: Send, digest: str) -> None:
+        assert self.platform is not None
+        from urllib.parse import parse_qs
+
+        query = parse_qs(scope.get("query_string", b"").decode())
+        ok = self.platform.code_urls.verify(
+            digest, query.get("expires", [""])[0], query.get("signature", [""])[0]
+        )
+        path = self.platform.blobs.path(digest)
+        if not ok or not path.exists():
+            await _json(send, 403, {"message": "The code URL is invalid or has expired."})
+            return
+        data = path.read_bytes()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/zip"), (b"content-length", str(len(data)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": data})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    self.platform = await start_platform(self.settings)
+                except Exception as exc:
+                    log.exception("lamina failed to start")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                _announce(self.settings, self.platform)
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self.platform is not None:
+                    await self.platform.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def build_app(settings: Settings) -> LaminaApp:
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return LaminaApp(settings)

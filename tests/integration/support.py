@@ -1,0 +1,156 @@
+"""Integration support: a real `lamina serve` subprocess on a free loopback port.
+
+Tests drive it with real clients (boto3, the AWS CLI, awslambdaric, the openai and
+anthropic SDKs); nothing of lamina's own is mocked.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+from botocore.config import Config
+
+ACCESS_KEY = "LKIATESTROOTKEY00001"
+SECRET_KEY = "test-secret-key-for-integration-tests"
+ROLE = "arn:aws:iam::000000000000:role/lambda-role"
+LAMINA = str(Path(sys.executable).parent / "lamina")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LaminaServer:
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)
+    process: subprocess.Popen[bytes] | None = None
+    access_key_id: str = ACCESS_KEY
+    secret_access_key: str = SECRET_KEY
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            LAMINA_ACCESS_KEY_ID=self.access_key_id,
+            LAMINA_SECRET_ACCESS_KEY=self.secret_access_key,
+            LAMINA_ENDPOINT=self.endpoint,
+            LAMINA_DATA_DIR=str(self.data_dir),
+            AWS_ACCESS_KEY_ID=self.access_key_id,
+            AWS_SECRET_ACCESS_KEY=self.secret_access_key,
+            AWS_DEFAULT_REGION="us-east-1",
+            AWS_ENDPOINT_URL=self.endpoint,
+            LAMINA_ASYNC_RETRY_BASE_S="0.2",
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start(self) -> LaminaServer:
+        log = open(self.data_dir.parent / f"server-{self.port}.log", "ab")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [LAMINA, "serve", "--host", "127.0.0.1", "--port", str(self.port),
+             "--data-dir", str(self.data_dir), *self.args],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"lamina serve exited with {self.process.returncode}: {self.log_text()}")
+            try:
+                if httpx.get(f"{self.endpoint}/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"lamina serve did not become healthy: {self.log_text()}")
+
+    def log_text(self) -> str:
+        path = self.data_dir.parent / f"server-{self.port}.log"
+        return path.read_text(errors="replace")[-5000:] if path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def kill9(self) -> None:
+        """Kill the server and everything it started, as a crash would."""
+        if self.process is not None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def client(self, service: str = "lambda", **kwargs: Any) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=kwargs.pop("access_key", self.access_key_id),
+            aws_secret_access_key=kwargs.pop("secret_key", self.secret_access_key),
+            config=Config(retries={"max_attempts": 0}, read_timeout=120, **kwargs),
+        )
+
+
+def make_zip(files: dict[str, str | bytes], modes: dict[str, int] | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in files.items():
+            info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
+            info.external_attr = ((modes or {}).get(name, 0o644) | 0o100000) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, content)
+    return buffer.getvalue()
+
+
+_counter = iter(range(1_000_000))
+
+
+def unique_name(prefix: str = "fn") -> str:
+    return f"{prefix}-{os.getpid()}-{next(_counter)}-{int(time.time() * 1000) % 100000}"
+
+
+def create_function(
+    client: Any,
+    code: str | dict[str, str | bytes],
+    name: str | None = None,
+    handler: str = "app.handler",
+    runtime: str = "python3.11",
+    wait: bool = True,
+    **extra: Any,
+) -> str:
+    name = name or unique_name()
+    files = {"app.py": code} if isinstance(code, str) else code
+    client.create_function(
+        FunctionName=name, Runtime=runtime, Role=ROLE, Handler=handler,
+        Code={"ZipFile": make_zip(files)}, **extra,
+    )  # fmt: skip
+    if wait:
+        client.get_waiter("function_active_v2").wait(
+            FunctionName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
+        )
+    return name
