@@ -123,7 +123,7 @@ def test_log_tail_has_start_end_report(lambda_client: Any) -> None:
     assert "START RequestId: " in log and "Version: $LATEST" in log
     assert "hello from " + name in log
     assert "END RequestId: " in log
-    report = [line for line in log.splitlines() if line.startswith("REPORT")][0]
+    report = next(line for line in log.splitlines() if line.startswith("REPORT"))
     for part in ("Duration:", "Billed Duration:", "Memory Size: 128 MB", "Max Memory Used:", "Init Duration:"):
         assert part in report
     assert request_id
