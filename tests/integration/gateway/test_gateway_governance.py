@@ -1,0 +1,152 @@
+"""Keys, limits, budgets, cache and accounting, through the openai SDK."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import openai
+import pytest
+from conftest import APP_KEY, OTHER_KEY, Launch, Mocks, base_config
+from gateway_mocks import Fault
+from sqlalchemy import select
+
+HELLO = [{"role": "user", "content": "hello"}]
+
+
+async def test_bad_and_forbidden_keys_in_openai_shape(launch: Launch, mocks: Mocks) -> None:
+    async with launch(base_config(mocks)) as gw:
+        with pytest.raises(openai.AuthenticationError) as unknown:
+            await gw.openai("sk-nope").chat.completions.create(model="gpt", messages=HELLO)
+        with pytest.raises(openai.PermissionDeniedError) as forbidden:
+            await gw.openai(OTHER_KEY).chat.completions.create(model="claude", messages=HELLO)
+        with pytest.raises(openai.NotFoundError):
+            await gw.openai().chat.completions.create(model="nope", messages=HELLO)
+    assert unknown.value.status_code == 401
+    assert unknown.value.body == {"message": "invalid API key",
+                                  "type": "invalid_request_error", "param": None,
+                                  "code": "invalid_api_key"}
+    assert forbidden.value.code == "model_not_allowed"
+    assert mocks.openai.requests == [] and mocks.anthropic.requests == []
+
+
+async def test_malformed_bodies_are_400_in_each_shape(launch: Launch, mocks: Mocks) -> None:
+    async with launch(base_config(mocks)) as gw, httpx.AsyncClient(base_url=gw.url) as http:
+        auth = {"authorization": f"Bearer {APP_KEY}"}
+        not_json = await http.post("/v1/chat/completions", content=b"{nope", headers=auth)
+        no_messages = await http.post("/v1/chat/completions", json={"model": "gpt"},
+                                      headers=auth)
+        anthropic_bad = await http.post("/v1/messages", json={"model": "claude"},
+                                        headers={"x-api-key": APP_KEY})
+    assert not_json.status_code == 400 and not_json.json()["error"]["type"] == \
+        "invalid_request_error"
+    assert no_messages.status_code == 400
+    assert anthropic_bad.status_code == 400
+    assert anthropic_bad.json()["type"] == "error"
+    assert anthropic_bad.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_rpm_limit_answers_429_with_retry_after(launch: Launch, mocks: Mocks) -> None:
+    config = base_config(mocks)
+    config["keys"][0]["rpm"] = 2
+    async with launch(config) as gw:
+        client = gw.openai()
+        for _ in range(2):
+            await client.chat.completions.create(model="gpt", messages=HELLO)
+        with pytest.raises(openai.RateLimitError) as limited:
+            await client.chat.completions.create(model="gpt", messages=HELLO)
+    assert int(limited.value.response.headers["retry-after"]) >= 1
+    assert limited.value.code == "rate_limit_exceeded"
+    assert len(mocks.openai.requests) == 2
+
+
+async def test_tpm_limit_counts_real_usage(launch: Launch, mocks: Mocks) -> None:
+    config = base_config(mocks)
+    config["keys"][0]["tpm"] = 30  # the mock's answer uses 17 tokens
+    async with launch(config) as gw:
+        client = gw.openai()
+        await client.chat.completions.create(model="gpt", messages=HELLO)
+        with pytest.raises(openai.RateLimitError):
+            await client.chat.completions.create(model="gpt", messages=HELLO)
+
+
+async def test_parallel_limit(launch: Launch, mocks: Mocks) -> None:
+    config = base_config(mocks)
+    config["keys"][0]["max_parallel"] = 1
+    config["models"][0]["timeout_s"] = 30
+    mocks.openai.fail(Fault(hang=True))
+    async with launch(config) as gw:
+        client = gw.openai()
+        slow = asyncio.create_task(client.chat.completions.create(model="gpt", messages=HELLO))
+        while not mocks.openai.requests:
+            await asyncio.sleep(0.01)
+        with pytest.raises(openai.RateLimitError):
+            await client.chat.completions.create(model="gpt", messages=HELLO)
+        slow.cancel()
+
+
+async def test_budget_is_debited_and_enforced(launch: Launch, mocks: Mocks) -> None:
+    config = base_config(mocks)
+    config["pricing"] = {"gpt-4o-mini": {"input_per_mtok": 1_000_000,
+                                         "output_per_mtok": 1_000_000}}
+    config["keys"][0]["budget_usd"] = 20  # one call costs $17
+    async with launch(config) as gw:
+        client = gw.openai()
+        await client.chat.completions.create(model="gpt", messages=HELLO)
+        await client.chat.completions.create(model="gpt", messages=HELLO)
+        with pytest.raises(openai.RateLimitError) as exhausted:
+            await client.chat.completions.create(model="gpt", messages=HELLO)
+        await gw.gateway.drain()
+        async with gw.gateway.engine.connect() as conn:
+            rows = (await conn.execute(select(gw.gateway.tables.spend))).all()
+    assert exhausted.value.code == "budget_exceeded"
+    assert [(r.key_id, r.period, r.spent_usd) for r in rows] == [("config:app", "total", 34.0)]
+
+
+async def test_spend_survives_restart(launch: Launch, mocks: Mocks) -> None:
+    config = base_config(mocks)
+    config["pricing"] = {"gpt-4o-mini": {"input_per_mtok": 1_000_000,
+                                         "output_per_mtok": 1_000_000}}
+    config["keys"][0]["budget_usd"] = 10
+    async with launch(config) as gw:
+        await gw.openai().chat.completions.create(model="gpt", messages=HELLO)
+    async with launch(config) as gw:
+        with pytest.raises(openai.RateLimitError):
+            await gw.openai().chat.completions.create(model="gpt", messages=HELLO)
+
+
+async def test_cost_from_shipped_pricing_data(launch: Launch, mocks: Mocks) -> None:
+    async with launch(base_config(mocks)) as gw:
+        await gw.openai().chat.completions.create(model="gpt", messages=HELLO)
+        await gw.gateway.drain()
+        async with gw.gateway.engine.connect() as conn:
+            row = (await conn.execute(select(gw.gateway.tables.usage))).one()
+    assert row.cost_usd > 0  # gpt-4o-mini is priced by the data set
+    assert (row.prompt_tokens, row.completion_tokens, row.cached_tokens) == (12, 5, 2)
+    assert (row.key_name, row.model, row.provider, row.upstream_model, row.status) == \
+        ("app", "gpt", "openai-main", "gpt-4o-mini", 200)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_exact_match_cache(launch: Launch, mocks: Mocks, stream: bool) -> None:
+    async with launch(base_config(mocks, cache={"ttl_s": 300})) as gw:
+        client = gw.openai()
+        first = await client.chat.completions.with_raw_response.create(
+            model="claude", messages=HELLO)
+        assert first.headers["x-lamina-cache"] == "miss"
+        if stream:
+            response = await client.chat.completions.with_raw_response.create(
+                model="claude", messages=HELLO, stream=True)
+            chunks = [c async for c in response.parse()]
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        else:
+            response = await client.chat.completions.with_raw_response.create(
+                model="claude", messages=HELLO)
+            text = response.parse().choices[0].message.content or ""
+        await gw.gateway.drain()
+        async with gw.gateway.engine.connect() as conn:
+            rows = (await conn.execute(select(gw.gateway.tables.usage))).all()
+    assert response.headers["x-lamina-cache"] == "hit"
+    assert text.endswith("says: hello")
+    assert len(mocks.anthropic.requests) == 1
+    assert [r.cache_hit for r in rows] == [False, True] and rows[1].cost_usd == 0
