@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from botocore.awsrequest import create_request_object, prepare_request_dict
+from botocore.awsrequest import HeadersDict, create_request_object, prepare_request_dict
 from botocore.model import ServiceModel
 from botocore.parsers import create_parser
 from botocore.serialize import create_serializer
@@ -47,8 +47,8 @@ def read_response(model: ServiceModel, operation: str, response: HttpResponse) -
     return parser.parse(
         {
             "status_code": response.status,
-            # urllib3's headers are case-insensitive; botocore looks them up lower-cased.
-            "headers": {k.lower(): v for k, v in response.headers.items()},
+            # Case-insensitive, like the urllib3 headers a real client hands the parser.
+            "headers": HeadersDict(response.headers),
             "body": response.body,
             "context": {"operation_name": operation},
         },
