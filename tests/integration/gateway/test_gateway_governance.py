@@ -7,9 +7,10 @@ import asyncio
 import httpx
 import openai
 import pytest
-from conftest import APP_KEY, OTHER_KEY, Launch, Mocks, base_config
-from gateway_mocks import Fault
 from sqlalchemy import select
+
+from tests.integration.gateway.gateway_mocks import Fault
+from tests.integration.gateway.harness import APP_KEY, OTHER_KEY, Launch, Mocks, base_config
 
 HELLO = [{"role": "user", "content": "hello"}]
 

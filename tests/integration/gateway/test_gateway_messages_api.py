@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import anthropic
 import pytest
-from conftest import Launch, Mocks, base_config
+
+from tests.integration.gateway.harness import Launch, Mocks, base_config
 
 TOOLS = [{"name": "get_weather", "description": "Weather in a city",
           "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
@@ -34,12 +35,11 @@ async def test_message(launch: Launch, mocks: Mocks, model: str) -> None:
 
 @pytest.mark.parametrize("model", ["claude", "gpt"])
 async def test_message_stream(launch: Launch, mocks: Mocks, model: str) -> None:
-    async with launch(base_config(mocks)) as gw:
-        async with gw.anthropic().messages.stream(
-                model=model, max_tokens=100,
-                messages=[{"role": "user", "content": "stream please"}]) as stream:
-            kinds = [event.type async for event in stream]
-            final = await stream.get_final_message()
+    async with launch(base_config(mocks)) as gw, gw.anthropic().messages.stream(
+            model=model, max_tokens=100,
+            messages=[{"role": "user", "content": "stream please"}]) as stream:
+        kinds = [event.type async for event in stream]
+        final = await stream.get_final_message()
     assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
     assert "content_block_start" in kinds and "content_block_stop" in kinds
     assert final.content[0].type == "text"
@@ -75,12 +75,11 @@ async def test_tool_use_round_trip(launch: Launch, mocks: Mocks, model: str) -> 
 
 @pytest.mark.parametrize("model", ["claude", "gpt"])
 async def test_streamed_tool_input(launch: Launch, mocks: Mocks, model: str) -> None:
-    async with launch(base_config(mocks)) as gw:
-        async with gw.anthropic().messages.stream(
-                model=model, max_tokens=100, tools=TOOLS,
-                messages=[{"role": "user", "content": "Weather?"}]) as stream:
-            partials = [e.partial_json async for e in stream if e.type == "input_json"]
-            final = await stream.get_final_message()
+    async with launch(base_config(mocks)) as gw, gw.anthropic().messages.stream(
+            model=model, max_tokens=100, tools=TOOLS,
+            messages=[{"role": "user", "content": "Weather?"}]) as stream:
+        partials = [e.partial_json async for e in stream if e.type == "input_json"]
+        final = await stream.get_final_message()
     tool = next(b for b in final.content if b.type == "tool_use")
     assert tool.input == {"city": "Paris"}
     assert "".join(partials) == '{"city": "Paris"}'
@@ -93,7 +92,7 @@ async def test_errors_in_anthropic_shape(launch: Launch, mocks: Mocks) -> None:
             await gw.anthropic("nope").messages.create(
                 model="claude", max_tokens=10, messages=[{"role": "user", "content": "x"}])
         with pytest.raises(anthropic.PermissionDeniedError) as not_allowed:
-            from conftest import OTHER_KEY
+            from tests.integration.gateway.harness import OTHER_KEY
 
             await gw.anthropic(OTHER_KEY).messages.create(
                 model="claude", max_tokens=10, messages=[{"role": "user", "content": "x"}])

@@ -7,7 +7,8 @@ import json
 
 import openai
 import pytest
-from conftest import APP_KEY, Launch, Mocks, base_config
+
+from tests.integration.gateway.harness import APP_KEY, Launch, Mocks, base_config
 
 TOOLS = [{"type": "function", "function": {
     "name": "get_weather", "description": "Weather in a city",
@@ -112,7 +113,7 @@ async def test_models_and_embeddings(launch: Launch, mocks: Mocks) -> None:
 
 async def test_empty_config_lists_no_models(launch: Launch) -> None:
     async with launch({}) as gw:
-        from conftest import ROOT_SECRET
+        from tests.integration.gateway.harness import ROOT_SECRET
 
         models = [m async for m in gw.openai(ROOT_SECRET).models.list()]
         with pytest.raises(openai.AuthenticationError):

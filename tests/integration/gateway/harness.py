@@ -1,0 +1,99 @@
+"""The gateway under test: served by uvicorn from `Gateway.routes()` on loopback, with
+mock providers beside it, driven by the official openai and anthropic SDKs."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import openai
+from starlette.applications import Starlette
+
+from lamina.gateway import Gateway
+from lamina.storage.database import open_database, sqlite_url
+from tests.integration.gateway.gateway_mocks import MockAnthropic, MockOpenAI, serve
+
+ROOT_ID = "LAMINAROOTKEY"
+ROOT_SECRET = "root-secret-for-tests"
+APP_KEY = "sk-lamina-app"
+OTHER_KEY = "sk-lamina-other"
+
+
+@dataclass
+class Mocks:
+    openai: MockOpenAI
+    openai_url: str
+    anthropic: MockAnthropic
+    anthropic_url: str
+
+
+@contextlib.asynccontextmanager
+async def running_mocks() -> AsyncIterator[Mocks]:
+    oa, an = MockOpenAI("openai-mock"), MockAnthropic("anthropic-mock")
+    async with serve(oa.app()) as oa_url, serve(an.app()) as an_url:
+        yield Mocks(oa, oa_url, an, an_url)
+
+
+def base_config(m: Mocks, **model_options: Any) -> dict[str, Any]:
+    def model(name: str, provider: str, upstream: str, **extra: Any) -> dict[str, Any]:
+        return {"name": name, "routes": [{"provider": provider, "model": upstream}],
+                "retries": 0, "backoff_s": 0, **model_options, **extra}
+
+    return {
+        "providers": [
+            {"name": "openai-main", "type": "openai", "base_url": f"{m.openai_url}/v1",
+             "api_key": "${OPENAI_API_KEY}"},
+            {"name": "claude", "type": "anthropic", "base_url": m.anthropic_url,
+             "api_key": "${ANTHROPIC_API_KEY}"},
+        ],
+        "models": [
+            model("gpt", "openai-main", "gpt-4o-mini"),
+            model("claude", "claude", "claude-3-5-haiku-latest"),
+            model("embed", "openai-main", "text-embedding-3-small"),
+        ],
+        "keys": [
+            {"key": "${APP_KEY}", "name": "app"},
+            {"key": OTHER_KEY, "name": "other", "models": ["gpt"]},
+        ],
+    }
+
+
+ENV = {"OPENAI_API_KEY": "sk-upstream-openai", "ANTHROPIC_API_KEY": "sk-upstream-anthropic",
+       "APP_KEY": APP_KEY}
+
+
+@dataclass
+class Running:
+    url: str
+    gateway: Gateway
+
+    def openai(self, key: str = APP_KEY) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(base_url=f"{self.url}/v1", api_key=key, max_retries=0)
+
+    def anthropic(self, key: str = APP_KEY) -> anthropic.AsyncAnthropic:
+        return anthropic.AsyncAnthropic(base_url=self.url, api_key=key, max_retries=0)
+
+
+Launch = Callable[..., contextlib.AbstractAsyncContextManager[Running]]
+
+
+def launcher(tmp_path: Path) -> Launch:
+    @contextlib.asynccontextmanager
+    async def start(config: dict[str, Any], config_file: Path | None = None,
+                    **options: Any) -> AsyncIterator[Running]:
+        engine = await open_database(sqlite_url(tmp_path / "lamina.db"))
+        gateway = await Gateway.start(
+            config, engine, lambda key_id: ROOT_SECRET if key_id == ROOT_ID else None,
+            config_file, env=ENV, root_access_key_id=ROOT_ID, **options)
+        try:
+            async with serve(Starlette(routes=gateway.routes())) as url:
+                yield Running(url, gateway)
+        finally:
+            await gateway.close()
+            await engine.dispose()
+
+    return start
