@@ -90,7 +90,8 @@ class GatewayConfig:
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
     models: Mapping[str, ModelConfig] = field(default_factory=dict)
     keys: tuple[KeyConfig, ...] = ()
-    prompts: Mapping[str, PromptConfig] = field(default_factory=dict)
+    # name → its versions, oldest first
+    prompts: Mapping[str, tuple[PromptConfig, ...]] = field(default_factory=dict)
     pricing: Mapping[str, Price] = field(default_factory=dict)
     circuit: CircuitConfig = CircuitConfig()
 
@@ -132,8 +133,16 @@ def parse_config(raw: Mapping[str, Any] | None, env: Mapping[str, str]) -> Gatew
                 raise ConfigError(f"gateway.models[{model.name}].fallbacks: unknown model "
                                   f"{fallback!r}")
     keys = tuple(_key(e, f"gateway.keys[{i}]") for i, e in enumerate(_list(data, "keys")))
-    prompts = {p.name: p for p in (_prompt(e, f"gateway.prompts[{i}]")
-                                   for i, e in enumerate(_list(data, "prompts")))}
+    prompts: dict[str, tuple[PromptConfig, ...]] = {}
+    for i, entry in enumerate(_list(data, "prompts")):
+        prompt = _prompt(entry, f"gateway.prompts[{i}]")
+        if prompt.model not in models:
+            raise ConfigError(f"gateway.prompts[{i}].model: unknown model {prompt.model!r}")
+        versions = prompts.get(prompt.name, ())
+        if any(v.version == prompt.version for v in versions):
+            raise ConfigError(f"gateway.prompts[{i}]: {prompt.name!r} version "
+                              f"{prompt.version} is defined twice")
+        prompts[prompt.name] = tuple(sorted((*versions, prompt), key=lambda v: v.version))
     pricing = {
         str(name): _price(entry, f"gateway.pricing.{name}")
         for name, entry in _mapping(data, "pricing", "gateway").items()
@@ -210,8 +219,7 @@ def _model(entry: Mapping[str, Any], where: str) -> ModelConfig:
         name=_required(entry, "name", where),
         routes=tuple(routes),
         fallbacks=tuple(str(f) for f in fallbacks),
-        retries=_optional_int(entry, "retries", where) or 0
-        if "retries" in entry else 1,
+        retries=1 if "retries" not in entry else _optional_int(entry, "retries", where) or 0,
         backoff_s=float(entry.get("backoff_s", 0.25)),
         timeout_s=float(entry.get("timeout_s", 60.0)),
         cache_ttl_s=float(cache["ttl_s"]) if "ttl_s" in cache else None,

@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute
 from lamina.gateway.api.admin import admin_routes
 from lamina.gateway.api.anthropic import anthropic_routes
 from lamina.gateway.api.openai import openai_routes
+from lamina.gateway.api.prompts import prompt_routes
 from lamina.gateway.config import ConfigError, parse_config
 from lamina.gateway.keys import Keyring
 from lamina.gateway.keystore import KeyStore
@@ -83,7 +84,7 @@ class Gateway:
 
     def routes(self) -> list[BaseRoute]:
         return [*openai_routes(self.service), *anthropic_routes(self.service),
-                *admin_routes(self)]
+                *prompt_routes(self.service), *admin_routes(self)]
 
     def is_root(self, secret: str | None) -> bool:
         return bool(secret) and self._root_check(secret or "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import random
 from pathlib import Path
 
 import httpx
@@ -66,9 +67,9 @@ async def test_key_lifecycle(launch: Launch, mocks: Mocks) -> None:
 
 
 async def test_admin_keys_survive_restart(launch: Launch, mocks: Mocks) -> None:
-    async with launch(base_config(mocks)) as gw:
-        async with httpx.AsyncClient(base_url=gw.url, headers=ROOT) as http:
-            secret = (await http.post("/gateway/admin/keys", json={"name": "k"})).json()["key"]
+    async with launch(base_config(mocks)) as gw, httpx.AsyncClient(base_url=gw.url,
+                                                                   headers=ROOT) as http:
+        secret = (await http.post("/gateway/admin/keys", json={"name": "k"})).json()["key"]
     async with launch(base_config(mocks)) as gw:
         await gw.openai(secret).chat.completions.create(model="claude", messages=HELLO)
 
@@ -151,9 +152,9 @@ async def test_weighted_routes_spread_load(launch: Launch, mocks: Mocks) -> None
     config["models"][0]["routes"] = [
         {"provider": "openai-main", "model": "gpt-4o-mini", "weight": 3},
         {"provider": "claude", "model": "claude-3-5-haiku-latest", "weight": 1}]
-    async with launch(config) as gw:
+    async with launch(config, rng=random.Random(7)) as gw:
         client = gw.openai()
-        providers = collections.Counter()
+        providers: collections.Counter[str] = collections.Counter()
         for _ in range(40):
             reply = await client.chat.completions.with_raw_response.create(
                 model="gpt", messages=HELLO)

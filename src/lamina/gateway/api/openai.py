@@ -22,7 +22,7 @@ def openai_routes(service: GatewayService) -> list[BaseRoute]:
             body, size = await json_body(request)
             if body.get("stream"):
                 reply = await service.chat_stream(key, body, size=size)
-                return StreamingResponse(_sse(reply), media_type="text/event-stream",
+                return StreamingResponse(sse_chunks(reply), media_type="text/event-stream",
                                          headers=dict(reply.headers))
             result = await service.chat(key, body, size=size)
             return JSONBytes(result.body, headers=dict(result.headers))
@@ -70,7 +70,7 @@ def _model(name: str) -> dict[str, object]:
     return {"id": name, "object": "model", "created": 0, "owned_by": "lamina"}
 
 
-async def _sse(reply: StreamReply) -> AsyncIterator[bytes]:
+async def sse_chunks(reply: StreamReply) -> AsyncIterator[bytes]:
     try:
         async for chunk in reply.chunks:
             yield openai_event(chunk)
