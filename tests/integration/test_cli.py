@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
-import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -20,7 +22,7 @@ from tests.integration.support import LAMINA, LaminaServer, unique_name
 RUNTIME = f"python{sys.version_info[0]}.{sys.version_info[1]}"
 
 HANDLER = """
-import os
+import queue
 import tinydep
 
 def handler(event, context):
@@ -143,7 +145,7 @@ def test_logs_prints_the_function_logs(lamina_server: LaminaServer, deployed: st
     lines = result.stdout.splitlines()
     assert any("START RequestId:" in line for line in lines)
     assert any("handled 31" in line for line in lines)
-    stamps = [line.split(" ", 1)[0] for line in lines]
+    stamps = [line.split(" ", 1)[0] for line in lines if line[:4].isdigit()]
     assert stamps == sorted(stamps)  # in time order
     latest = lamina(lamina_server, "logs", deployed, "--qualifier", "$LATEST")
     assert "handled 31" in latest.stdout
@@ -161,13 +163,15 @@ def test_logs_follow_prints_new_events_until_interrupted(
     try:
         time.sleep(1.5)
         lamina(lamina_server, "invoke", deployed, "--payload", '{"n": 4242}')
-        seen = ""
-        deadline = time.monotonic() + 15
+        lines: queue.Queue[str] = queue.Queue()
         assert follower.stdout is not None
-        os.set_blocking(follower.stdout.fileno(), False)
+        stdout = follower.stdout
+        threading.Thread(target=lambda: [lines.put(line) for line in stdout], daemon=True).start()
+        deadline = time.monotonic() + 15
+        seen = ""
         while "handled 4242" not in seen and time.monotonic() < deadline:
-            seen += follower.stdout.read() or ""
-            time.sleep(0.1)
+            with contextlib.suppress(queue.Empty):
+                seen += lines.get(timeout=0.2)
         assert "handled 4242" in seen
         follower.send_signal(signal.SIGINT)
         assert follower.wait(timeout=10) == 0
@@ -201,12 +205,25 @@ def test_server_refusals_are_one_line_errors(lamina_server: LaminaServer, tmp_pa
     assert "Traceback" not in bad.stderr
 
 
-def test_credentials_come_from_the_data_dir(lamina_server: LaminaServer, deployed: str) -> None:
-    env = {k: v for k, v in lamina_server.env.items() if not k.startswith("LAMINA_")}
-    env["LAMINA_ENDPOINT"] = lamina_server.endpoint
-    (lamina_server.data_dir / "credentials.json").exists() or pytest.skip(
-        "this server took its keys from the environment; it wrote no credentials.json"
+def test_credentials_come_from_the_data_dir(
+    lamina_server: LaminaServer, deployed: str, tmp_path: Path
+) -> None:
+    """With no key variables the CLI reads the credentials.json `lamina serve` writes."""
+    data_dir = tmp_path / "xdg" / "lamina"
+    data_dir.mkdir(parents=True)
+    (data_dir / "credentials.json").write_text(
+        json.dumps(
+            {
+                "access_key_id": lamina_server.access_key_id,
+                "secret_access_key": lamina_server.secret_access_key,
+            }
+        )
     )
-    env["LAMINA_DATA_DIR"] = str(lamina_server.data_dir)
+    env = {k: v for k, v in lamina_server.env.items() if not k.startswith(("LAMINA_", "AWS_"))}
+    env.update(LAMINA_ENDPOINT=lamina_server.endpoint, XDG_DATA_HOME=str(tmp_path / "xdg"))
     result = subprocess.run([LAMINA, "ls"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+    assert deployed in result.stdout
+    env["XDG_DATA_HOME"] = str(tmp_path / "empty")
+    refused = subprocess.run([LAMINA, "ls"], env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and refused.stderr.startswith("error: no credentials")
