@@ -155,6 +155,13 @@ def _message_id(raw: Any) -> str:
     return raw if raw.startswith("msg_") else f"msg_{raw}"
 
 
+def _start(chunk: JSON, model: str) -> JSON:
+    return {"type": "message_start", "message": {
+        "id": _message_id(chunk.get("id")), "type": "message", "role": "assistant",
+        "model": chunk.get("model") or model, "content": [], "stop_reason": None,
+        "stop_sequence": None, "usage": {"input_tokens": 0, "output_tokens": 0}}}
+
+
 async def events(chunks: AsyncIterator[JSON], model: str) -> AsyncIterator[JSON]:
     """chat.completion.chunks → Anthropic stream events."""
     started = False
@@ -167,10 +174,7 @@ async def events(chunks: AsyncIterator[JSON], model: str) -> AsyncIterator[JSON]
     async for chunk in chunks:
         if not started:
             started = True
-            yield {"type": "message_start", "message": {
-                "id": _message_id(chunk.get("id")), "type": "message", "role": "assistant",
-                "model": chunk.get("model") or model, "content": [], "stop_reason": None,
-                "stop_sequence": None, "usage": {"input_tokens": 0, "output_tokens": 0}}}
+            yield _start(chunk, model)
         if chunk.get("usage"):
             usage = chunk["usage"]
         for choice in chunk.get("choices") or []:
@@ -201,6 +205,8 @@ async def events(chunks: AsyncIterator[JSON], model: str) -> AsyncIterator[JSON]
                                      "partial_json": function["arguments"]}}
             if choice.get("finish_reason"):
                 stop = STOP_REASONS.get(choice["finish_reason"], "end_turn")
+    if not started:
+        yield _start({}, model)
     if block >= 0:
         yield {"type": "content_block_stop", "index": block}
     totals = _usage(usage)
