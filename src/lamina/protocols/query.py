@@ -174,18 +174,7 @@ class QueryProtocol:
         return _xml(200, "".join(out), request_id)
 
     def serialize_error(self, error: LaminaError, request_id: str) -> HttpResponse:
-        fault = "Sender" if error.sender_fault or error.status < 500 else "Receiver"
-        extra = "".join(
-            f"<{_escape(k)}>{_escape(str(v))}</{_escape(k)}>" for k, v in error.fields.items()
-        )
-        body = (
-            f"<ErrorResponse{self._xmlns}><Error><Type>{fault}</Type>"
-            f"<Code>{_escape(error.code)}</Code><Message>{_escape(error.message)}</Message>"
-            f"{extra}</Error><RequestId>{_escape(request_id)}</RequestId></ErrorResponse>"
-        )
-        response = _xml(error.status, body, request_id)
-        response.headers.update(error.headers)
-        return response
+        return render_error(error, request_id, self._xmlns)
 
     def _writer(self, shape: Shape) -> Writer:
         type_name = shape.type_name
@@ -300,6 +289,22 @@ def _list_writer(item: Writer, item_tag: str, flattened: bool) -> Writer:
         out.append(f"</{tag}>")
 
     return write_list
+
+
+def render_error(error: LaminaError, request_id: str, xmlns_attribute: str = "") -> HttpResponse:
+    """The query protocol's `<ErrorResponse>`; also used before the service is known."""
+    fault = "Sender" if error.sender_fault or error.status < 500 else "Receiver"
+    extra = "".join(
+        f"<{_escape(k)}>{_escape(str(v))}</{_escape(k)}>" for k, v in error.fields.items()
+    )
+    body = (
+        f"<ErrorResponse{xmlns_attribute}><Error><Type>{fault}</Type>"
+        f"<Code>{_escape(error.code)}</Code><Message>{_escape(error.message)}</Message>"
+        f"{extra}</Error><RequestId>{_escape(request_id)}</RequestId></ErrorResponse>"
+    )
+    response = _xml(error.status, body, request_id)
+    response.headers.update(error.headers)
+    return response
 
 
 def _xml(status: int, body: str, request_id: str) -> HttpResponse:

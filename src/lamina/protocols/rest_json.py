@@ -191,15 +191,15 @@ class RestJsonProtocol:
             found = {k[len(prefix) :]: v for k, v in headers.items() if k.startswith(prefix)}
             if found:
                 params[member] = found
-        body = request.body
-        if plan.payload_kind == "blob":
-            params[plan.payload or ""] = body
-        elif plan.payload_kind == "string":
-            params[plan.payload or ""] = body.decode()
+        body, payload = request.body, plan.payload
+        if payload is not None and plan.payload_kind == "blob":
+            params[payload] = body  # raw bytes, even when empty (Invoke with no event)
+        elif payload is not None and plan.payload_kind == "string":
+            params[payload] = body.decode()
         elif plan.body is not None and body.strip():
             document = _load_json(body)
-            if plan.payload is not None:
-                params[plan.payload] = plan.body(document)
+            if payload is not None:
+                params[payload] = plan.body(document)
             else:
                 params.update(plan.body(document))
         return params
@@ -221,13 +221,13 @@ class RestJsonProtocol:
         for member, prefix in plan.header_maps:
             for key, value in (output.get(member) or {}).items():
                 headers[prefix + key] = str(value)
-        body = b""
-        if plan.payload_kind in ("blob", "string"):
-            raw = output.get(plan.payload or "")
+        body, payload = b"", plan.payload
+        if payload is not None and plan.payload_kind in ("blob", "string"):
+            raw = output.get(payload)
             body = raw.encode() if isinstance(raw, str) else bytes(raw or b"")
             headers.setdefault("Content-Type", "application/octet-stream")
         elif plan.body is not None and status != 204:
-            document = output.get(plan.payload) if plan.payload is not None else output
+            document = output.get(payload) if payload is not None else output
             if document is not None:
                 body = orjson.dumps(plan.body(document), default=json_default)
                 headers["Content-Type"] = _JSON

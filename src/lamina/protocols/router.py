@@ -24,6 +24,7 @@ import orjson
 from botocore.model import ServiceModel
 
 from lamina.errors import LaminaError, RequestTooLarge, ServiceError
+from lamina.protocols import query
 from lamina.protocols.context import RequestContext, ServiceHandler
 from lamina.protocols.json_protocol import JsonProtocol
 from lamina.protocols.query import QueryProtocol
@@ -56,7 +57,9 @@ class _Service:
 
 def protocol_for(model: ServiceModel) -> WireProtocol:
     """The server side of the protocol botocore clients speak for `model`."""
-    name = model.resolved_protocol
+    # `resolved_protocol` (botocore >= 1.37) picks among a model's `protocols` the way
+    # clients do; older botocore only has `protocol`.
+    name = getattr(model, "resolved_protocol", None) or model.protocol
     if name == "rest-json":
         return RestJsonProtocol(model)
     if name == "json":
@@ -230,21 +233,13 @@ def _generic_error(
         k.lower() == "content-type" and v.startswith("application/x-www-form-urlencoded")
         for k, v in headers
     )
-    response_headers = {"x-amzn-RequestId": request_id, **error.headers}
     if form:
-        fault = "Sender" if error.status < 500 else "Receiver"
-        body = (
-            f"<ErrorResponse><Error><Type>{fault}</Type><Code>{_xml(error.code)}</Code>"
-            f"<Message>{_xml(error.message)}</Message></Error>"
-            f"<RequestId>{request_id}</RequestId></ErrorResponse>"
-        ).encode()
-        response_headers["Content-Type"] = "text/xml"
-        return HttpResponse(error.status, response_headers, body)
-    response_headers["Content-Type"] = "application/json"
-    response_headers["x-amzn-ErrorType"] = error.code
+        return query.render_error(error, request_id)
+    response_headers = {
+        "Content-Type": "application/json",
+        "x-amzn-ErrorType": error.code,
+        "x-amzn-RequestId": request_id,
+        **error.headers,
+    }
     document = {"__type": error.code, "message": error.message}
     return HttpResponse(error.status, response_headers, orjson.dumps(document))
-
-
-def _xml(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

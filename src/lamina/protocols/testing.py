@@ -28,7 +28,7 @@ def wire_request(
 ) -> HttpRequest:
     """The request botocore sends for `operation(**params)` (unsigned)."""
     op = model.operation_model(operation)
-    serializer = create_serializer(model.resolved_protocol)
+    serializer = create_serializer(_protocol(model))
     request_dict = serializer.serialize_to_request(dict(params), op)
     prepare_request_dict(request_dict, endpoint_url=endpoint_url)
     prepared = create_request_object(request_dict).prepare()
@@ -43,7 +43,7 @@ def wire_request(
 
 def read_response(model: ServiceModel, operation: str, response: HttpResponse) -> Any:
     """What a boto3 client makes of `response` (errors come back as {"Error": ...})."""
-    parser = create_parser(model.resolved_protocol)
+    parser = create_parser(_protocol(model))
     return parser.parse(
         {
             "status_code": response.status,
@@ -54,3 +54,7 @@ def read_response(model: ServiceModel, operation: str, response: HttpResponse) -
         },
         model.operation_model(operation).output_shape,
     )
+
+
+def _protocol(model: ServiceModel) -> str:
+    return str(getattr(model, "resolved_protocol", None) or model.protocol)
