@@ -159,7 +159,8 @@ class SigV4Verifier:
         )
         key = self._signing_key(secret, signed.date, signed.region, signed.service)
         expected = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, signed.signature):
+        # Bytes, not str: compare_digest refuses non-ASCII str, and the signature is input.
+        if not hmac.compare_digest(expected.encode(), signed.signature.encode()):
             raise SigV4Error(
                 "InvalidSignatureException",
                 "The request signature we calculated does not match the signature you "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -242,6 +243,15 @@ def test_old_and_future_requests_are_refused() -> None:
 def test_malformed_authorization_is_incomplete(authorization: str) -> None:
     wire: Wire = ("GET", "/", "", [("Host", "x"), ("Authorization", authorization)], b"")
     assert_refused(wire, "IncompleteSignatureException", "")
+
+
+def test_non_ascii_signature_is_just_wrong() -> None:
+    method, path, query, headers, body = sign(f"{ENDPOINT}/")
+    forged = [
+        (k, re.sub("Signature=.*", "Signature=ü" * 64, v) if k == "Authorization" else v)
+        for k, v in headers
+    ]
+    assert_refused((method, path, query, forged, body), "InvalidSignatureException", BAD_SIGNATURE)
 
 
 def test_signing_keys_are_cached_and_bounded() -> None:
