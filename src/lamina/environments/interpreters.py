@@ -29,23 +29,33 @@ def _candidates(runtime: str, search_path: Iterable[str]) -> list[str]:
     return [c for c in found if os.access(c, os.X_OK)]
 
 
-async def _reports_version(path: str, runtime: str) -> bool:
+# The interpreter's own path, not the candidate's: a pyenv shim is a shell script that
+# would add tens of milliseconds to every environment start, and a virtualenv's python
+# would leak that venv's packages into functions.
+_PROBE = "import sys; print('%d.%d' % sys.version_info[:2]); print(getattr(sys, '_base_executable', '') or sys.executable)"
+
+
+async def _probe(path: str, runtime: str) -> str | None:
+    """The real executable behind `path` if it runs and is the runtime's version."""
     want = runtime.removeprefix("python")
     try:
         proc = await asyncio.create_subprocess_exec(
-            path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
+            path, "-c", _PROBE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+        )
         out, _ = await asyncio.wait_for(proc.communicate(), timeout=10)
     except (OSError, TimeoutError):
-        return False
-    return proc.returncode == 0 and out.decode().strip() == want
+        return None
+    lines = out.decode().split()
+    if proc.returncode != 0 or len(lines) != 2 or lines[0] != want:
+        return None
+    return str(Path(lines[1]).resolve())
 
 
 async def _first_working(runtime: str, candidates: list[str]) -> str | None:
     for path in candidates:
-        if await _reports_version(path, runtime):
-            return str(Path(path).resolve())
+        found = await _probe(path, runtime)
+        if found is not None:
+            return found
     return None
 
 
