@@ -22,7 +22,7 @@ from tests.integration.support import LAMINA, LaminaServer, unique_name
 RUNTIME = f"python{sys.version_info[0]}.{sys.version_info[1]}"
 
 HANDLER = """
-import queue
+import os
 import tinydep
 
 def handler(event, context):

@@ -40,7 +40,10 @@ def parse_since(text: str, now_s: float) -> int:
 def format_event(event: dict[str, Any]) -> str:
     moment = datetime.fromtimestamp(event["timestamp"] / 1000, UTC)
     stamp = moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-    return f"{stamp} {str(event['message']).rstrip(chr(10))}"
+    # Lambda runtimes send a multi-line record (a traceback) as one event with '\r'
+    # between its lines; a terminal would print those over each other.
+    message = str(event["message"]).replace("\r\n", "\n").replace("\r", "\n")
+    return f"{stamp} {message.rstrip(chr(10))}"
 
 
 class LogTail:

@@ -13,6 +13,13 @@ from lamina.cli.connection import Connection, reporting_errors
 COLUMNS = ("Name", "Runtime", "Memory (MB)", "Timeout (s)", "State", "Last modified")
 
 
+def table_console() -> Console:
+    """A console for tables: the terminal's width, or unbounded when piped, so a
+    script reading the output gets whole names instead of wrapped or cut ones."""
+    console = Console()
+    return console if console.is_terminal else Console(width=10_000)
+
+
 def function_rows(client: Any) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
     for page in client.get_paginator("list_functions").paginate():
@@ -41,7 +48,7 @@ def ls() -> None:
         connection = Connection.from_env(os.environ)
     with reporting_errors(connection.endpoint):
         rows = function_rows(connection.client("lambda"))
-    console = Console()
+    console = table_console()
     if not rows:
         console.print("No functions.")
         return

@@ -7,10 +7,10 @@ import os
 
 import httpx
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from lamina.cli.connection import DEFAULT_ENDPOINT, fail
+from lamina.cli.ls import table_console
 
 
 def fetch_runtimes(endpoint: str, transport: httpx.BaseTransport | None = None) -> dict[str, str]:
@@ -36,4 +36,4 @@ def runtimes() -> None:
     table = Table("Runtime", "Interpreter")
     for name in sorted(found):
         table.add_row(name, found[name])
-    Console().print(table)
+    table_console().print(table)
