@@ -13,11 +13,11 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import ClassVar, NamedTuple
+from typing import ClassVar
 
 from sqlalchemy import MetaData, delete, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lamina.telemetry import log_catalog
 from lamina.telemetry.filter_pattern import parse_filter_pattern
@@ -33,33 +33,17 @@ from lamina.telemetry.log_model import (
 )
 from lamina.telemetry.log_reads import TimeRange, read_stream, search_group
 from lamina.telemetry.log_tables import log_events, log_groups, log_metadata, log_streams
+from lamina.telemetry.log_writes import (
+    PendingEvent,
+    clip,
+    write_batch,
+    write_stream,
+)
 
 logger = logging.getLogger(__name__)
 
-# CloudWatch's largest event is 256 KiB including 26 bytes of overhead; longer lines
-# are cut, as Lambda's log agent does, rather than refused.
-MAX_MESSAGE_BYTES = 256 * 1024 - 26
 _BATCH_EVENTS = 5000
 _WRITE_ATTEMPTS = 3
-
-
-class _Pending(NamedTuple):
-    group: str
-    stream: str
-    timestamp_ms: int
-    message: str
-    ingestion_ms: int
-
-
-def _clip(message: str) -> str:
-    if "\x00" in message:  # PostgreSQL text cannot hold NUL
-        message = message.replace("\x00", "\ufffd")
-    if len(message) * 4 <= MAX_MESSAGE_BYTES:  # cheap test first: most lines are short
-        return message
-    encoded = message.encode()
-    if len(encoded) <= MAX_MESSAGE_BYTES:
-        return message
-    return encoded[:MAX_MESSAGE_BYTES].decode(errors="ignore")
 
 
 class LogStore:
@@ -77,7 +61,7 @@ class LogStore:
         self._clock = clock
         self._linger_s = linger_s
         self._max_buffered = max_buffered_events
-        self._buffer: deque[_Pending] = deque()
+        self._buffer: deque[PendingEvent] = deque()
         self._wake = asyncio.Event()
         # One writer at a time: the flusher and explicit flushes share it, so a flush
         # returns only after a batch the flusher already took is written too.
@@ -122,7 +106,7 @@ class LogStore:
             return
         ingested = self.now_ms()
         self._buffer.extend(
-            _Pending(group, stream, ts, _clip(message), ingested) for ts, message in events
+            PendingEvent(group, stream, ts, clip(message), ingested) for ts, message in events
         )
         self._wake.set()
 
@@ -134,7 +118,7 @@ class LogStore:
                 batch = [self._buffer.popleft() for _ in range(size)]
                 try:
                     async with self._engine.begin() as conn:
-                        await self._write(conn, batch, self.now_ms())
+                        await write_batch(conn, batch, self.now_ms())
                 except Exception:
                     self._failures += 1
                     if self._failures < _WRITE_ATTEMPTS:
@@ -159,44 +143,10 @@ class LogStore:
                 await asyncio.sleep(1.0)
                 self._wake.set()
 
-    async def _write(self, conn: AsyncConnection, batch: list[_Pending], now: int) -> None:
-        streams: dict[tuple[str, str], tuple[int, int]] = {}
-        for key in dict.fromkeys((p.group, p.stream) for p in batch):
-            group_id = await log_catalog.ensure_group(conn, key[0], now)
-            streams[key] = (group_id, await log_catalog.ensure_stream(conn, group_id, key[1], now))
-        rows = []
-        for pending in batch:
-            group_id, stream_id = streams[(pending.group, pending.stream)]
-            rows.append(
-                {
-                    "group_id": group_id,
-                    "stream_id": stream_id,
-                    "timestamp_ms": pending.timestamp_ms,
-                    "ingestion_ms": pending.ingestion_ms,
-                    "message": pending.message,
-                }
-            )
-        await conn.execute(log_events.insert(), rows)
-        await log_catalog.record_events(conn, rows)
-
     async def put_events(self, group: str, stream: str, events: Sequence[tuple[int, str]]) -> None:
         """Write `events` to an existing stream now (PutLogEvents: durable before the reply)."""
-        now = self.now_ms()
         async with self._engine.begin() as conn:
-            group_id, stream_id = await find_stream(conn, group, stream)
-            rows = [
-                {
-                    "group_id": group_id,
-                    "stream_id": stream_id,
-                    "timestamp_ms": ts,
-                    "ingestion_ms": now,
-                    "message": _clip(message),
-                }
-                for ts, message in events
-            ]
-            if rows:
-                await conn.execute(log_events.insert(), rows)
-                await log_catalog.record_events(conn, rows)
+            await write_stream(conn, group, stream, events, self.now_ms())
 
     # -- groups and streams -----------------------------------------------------------
 

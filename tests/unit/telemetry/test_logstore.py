@@ -10,7 +10,9 @@ import pytest
 
 from lamina.errors import ClientError
 from lamina.storage.database import open_database, sqlite_url
-from lamina.telemetry.logstore import MAX_MESSAGE_BYTES, LogStore
+from lamina.telemetry import logstore
+from lamina.telemetry.log_writes import MAX_MESSAGE_BYTES
+from lamina.telemetry.logstore import LogStore
 
 GROUP = "/aws/lambda/fn"
 STREAM = "2026/11/27/[$LATEST]" + "a" * 32
@@ -188,3 +190,32 @@ async def test_put_events_requires_an_existing_stream(store: LogStore) -> None:
     await store.put_events("app", "s", [(1, "x"), (2, "y")])
     events, *_ = await store.get_events("app", "s", start_from_head=True)
     assert [e.message for e in events] == ["x", "y"]
+
+
+async def test_a_failed_write_is_retried_then_given_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = await open_database(sqlite_url(tmp_path / "l.db"), LogStore.metadata)
+    store = LogStore(engine, FakeClock())
+    real = logstore.write_batch
+    failures = iter([True, False])
+
+    async def flaky(*args: object) -> None:
+        if next(failures, True):
+            raise OSError("disk full")
+        await real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(logstore, "write_batch", flaky)
+    store.append(GROUP, STREAM, [(1, "survives one failure")])
+    with pytest.raises(OSError):
+        await store.flush()
+    await store.flush()  # the batch was kept and goes in now
+    store.append(GROUP, STREAM, [(2, "never written")])
+    for _ in range(3):
+        with pytest.raises(OSError):
+            await store.flush()
+    assert store.dropped_events == 1 and not store._buffer
+    monkeypatch.setattr(logstore, "write_batch", real)
+    events, *_ = await store.get_events(GROUP, STREAM)
+    assert [e.message for e in events] == ["survives one failure"]
+    await engine.dispose()

@@ -1,0 +1,84 @@
+"""Writing events: a buffered batch from many streams, or one stream's PutLogEvents.
+
+Either way it is one INSERT of all rows plus one stats update per stream and group,
+inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from lamina.telemetry import log_catalog
+from lamina.telemetry.log_tables import log_events
+
+# CloudWatch's largest event is 256 KiB including 26 bytes of overhead; longer lines
+# are cut, as Lambda's log agent does, rather than refused.
+MAX_MESSAGE_BYTES = 256 * 1024 - 26
+
+
+class PendingEvent(NamedTuple):
+    group: str
+    stream: str
+    timestamp_ms: int
+    message: str
+    ingestion_ms: int
+
+
+def clip(message: str) -> str:
+    if "\x00" in message:  # PostgreSQL text cannot hold NUL
+        message = message.replace("\x00", "\ufffd")
+    if len(message) * 4 <= MAX_MESSAGE_BYTES:  # cheap test first: most lines are short
+        return message
+    encoded = message.encode()
+    if len(encoded) <= MAX_MESSAGE_BYTES:
+        return message
+    return encoded[:MAX_MESSAGE_BYTES].decode(errors="ignore")
+
+
+async def _insert(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(log_events.insert(), rows)
+        await log_catalog.record_events(conn, rows)
+
+
+async def write_batch(conn: AsyncConnection, batch: Sequence[PendingEvent], now_ms: int) -> None:
+    """Write buffered events, creating their groups and streams where they are new."""
+    streams: dict[tuple[str, str], tuple[int, int]] = {}
+    for group, stream in dict.fromkeys((p.group, p.stream) for p in batch):
+        group_id = await log_catalog.ensure_group(conn, group, now_ms)
+        stream_id = await log_catalog.ensure_stream(conn, group_id, stream, now_ms)
+        streams[(group, stream)] = (group_id, stream_id)
+    rows = []
+    for pending in batch:
+        group_id, stream_id = streams[(pending.group, pending.stream)]
+        rows.append(
+            {
+                "group_id": group_id,
+                "stream_id": stream_id,
+                "timestamp_ms": pending.timestamp_ms,
+                "ingestion_ms": pending.ingestion_ms,
+                "message": pending.message,
+            }
+        )
+    await _insert(conn, rows)
+
+
+async def write_stream(
+    conn: AsyncConnection, group: str, stream: str, events: Sequence[tuple[int, str]], now_ms: int
+) -> None:
+    """Write events to a stream that must already exist (PutLogEvents' rule)."""
+    group_id, stream_id = await log_catalog.find_stream(conn, group, stream)
+    rows = [
+        {
+            "group_id": group_id,
+            "stream_id": stream_id,
+            "timestamp_ms": ts,
+            "ingestion_ms": now_ms,
+            "message": clip(message),
+        }
+        for ts, message in events
+    ]
+    await _insert(conn, rows)
