@@ -262,3 +262,57 @@ class MockAnthropic(MockProvider):
         payloads.append(event({"type": "message_stop"}))
         return StreamingResponse(_events(payloads, fault, self),
                                  media_type="text/event-stream")
+
+
+class MockGemini(MockProvider):
+    """generateContent, streamGenerateContent?alt=sse and batchEmbedContents."""
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/v1beta/models/{call:path}", self.call,
+                                       methods=["POST"])])
+
+    def answer(self, body: JSON) -> str:
+        if self.reply_text:
+            return self.reply_text
+        parts = body["contents"][-1]["parts"]
+        return f"{self.name} says: " + "".join(p.get("text", "") for p in parts)
+
+    async def call(self, request: Request) -> Response:
+        body, fault = await self._take(request)
+        model, _, method = request.path_params["call"].partition(":")
+        if fault is not None and fault.break_after is None:
+            return JSONResponse(fault.body or {"error": {
+                "code": fault.status, "message": f"mock failure {fault.status}",
+                "status": "UNAVAILABLE"}}, status_code=fault.status, headers=fault.headers)
+        if method == "batchEmbedContents":
+            return JSONResponse({"embeddings": [{"values": [0.5, float(i)]}
+                                                for i, _ in enumerate(body["requests"])]})
+        last = body["contents"][-1]["parts"]
+        tool = bool(body.get("tools")) and not any("functionResponse" in p for p in last)
+        usage = {"promptTokenCount": 8, "candidatesTokenCount": 4, "totalTokenCount": 12}
+        parts: list[JSON] = ([{"functionCall": {"name": body["tools"][0][
+            "functionDeclarations"][0]["name"], "args": {"city": "Paris"}}}] if tool
+            else [{"text": self.answer(body)}])
+        if method == "generateContent":
+            return JSONResponse({"candidates": [{"content": {"role": "model", "parts": parts},
+                                                 "finishReason": "STOP", "index": 0}],
+                                 "usageMetadata": usage, "modelVersion": model,
+                                 "responseId": "gem-1"})
+        chunks: list[JSON] = []
+        if tool:
+            chunks.append({"candidates": [{"content": {"role": "model", "parts": parts},
+                                           "finishReason": "STOP", "index": 0}]})
+        else:
+            text = parts[0]["text"]
+            pieces = [text[i:i + 7] for i in range(0, len(text), 7)]
+            for i, piece in enumerate(pieces):
+                candidate: JSON = {"content": {"role": "model", "parts": [{"text": piece}]},
+                                   "index": 0}
+                if i == len(pieces) - 1:
+                    candidate["finishReason"] = "STOP"
+                chunks.append({"candidates": [candidate]})
+        for chunk in chunks:
+            chunk.update(usageMetadata=usage, modelVersion=model, responseId="gem-1")
+        return StreamingResponse(
+            _events([b"data: " + orjson.dumps(c) + b"\r\n\r\n" for c in chunks], fault, self),
+            media_type="text/event-stream")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 
 from lamina.gateway import Gateway
 from lamina.storage.database import open_database, sqlite_url
-from tests.integration.gateway.gateway_mocks import MockAnthropic, MockOpenAI, serve
+from tests.integration.gateway.gateway_mocks import MockAnthropic, MockGemini, MockOpenAI, serve
 
 ROOT_ID = "LAMINAROOTKEY"
 ROOT_SECRET = "root-secret-for-tests"
@@ -29,13 +29,17 @@ class Mocks:
     openai_url: str
     anthropic: MockAnthropic
     anthropic_url: str
+    gemini: MockGemini
+    gemini_url: str
 
 
 @contextlib.asynccontextmanager
 async def running_mocks() -> AsyncIterator[Mocks]:
     oa, an = MockOpenAI("openai-mock"), MockAnthropic("anthropic-mock")
-    async with serve(oa.app()) as oa_url, serve(an.app()) as an_url:
-        yield Mocks(oa, oa_url, an, an_url)
+    gm = MockGemini("gemini-mock")
+    async with serve(oa.app()) as oa_url, serve(an.app()) as an_url, \
+            serve(gm.app()) as gm_url:
+        yield Mocks(oa, oa_url, an, an_url, gm, gm_url)
 
 
 def base_config(m: Mocks, **model_options: Any) -> dict[str, Any]:
@@ -49,11 +53,15 @@ def base_config(m: Mocks, **model_options: Any) -> dict[str, Any]:
              "api_key": "${OPENAI_API_KEY}"},
             {"name": "claude", "type": "anthropic", "base_url": m.anthropic_url,
              "api_key": "${ANTHROPIC_API_KEY}"},
+            {"name": "google", "type": "gemini", "base_url": f"{m.gemini_url}/v1beta",
+             "api_key": "gm-key"},
         ],
         "models": [
             model("gpt", "openai-main", "gpt-4o-mini"),
             model("claude", "claude", "claude-3-5-haiku-latest"),
             model("embed", "openai-main", "text-embedding-3-small"),
+            model("gemini", "google", "gemini-2.0-flash"),
+            model("gemini-embed", "google", "text-embedding-004"),
         ],
         "keys": [
             {"key": "${APP_KEY}", "name": "app"},
@@ -70,12 +78,21 @@ ENV = {"OPENAI_API_KEY": "sk-upstream-openai", "ANTHROPIC_API_KEY": "sk-upstream
 class Running:
     url: str
     gateway: Gateway
+    clients: list[openai.AsyncOpenAI | anthropic.AsyncAnthropic] = field(default_factory=list)
 
     def openai(self, key: str = APP_KEY) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(base_url=f"{self.url}/v1", api_key=key, max_retries=0)
+        client = openai.AsyncOpenAI(base_url=f"{self.url}/v1", api_key=key, max_retries=0)
+        self.clients.append(client)
+        return client
 
     def anthropic(self, key: str = APP_KEY) -> anthropic.AsyncAnthropic:
-        return anthropic.AsyncAnthropic(base_url=self.url, api_key=key, max_retries=0)
+        client = anthropic.AsyncAnthropic(base_url=self.url, api_key=key, max_retries=0)
+        self.clients.append(client)
+        return client
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.close()
 
 
 Launch = Callable[..., contextlib.AbstractAsyncContextManager[Running]]
@@ -91,7 +108,11 @@ def launcher(tmp_path: Path) -> Launch:
             config_file, env=ENV, root_access_key_id=ROOT_ID, **options)
         try:
             async with serve(Starlette(routes=gateway.routes())) as url:
-                yield Running(url, gateway)
+                running = Running(url, gateway)
+                try:
+                    yield running
+                finally:
+                    await running.close()
         finally:
             await gateway.close()
             await engine.dispose()

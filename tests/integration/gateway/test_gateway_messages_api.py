@@ -3,6 +3,8 @@ OpenAI-speaking providers."""
 
 from __future__ import annotations
 
+import json
+
 import anthropic
 import pytest
 
@@ -13,7 +15,7 @@ TOOLS = [{"name": "get_weather", "description": "Weather in a city",
                            "required": ["city"]}}]
 
 
-@pytest.mark.parametrize("model", ["claude", "gpt"])
+@pytest.mark.parametrize("model", ["claude", "gpt", "gemini"])
 async def test_message(launch: Launch, mocks: Mocks, model: str) -> None:
     async with launch(base_config(mocks)) as gw:
         reply = await gw.anthropic().messages.create(
@@ -28,12 +30,15 @@ async def test_message(launch: Launch, mocks: Mocks, model: str) -> None:
         sent = mocks.openai.requests[-1]
         assert sent["messages"][0] == {"role": "system", "content": "Be brief."}
         assert sent["stop"] == ["END"] and sent["max_tokens"] == 100
+    elif model == "gemini":
+        sent = mocks.gemini.requests[-1]
+        assert sent["generationConfig"] == {"maxOutputTokens": 100, "stopSequences": ["END"]}
     else:
         sent = mocks.anthropic.requests[-1]
         assert sent["stop_sequences"] == ["END"] and sent["max_tokens"] == 100
 
 
-@pytest.mark.parametrize("model", ["claude", "gpt"])
+@pytest.mark.parametrize("model", ["claude", "gpt", "gemini"])
 async def test_message_stream(launch: Launch, mocks: Mocks, model: str) -> None:
     async with launch(base_config(mocks)) as gw, gw.anthropic().messages.stream(
             model=model, max_tokens=100,
@@ -48,7 +53,7 @@ async def test_message_stream(launch: Launch, mocks: Mocks, model: str) -> None:
     assert final.usage.output_tokens > 0
 
 
-@pytest.mark.parametrize("model", ["claude", "gpt"])
+@pytest.mark.parametrize("model", ["claude", "gpt", "gemini"])
 async def test_tool_use_round_trip(launch: Launch, mocks: Mocks, model: str) -> None:
     async with launch(base_config(mocks)) as gw:
         client = gw.anthropic()
@@ -73,7 +78,7 @@ async def test_tool_use_round_trip(launch: Launch, mocks: Mocks, model: str) -> 
                                        "content": "sunny"}
 
 
-@pytest.mark.parametrize("model", ["claude", "gpt"])
+@pytest.mark.parametrize("model", ["claude", "gpt", "gemini"])
 async def test_streamed_tool_input(launch: Launch, mocks: Mocks, model: str) -> None:
     async with launch(base_config(mocks)) as gw, gw.anthropic().messages.stream(
             model=model, max_tokens=100, tools=TOOLS,
@@ -82,7 +87,7 @@ async def test_streamed_tool_input(launch: Launch, mocks: Mocks, model: str) -> 
         final = await stream.get_final_message()
     tool = next(b for b in final.content if b.type == "tool_use")
     assert tool.input == {"city": "Paris"}
-    assert "".join(partials) == '{"city": "Paris"}'
+    assert json.loads("".join(partials)) == {"city": "Paris"}
     assert final.stop_reason == "tool_use"
 
 

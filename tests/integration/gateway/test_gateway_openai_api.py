@@ -16,7 +16,7 @@ TOOLS = [{"type": "function", "function": {
                    "required": ["city"]}}}]
 
 
-@pytest.mark.parametrize("model", ["gpt", "claude"])
+@pytest.mark.parametrize("model", ["gpt", "claude", "gemini"])
 async def test_chat_completion(launch: Launch, mocks: Mocks, model: str) -> None:
     async with launch(base_config(mocks)) as gw:
         client = gw.openai()
@@ -33,12 +33,15 @@ async def test_chat_completion(launch: Launch, mocks: Mocks, model: str) -> None
         assert sent["model"] == "claude-3-5-haiku-latest"
         assert mocks.anthropic.headers[-1]["x-api-key"] == "sk-upstream-anthropic"
         assert reply.usage.prompt_tokens == 14  # input + cache reads
+    elif model == "gemini":
+        assert mocks.gemini.requests[-1]["systemInstruction"] == {"parts": [{"text": "Be brief."}]}
+        assert mocks.gemini.headers[-1]["x-goog-api-key"] == "gm-key"
     else:
         assert mocks.openai.requests[-1]["model"] == "gpt-4o-mini"
         assert mocks.openai.headers[-1]["authorization"] == "Bearer sk-upstream-openai"
 
 
-@pytest.mark.parametrize("model", ["gpt", "claude"])
+@pytest.mark.parametrize("model", ["gpt", "claude", "gemini"])
 async def test_chat_stream_with_usage(launch: Launch, mocks: Mocks, model: str) -> None:
     async with launch(base_config(mocks)) as gw:
         stream = await gw.openai().chat.completions.create(
@@ -63,7 +66,7 @@ async def test_stream_without_usage_withholds_usage_chunk(launch: Launch,
     assert mocks.openai.requests[-1]["stream_options"] == {"include_usage": True}
 
 
-@pytest.mark.parametrize("model", ["gpt", "claude"])
+@pytest.mark.parametrize("model", ["gpt", "claude", "gemini"])
 async def test_tool_calls_round_trip(launch: Launch, mocks: Mocks, model: str) -> None:
     async with launch(base_config(mocks)) as gw:
         client = gw.openai()
@@ -79,6 +82,12 @@ async def test_tool_calls_round_trip(launch: Launch, mocks: Mocks, model: str) -
         second = await client.chat.completions.create(model=model, messages=messages,
                                                       tools=TOOLS)
     assert second.choices[0].finish_reason == "stop"
+    if model == "gemini":
+        sent = mocks.gemini.requests[-1]
+        assert sent["contents"][1]["parts"][0]["functionCall"] == {
+            "name": "get_weather", "args": {"city": "Paris"}}
+        assert sent["contents"][2]["parts"][0]["functionResponse"] == {
+            "name": "get_weather", "response": {"content": "sunny"}}
     if model == "claude":
         sent = mocks.anthropic.requests[-1]
         assert sent["tools"][0]["input_schema"]["required"] == ["city"]
@@ -87,7 +96,7 @@ async def test_tool_calls_round_trip(launch: Launch, mocks: Mocks, model: str) -
             "type": "tool_result", "tool_use_id": "toolu_01", "content": "sunny"}
 
 
-@pytest.mark.parametrize("model", ["gpt", "claude"])
+@pytest.mark.parametrize("model", ["gpt", "claude", "gemini"])
 async def test_streamed_tool_call_arguments(launch: Launch, mocks: Mocks, model: str) -> None:
     async with launch(base_config(mocks)) as gw:
         stream = await gw.openai().chat.completions.create(
@@ -106,7 +115,7 @@ async def test_models_and_embeddings(launch: Launch, mocks: Mocks) -> None:
         client = gw.openai()
         models = [m.id async for m in client.models.list()]
         vectors = await client.embeddings.create(model="embed", input=["a", "b"])
-    assert models == ["gpt", "claude", "embed"]
+    assert models == ["gpt", "claude", "embed", "gemini", "gemini-embed"]
     assert [d.index for d in vectors.data] == [0, 1]
     assert vectors.usage.prompt_tokens == 6
 
@@ -119,3 +128,11 @@ async def test_empty_config_lists_no_models(launch: Launch) -> None:
         with pytest.raises(openai.AuthenticationError):
             await gw.openai(APP_KEY).models.list()
     assert models == []
+
+
+async def test_gemini_embeddings(launch: Launch, mocks: Mocks) -> None:
+    async with launch(base_config(mocks)) as gw:
+        vectors = await gw.openai().embeddings.create(model="gemini-embed", input=["a", "b"])
+    assert [d.embedding for d in vectors.data] == [[0.5, 0.0], [0.5, 1.0]]
+    assert mocks.gemini.requests[-1]["requests"][1] == {
+        "model": "models/text-embedding-004", "content": {"parts": [{"text": "b"}]}}

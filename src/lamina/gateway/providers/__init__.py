@@ -12,6 +12,7 @@ from lamina.gateway.providers.base import (
     StreamDecoder,
     UpstreamRequest,
 )
+from lamina.gateway.providers.gemini import GeminiProvider
 from lamina.gateway.providers.openai import OpenAIProvider
 
 
@@ -20,6 +21,8 @@ def provider_for(kind: str) -> Provider:
         return OpenAIProvider()
     if kind == "anthropic":
         return AnthropicProvider()
+    if kind == "gemini":
+        return GeminiProvider()
     raise ValueError(f"unknown provider type {kind!r}")
 
 
@@ -27,6 +30,7 @@ __all__ = [
     "JSON",
     "AnthropicProvider",
     "Deployment",
+    "GeminiProvider",
     "OpenAIProvider",
     "Provider",
     "StreamDecoder",
