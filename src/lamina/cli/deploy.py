@@ -42,9 +42,13 @@ def _done(progress: Progress, task: TaskID, description: str) -> None:
 
 
 def deploy_function(
-    client: Any, progress: Progress, function: dict[str, Any], zip_file: bytes
+    client: Any, progress: Progress, function: dict[str, Any], zip_file: bytes, default_role: str
 ) -> dict[str, Any]:
-    """Create the function, or update its code then its configuration; wait; describe it."""
+    """Create the function, or update its code then its configuration; wait; describe it.
+
+    `default_role` is used only to create: an update keeps the function's role unless
+    `function` names one.
+    """
     name = function["FunctionName"]
     try:
         client.get_function_configuration(FunctionName=name)
@@ -55,7 +59,9 @@ def deploy_function(
         exists = False
     if not exists:
         task = _step(progress, f"Creating {name}")
-        client.create_function(**function, Code={"ZipFile": zip_file}, PackageType="Zip")
+        client.create_function(
+            **{"Role": default_role, **function}, Code={"ZipFile": zip_file}, PackageType="Zip"
+        )
         progress.update(task, description=f"Waiting for {name} to become Active")
         client.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig=WAIT)
         _done(progress, task, f"Created {name}")
@@ -71,20 +77,29 @@ def deploy_function(
 
 
 def _package(progress: Progress, directory: Path, runtime: str) -> bytes:
-    if (directory / "requirements.txt").is_file():
-        pip = _step(progress, "Installing requirements")
+    """Build the zip, showing pip's progress line by line, then the files packaged."""
+    has_requirements = (directory / "requirements.txt").is_file()
+    pip = _step(progress, "Installing requirements") if has_requirements else None
+    zipping: list[TaskID] = []
+    count = 0
 
-        def show(line: str) -> None:
-            if line.strip():
-                progress.update(pip, description=f"Installing requirements: {line.strip()[:70]}")
+    def show_pip(line: str) -> None:
+        if pip is not None and line.strip():
+            progress.update(pip, description=f"Installing requirements: {line.strip()[:70]}")
 
-        task = _step(progress, "Packaging")
-        zip_file = build_package(directory, runtime, on_pip_line=show)
-        _done(progress, pip, "Installed requirements")
-    else:
-        task = _step(progress, "Packaging")
-        zip_file = build_package(directory, runtime)
-    _done(progress, task, f"Packaged {directory} ({len(zip_file) / 1024:.1f} KiB)")
+    def show_file(name: str) -> None:
+        nonlocal count
+        if not zipping:
+            if pip is not None:
+                _done(progress, pip, "Installed requirements")
+            zipping.append(_step(progress, "Packaging"))
+        count += 1
+        progress.update(zipping[0], description=f"Packaging ({count} files)")
+
+    zip_file = build_package(directory, runtime, on_pip_line=show_pip, on_file=show_file)
+    if not zipping:  # an empty folder
+        zipping.append(_step(progress, "Packaging"))
+    _done(progress, zipping[0], f"Packaged {count} files ({len(zip_file) / 1024:.1f} KiB)")
     return zip_file
 
 
@@ -111,9 +126,8 @@ def deploy(
         "FunctionName": name,
         "Runtime": runtime,
         "Handler": handler,
-        "Role": role or f"arn:aws:iam::{connection.account_id}:role/lamina-function",
     }
-    optional = {"MemorySize": memory, "Timeout": timeout}
+    optional = {"MemorySize": memory, "Timeout": timeout, "Role": role}
     function.update({k: v for k, v in optional.items() if v is not None})
     if variables:
         function["Environment"] = {"Variables": variables}
@@ -127,7 +141,8 @@ def deploy(
             typer.echo(str(exc), err=True)
             raise typer.Exit(1) from None
         client = connection.client("lambda")
-        config = deploy_function(client, progress, function, zip_file)
+        default_role = f"arn:aws:iam::{connection.account_id}:role/lamina-function"
+        config = deploy_function(client, progress, function, zip_file, default_role)
     typer.echo(f"FunctionArn: {config.get('FunctionArn')}")
     typer.echo(f"Version: {config.get('Version')}")
     typer.echo(f"State: {config.get('State')}")

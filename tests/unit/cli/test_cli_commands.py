@@ -183,6 +183,7 @@ def test_deploy_updates_code_then_configuration(
         "get_function_configuration",
     ]
     assert fake.calls[3][1]["Timeout"] == 9
+    assert "Role" not in fake.calls[3][1]  # an update keeps the function's role
 
 
 def test_deploy_reports_server_errors_without_traceback(
