@@ -34,6 +34,7 @@ test: $(TEST_STAMP) system-deps
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 bench: $(TEST_STAMP)
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/invoke.py
 
 clean:

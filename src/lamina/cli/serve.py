@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import sys
 
 import uvicorn
+import uvloop
 import yaml
 
 from lamina.settings import Settings
@@ -42,4 +42,5 @@ def run_server(settings: Settings) -> None:
         log_level="warning",
     )
     server = uvicorn.Server(config)
-    asyncio.run(server.serve())
+    # uvicorn picks uvloop only in uvicorn.run(); serving ourselves, we start it here.
+    uvloop.run(server.serve())

@@ -74,15 +74,20 @@ class _InFlight:
     status: str | None = None
 
 
-def _peak_rss_mb(pid: int) -> int:
+def _peak_rss_mb(status_fd: int) -> int:
+    """VmHWM (peak resident set) from an open /proc/<pid>/status: re-reading an open
+    proc file with pread costs a fraction of opening it again on every invocation."""
+    if status_fd < 0:
+        return 0
     try:
-        with open(f"/proc/{pid}/status", "rb") as status:
-            for line in status:
-                if line.startswith(b"VmHWM:"):
-                    return max(1, int(line.split()[1]) // 1024)
+        data = os.pread(status_fd, 4096, 0)
     except OSError:
-        pass
-    return 0
+        return 0
+    start = data.find(b"VmHWM:")
+    if start < 0:
+        return 0
+    end = data.find(b"kB", start)
+    return max(1, int(data[start + 6 : end]) // 1024)
 
 
 class Environment:
@@ -104,6 +109,7 @@ class Environment:
         self._api = RuntimeApiServer(self)
         self._process: asyncio.subprocess.Process | None = None
         self._pid = 0
+        self._status_fd = -1
         self._pipe = -1
         self._splitter = LineSplitter()
         self._pending_lines: list[tuple[int, str]] = []  # output outside any invocation
@@ -147,6 +153,8 @@ class Environment:
         finally:
             os.close(write_fd)
         self._pid = self._process.pid
+        with contextlib.suppress(OSError):
+            self._status_fd = os.open(f"/proc/{self._pid}/status", os.O_RDONLY)
         self._pipe = read_fd
         asyncio.get_running_loop().add_reader(read_fd, self._read_output)
         asyncio.get_running_loop().create_task(self._watch_exit(self._process))
@@ -246,7 +254,7 @@ class Environment:
             request_id=rid,
             duration_ms=duration_ms,
             memory_mb=self.config.memory_mb,
-            max_memory_mb=_peak_rss_mb(self._pid) if self._pid else 0,
+            max_memory_mb=_peak_rss_mb(self._status_fd),
             init_duration_ms=self._init_duration_ms if cold else None,
             status=inflight.status,
         )
@@ -359,6 +367,9 @@ class Environment:
         if self.alive:
             self._stop_now()
         self._close_pipe()
+        if self._status_fd >= 0:
+            os.close(self._status_fd)
+            self._status_fd = -1
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
 

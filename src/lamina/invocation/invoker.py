@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
+import random
 import time
 import uuid
 from collections.abc import Callable
@@ -32,7 +32,9 @@ class InvokeRequest:
 
 
 def trace_id(now: float) -> str:
-    return f"Root=1-{int(now):08x}-{os.urandom(12).hex()};Parent={os.urandom(8).hex()};Sampled=0"
+    # X-Ray's format; ids need to be unique, not secret, so `random` (cheap) is enough.
+    bits = random.getrandbits(160)
+    return f"Root=1-{int(now):08x}-{bits >> 64:024x};Parent={bits & (2**64 - 1):016x};Sampled=0"
 
 
 def decode_client_context(raw: str | None) -> str | None:
