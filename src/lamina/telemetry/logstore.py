@@ -70,6 +70,7 @@ class LogStore:
         self._closing = False
         self._failures = 0
         self.dropped_events = 0
+        self._reported_drops = 0
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -142,6 +143,14 @@ class LogStore:
                 logger.exception("writing log events failed; retrying in 1 s")
                 await asyncio.sleep(1.0)
                 self._wake.set()
+            if self.dropped_events > self._reported_drops:
+                # Once per batch, not per append: a flood must not become a log flood.
+                logger.warning(
+                    "log buffer full: dropped %d events (%d in all)",
+                    self.dropped_events - self._reported_drops,
+                    self.dropped_events,
+                )
+                self._reported_drops = self.dropped_events
 
     async def put_events(self, group: str, stream: str, events: Sequence[tuple[int, str]]) -> None:
         """Write `events` to an existing stream now (PutLogEvents: durable before the reply)."""
