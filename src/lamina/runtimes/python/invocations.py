@@ -13,7 +13,7 @@ import json
 import sys
 
 from .faults import FaultException, format_frames, make_error, user_frames, xray_fault
-from .lambda_context import LambdaContext
+from .lambda_context import FunctionFacts, LambdaContext
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ def serve(
     environ: MutableMapping[str, str],
 ) -> None:
     """Serves invocations until the Runtime API goes away (HostGone is raised)."""
+    facts = FunctionFacts(environ)
     while True:
         invocation = api.next_invocation()
         headers = invocation.headers
@@ -50,7 +51,7 @@ def serve(
             del environ["_X_AMZN_TRACE_ID"]
 
         try:
-            context = make_context(headers, request_id, tenant_id)
+            context = make_context(headers, request_id, tenant_id, facts)
             event = marshaller.unmarshal(invocation.body, headers.get("content-type"))
             body, content_type = marshaller.marshal(handler(event, context))
         except FaultException as exc:
@@ -78,7 +79,9 @@ def serve(
         )
 
 
-def make_context(headers: dict[str, str], request_id: str, tenant_id: str | None) -> LambdaContext:
+def make_context(
+    headers: dict[str, str], request_id: str, tenant_id: str | None, facts: FunctionFacts
+) -> LambdaContext:
     client_context = headers.get("lambda-runtime-client-context")
     cognito_identity = headers.get("lambda-runtime-cognito-identity")
     return LambdaContext(
@@ -88,6 +91,7 @@ def make_context(headers: dict[str, str], request_id: str, tenant_id: str | None
         int(headers.get("lambda-runtime-deadline-ms") or 0),
         headers.get("lambda-runtime-invoked-function-arn"),
         tenant_id,
+        facts,
     )
 
 

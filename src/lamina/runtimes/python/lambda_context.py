@@ -12,8 +12,37 @@ import os
 import sys
 import time
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
 # The W3C trace-context fields `LambdaContext.w3c()` exposes; others are dropped.
 W3C_ALLOWED_FIELDS = ("traceparent", "tracestate", "baggage")
+
+
+class FunctionFacts:
+    """The context's per-environment values, read from the environment once.
+
+    awslambdaric re-reads these five variables for every invocation; on the warm
+    path that was the largest single cost of building a context, and Lambda sets
+    them before the process starts. A function that rewrites them in os.environ
+    at run time sees the start-up values here (the one difference).
+    """
+
+    __slots__ = (
+        "function_name",
+        "function_version",
+        "log_group_name",
+        "log_stream_name",
+        "memory_limit_in_mb",
+    )
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.log_group_name = environ.get("AWS_LAMBDA_LOG_GROUP_NAME")
+        self.log_stream_name = environ.get("AWS_LAMBDA_LOG_STREAM_NAME")
+        self.function_name = environ.get("AWS_LAMBDA_FUNCTION_NAME")
+        self.memory_limit_in_mb = environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+        self.function_version = environ.get("AWS_LAMBDA_FUNCTION_VERSION")
 
 
 class LambdaContext:
@@ -25,14 +54,16 @@ class LambdaContext:
         epoch_deadline_time_in_ms: int,
         invoked_function_arn: str | None = None,
         tenant_id: str | None = None,
+        facts: FunctionFacts | None = None,
     ) -> None:
-        environ = os.environ
+        if facts is None:
+            facts = FunctionFacts(os.environ)
         self.aws_request_id = invoke_id
-        self.log_group_name = environ.get("AWS_LAMBDA_LOG_GROUP_NAME")
-        self.log_stream_name = environ.get("AWS_LAMBDA_LOG_STREAM_NAME")
-        self.function_name = environ.get("AWS_LAMBDA_FUNCTION_NAME")
-        self.memory_limit_in_mb = environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
-        self.function_version = environ.get("AWS_LAMBDA_FUNCTION_VERSION")
+        self.log_group_name = facts.log_group_name
+        self.log_stream_name = facts.log_stream_name
+        self.function_name = facts.function_name
+        self.memory_limit_in_mb = facts.memory_limit_in_mb
+        self.function_version = facts.function_version
         self.invoked_function_arn = invoked_function_arn
         self.tenant_id = tenant_id
         self._w3c_fields = _pop_w3c(client_context)

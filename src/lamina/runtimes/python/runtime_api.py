@@ -57,7 +57,9 @@ class RuntimeApiClient:
         host, _, port = address.rpartition(":")
         if host.startswith("[") and host.endswith("]"):
             host = host[1:-1]
-        self._address = (host or "127.0.0.1", int(port))
+        # The host as bytes: getaddrinfo() runs a str host through the idna codec, whose
+        # import (with stringprep and unicodedata) would be a few ms of every cold start.
+        self._address = ((host or "127.0.0.1").encode("ascii"), int(port))
         version = ".".join(map(str, sys.version_info[:3]))
         self._common = f"Host: {address}\r\nUser-Agent: lamina-python/{version}\r\n"
         self._next = f"GET {PREFIX}/invocation/next HTTP/1.1\r\n{self._common}\r\n".encode()
@@ -152,6 +154,7 @@ class RuntimeApiClient:
                 if not line:
                     raise _Closed
                 name, _, value = line.partition(b":")
+                # Values may carry UTF-8 (the client context is JSON text).
                 headers[name.strip().lower().decode("latin-1")] = value.strip().decode(
                     "utf-8", "replace"
                 )
