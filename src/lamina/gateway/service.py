@@ -231,6 +231,23 @@ class GatewayService:
             self._cache.put(cached_key, completion, model.cache_ttl_s)
         self.account(call, candidate, status, usage, ttft=ttft)
 
+    # -- token counting -------------------------------------------------------------
+
+    async def count_tokens(self, key: VirtualKey, body: JSON) -> int:
+        """Counted by the first deployment of the model whose provider can count."""
+        model = self._resolve(key, body)
+        refusal: Exception | None = None
+        for candidate in self._router.plan(model):
+            provider = self._providers[candidate.deployment.provider.type]
+            try:
+                request = provider.count_tokens_request(body, candidate.deployment)
+            except InvalidGatewayRequest as exc:
+                refusal = exc
+                continue
+            data = await self._upstream.call(provider, request, candidate.model.timeout_s)
+            return provider.count_tokens_response(data)
+        raise refusal or InvalidGatewayRequest(f"model {model.name!r} cannot count tokens")
+
     # -- embeddings -----------------------------------------------------------------
 
     async def embeddings(self, key: VirtualKey, body: JSON, *, size: int = 0) -> Reply:

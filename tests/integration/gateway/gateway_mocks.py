@@ -195,7 +195,13 @@ class MockOpenAI(MockProvider):
 
 class MockAnthropic(MockProvider):
     def app(self) -> Starlette:
-        return Starlette(routes=[Route("/v1/messages", self.messages, methods=["POST"])])
+        return Starlette(routes=[Route("/v1/messages", self.messages, methods=["POST"]),
+                                 Route("/v1/messages/count_tokens", self.count_tokens,
+                                       methods=["POST"])])
+
+    async def count_tokens(self, request: Request) -> Response:
+        body, _ = await self._take(request)
+        return JSONResponse({"input_tokens": 7 * len(body["messages"])})
 
     def answer(self, body: JSON) -> str:
         if self.reply_text:
@@ -286,6 +292,8 @@ class MockGemini(MockProvider):
             return JSONResponse(fault.body or {"error": {
                 "code": fault.status, "message": f"mock failure {fault.status}",
                 "status": "UNAVAILABLE"}}, status_code=fault.status, headers=fault.headers)
+        if method == "countTokens":
+            return JSONResponse({"totalTokens": 5 * len(body["generateContentRequest"]["contents"])})
         if method == "batchEmbedContents":
             return JSONResponse({"embeddings": [{"values": [0.5, float(i)]}
                                                 for i, _ in enumerate(body["requests"])]})

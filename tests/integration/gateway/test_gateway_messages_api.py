@@ -108,3 +108,19 @@ async def test_errors_in_anthropic_shape(launch: Launch, mocks: Mocks) -> None:
         "type": "authentication_error", "message": "invalid API key"}}
     assert isinstance(not_allowed.value.body, dict)
     assert not_allowed.value.body["error"]["type"] == "permission_error"
+
+
+async def test_count_tokens(launch: Launch, mocks: Mocks) -> None:
+    messages: list[anthropic.types.MessageParam] = [
+        {"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+        {"role": "user", "content": "c"}]
+    async with launch(base_config(mocks)) as gw:
+        client = gw.anthropic()
+        claude = await client.messages.count_tokens(model="claude", messages=messages,
+                                                    system="s")
+        gemini = await client.messages.count_tokens(model="gemini", messages=messages)
+        with pytest.raises(anthropic.BadRequestError) as refused:
+            await client.messages.count_tokens(model="gpt", messages=messages)
+    assert claude.input_tokens == 21 and gemini.input_tokens == 15
+    assert mocks.anthropic.requests[-1]["system"] == [{"type": "text", "text": "s"}]
+    assert "count tokens" in refused.value.message

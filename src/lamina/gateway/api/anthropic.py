@@ -32,7 +32,17 @@ def anthropic_routes(service: GatewayService) -> list[BaseRoute]:
         except LaminaError as exc:
             return anthropic_error(exc)
 
-    return [Route("/v1/messages", messages, methods=["POST"])]
+    async def count_tokens(request: Request) -> Response:
+        try:
+            key = service.keyring.authenticate(anthropic_key(request))
+            body, _ = await json_body(request)
+            tokens = await service.count_tokens(key, inbound.chat_request(body, counting=True))
+            return JSONBytes({"input_tokens": tokens})
+        except LaminaError as exc:
+            return anthropic_error(exc)
+
+    return [Route("/v1/messages", messages, methods=["POST"]),
+            Route("/v1/messages/count_tokens", count_tokens, methods=["POST"])]
 
 
 async def _sse(reply: StreamReply, model: str) -> AsyncIterator[bytes]:

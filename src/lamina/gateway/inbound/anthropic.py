@@ -79,10 +79,11 @@ def _assistant(content: Any) -> JSON:
     return message
 
 
-def chat_request(body: JSON) -> JSON:
+def chat_request(body: JSON, *, counting: bool = False) -> JSON:
+    """`counting`: for /v1/messages/count_tokens, which takes no max_tokens."""
     if not isinstance(body.get("messages"), list):
         raise InvalidGatewayRequest("messages: Field required")
-    if not isinstance(body.get("max_tokens"), int):
+    if not counting and not isinstance(body.get("max_tokens"), int):
         raise InvalidGatewayRequest("max_tokens: Field required")
     messages: list[JSON] = []
     system = body.get("system")
@@ -93,8 +94,9 @@ def chat_request(body: JSON) -> JSON:
             messages.append(_assistant(message.get("content")))
         else:
             messages.extend(_user(message.get("content")))
-    out: JSON = {"model": body.get("model"), "messages": messages,
-                 "max_tokens": body["max_tokens"]}
+    out: JSON = {"model": body.get("model"), "messages": messages}
+    if not counting:
+        out["max_tokens"] = body["max_tokens"]
     for name in ("temperature", "top_p"):
         if body.get(name) is not None:
             out[name] = body[name]

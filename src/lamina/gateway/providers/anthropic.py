@@ -263,5 +263,16 @@ class AnthropicProvider:
     def embeddings_response(self, data: JSON) -> JSON:
         raise InvalidGatewayRequest("the anthropic provider has no embeddings API")
 
+    def count_tokens_request(self, body: JSON, deployment: Deployment) -> UpstreamRequest:
+        base = (deployment.provider.base_url or DEFAULT_BASE_URL).rstrip("/")
+        full = chat_body(body, deployment.model)
+        counted = {k: v for k, v in full.items()
+                   if k in ("model", "messages", "system", "tools", "tool_choice")}
+        return UpstreamRequest(f"{base}/v1/messages/count_tokens", orjson.dumps(counted),
+                               self._headers(deployment))
+
+    def count_tokens_response(self, data: JSON) -> int:
+        return int(data.get("input_tokens") or 0)
+
     def error_message(self, status: int, body: bytes) -> str:
         return error_message(status, body)

@@ -279,5 +279,12 @@ class GeminiProvider:
                          for i, e in enumerate(data.get("embeddings") or [])],
                 "usage": {"prompt_tokens": 0, "total_tokens": 0}}
 
+    def count_tokens_request(self, body: JSON, deployment: Deployment) -> UpstreamRequest:
+        request = dict(chat_body(body), model=f"models/{deployment.model}")
+        return self._request(deployment, "countTokens", {"generateContentRequest": request})
+
+    def count_tokens_response(self, data: JSON) -> int:
+        return int(data.get("totalTokens") or 0)
+
     def error_message(self, status: int, body: bytes) -> str:
         return error_message(status, body)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import orjson
 
-from lamina.gateway.errors import UpstreamError
+from lamina.gateway.errors import InvalidGatewayRequest, UpstreamError
 from lamina.gateway.pricing import Usage
 from lamina.gateway.providers.base import JSON, Deployment, UpstreamRequest, usage_of
 from lamina.gateway.sse import Event
@@ -77,6 +77,13 @@ class OpenAIProvider:
 
     def embeddings_response(self, data: JSON) -> JSON:
         return data
+
+    def count_tokens_request(self, body: JSON, deployment: Deployment) -> UpstreamRequest:
+        raise InvalidGatewayRequest("OpenAI-compatible providers cannot count tokens; "
+                                    f"model {deployment.model!r} has no token counting")
+
+    def count_tokens_response(self, data: JSON) -> int:
+        raise InvalidGatewayRequest("OpenAI-compatible providers cannot count tokens")
 
     def error_message(self, status: int, body: bytes) -> str:
         return error_message(status, body)
