@@ -105,6 +105,7 @@ class LogsService:
             "DeleteLogGroup": self.delete_log_group,
             "DescribeLogGroups": self.describe_log_groups,
             "CreateLogStream": self.create_log_stream,
+            "DeleteLogStream": self.delete_log_stream,
             "DescribeLogStreams": self.describe_log_streams,
             "PutLogEvents": self.put_log_events,
             "GetLogEvents": self.get_log_events,
@@ -149,6 +150,14 @@ class LogsService:
         self, params: dict[str, Any], ctx: RequestContext
     ) -> dict[str, Any]:
         await self._store.create_stream(
+            _required(params, "logGroupName"), _required(params, "logStreamName")
+        )
+        return {}
+
+    async def delete_log_stream(
+        self, params: dict[str, Any], ctx: RequestContext
+    ) -> dict[str, Any]:
+        await self._store.delete_stream(
             _required(params, "logGroupName"), _required(params, "logStreamName")
         )
         return {}

@@ -118,6 +118,18 @@ async def record_events(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]
         )
 
 
+async def recount_group(conn: AsyncConnection, group_id: int) -> None:
+    """Set a group's stored bytes to the sum of its streams' (after a stream is gone)."""
+    total = (
+        select(func.coalesce(func.sum(log_streams.c.stored_bytes), 0))
+        .where(log_streams.c.group_id == group_id)
+        .scalar_subquery()
+    )
+    await conn.execute(
+        update(log_groups).where(log_groups.c.id == group_id).values(stored_bytes=total)
+    )
+
+
 def _check_page_size(limit: int) -> None:
     if not 1 <= limit <= 50:
         raise invalid_parameter(f"limit must be between 1 and 50, got {limit}.")

@@ -190,6 +190,14 @@ class LogStore:
         except IntegrityError as exc:
             raise already_exists("log stream") from exc
 
+    async def delete_stream(self, group: str, stream: str) -> None:
+        await self.flush()
+        async with self._engine.begin() as conn:
+            group_id, stream_id = await find_stream(conn, group, stream)
+            await conn.execute(delete(log_events).where(log_events.c.stream_id == stream_id))
+            await conn.execute(delete(log_streams).where(log_streams.c.id == stream_id))
+            await log_catalog.recount_group(conn, group_id)
+
     async def describe_groups(
         self,
         prefix: str | None = None,

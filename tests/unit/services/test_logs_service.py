@@ -68,6 +68,19 @@ async def test_group_and_stream_lifecycle(logs: LogsService) -> None:
     assert streams["logStreams"][0]["logStreamName"] == "s1"
     assert streams["logStreams"][0]["arn"].endswith(":log-group:app:log-stream:s1")
     assert "nextToken" not in streams
+    await call(logs, "CreateLogStream", logGroupName="app", logStreamName="s2")
+    await call(
+        logs, "PutLogEvents", logGroupName="app", logStreamName="s2",
+        logEvents=[{"timestamp": NOW_MS, "message": "12345"}],
+    )  # fmt: skip
+    described = await call(logs, "DescribeLogGroups")
+    assert described["logGroups"][0]["storedBytes"] == 5
+    await call(logs, "DeleteLogStream", logGroupName="app", logStreamName="s2")
+    described = await call(logs, "DescribeLogGroups")
+    assert described["logGroups"][0]["storedBytes"] == 0
+    with pytest.raises(LaminaError) as gone:
+        await call(logs, "DeleteLogStream", logGroupName="app", logStreamName="s2")
+    assert gone.value.message == "The specified log stream does not exist."
     await call(logs, "DeleteLogGroup", logGroupName="app")
     assert (await call(logs, "DescribeLogGroups"))["logGroups"] == []
 
