@@ -78,8 +78,7 @@ class FakeRuntimeApi:
 
     @property
     def address(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"{host}:{port}"
+        return f"127.0.0.1:{self.server.server_address[1]}"
 
     def invoke(
         self,
@@ -223,7 +222,7 @@ class Launcher:
         *,
         command: list[str] | None = None,
         pass_fds: tuple[int, ...] = (),
-        **env: str,
+        env: dict[str, str] | None = None,
     ) -> RuntimeProcess:
         """Starts bootstrap.py (or `command`, e.g. awslambdaric) against a new fake API."""
         api = FakeRuntimeApi()
@@ -240,7 +239,7 @@ class Launcher:
             "AWS_LAMBDA_LOG_STREAM_NAME": "2024/01/01/[$LATEST]abc",
             "PYTHONDONTWRITEBYTECODE": "1",
         }
-        environ.update(env)
+        environ.update(env or {})
         proc = subprocess.Popen(
             command or [self.python, "-s", "-u", str(BOOTSTRAP)],
             env=environ,

@@ -111,7 +111,7 @@ def test_exception_at_module_level(launcher: Launcher) -> None:
 
 def test_missing_runtime_api_address(launcher: Launcher) -> None:
     launcher.write("app.py", "def handler(event, context):\n    pass\n")
-    run = launcher.start("app.handler", AWS_LAMBDA_RUNTIME_API="")
+    run = launcher.start("app.handler", env={"AWS_LAMBDA_RUNTIME_API": ""})
     assert run.proc.wait(timeout=30) == 1
     run.finish()
     assert "AWS_LAMBDA_RUNTIME_API is not set" in run.stderr

@@ -147,7 +147,9 @@ def test_remaining_time_follows_the_deadline(launcher: Launcher) -> None:
     now_ms = int(time.time() * 1000)
     future = run.api.invoke({}, deadline_ms=now_ms + 10_000)
     past = run.api.invoke({}, deadline_ms=now_ms - 1_000)
-    first, second = run.api.result(future).json()  # type: ignore[misc]
+    remaining = run.api.result(future).json()
+    assert isinstance(remaining, list)
+    first, second = remaining
     assert 5_000 < first <= 10_000
     assert 150 <= first - second < 5_000
     assert run.api.result(past).json() == [0, 0]
@@ -189,7 +191,7 @@ def test_logging_imported_only_inside_the_handler(launcher: Launcher) -> None:
         "    logging.warning('late')\n"
         "    return {'logging_before': before, 'http_client': 'http.client' in sys.modules}\n",
     )
-    run = launcher.start("app.handler", AWS_LAMBDA_LOG_LEVEL="DEBUG")
+    run = launcher.start("app.handler", env={"AWS_LAMBDA_LOG_LEVEL": "DEBUG"})
     request_id = run.api.invoke({})
     # The runtime imports neither logging nor http.client on its own: cold starts stay short.
     assert run.api.result(request_id).json() == {"logging_before": False, "http_client": False}
@@ -206,7 +208,9 @@ def test_json_log_format(launcher: Launcher) -> None:
         "    logging.getLogger('mine').debug('hidden')\n"
         "    raise KeyError('k')\n",
     )
-    run = launcher.start("app.handler", AWS_LAMBDA_LOG_FORMAT="JSON", AWS_LAMBDA_LOG_LEVEL="INFO")
+    run = launcher.start(
+        "app.handler", env={"AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": "INFO"}
+    )
     request_id = run.api.invoke({})
     assert run.api.result(request_id).kind == "error"
     assert run.finish() == 0
@@ -290,7 +294,7 @@ def test_trace_id_and_import_path(launcher: Launcher) -> None:
         "    return {'trace': os.environ.get('_X_AMZN_TRACE_ID'), 'path': sys.path[:2],\n"
         "            'mine': [runtime.WHERE, payload.WHERE, shared.WHERE]}\n",
     )
-    run = launcher.start("app.handler", LAMINA_LAYER_PATHS=str(layer))
+    run = launcher.start("app.handler", env={"LAMINA_LAYER_PATHS": str(layer)})
     traced = run.api.invoke({}, headers={"Lambda-Runtime-Trace-Id": "Root=1-abc"})
     untraced = run.api.invoke({})
     assert run.api.result(traced).json() == {
@@ -322,7 +326,9 @@ def test_telemetry_fd_frames(launcher: Launcher) -> None:
     read_fd, write_fd = os.pipe()
     try:
         run = launcher.start(
-            "app.handler", pass_fds=(write_fd,), _LAMBDA_TELEMETRY_LOG_FD=str(write_fd)
+            "app.handler",
+            pass_fds=(write_fd,),
+            env={"_LAMBDA_TELEMETRY_LOG_FD": str(write_fd)},
         )
         os.close(write_fd)
         run.api.result(run.api.invoke({}, request_id="rid"))

@@ -64,7 +64,7 @@ def _observe(
     launcher = Launcher(sys.executable, task_root)
     try:
         command = [sys.executable, "-m", "awslambdaric", handler] if ric else None
-        run: RuntimeProcess = launcher.start(handler, command=command, **env)
+        run: RuntimeProcess = launcher.start(handler, command=command, env=env)
         seen: list[object] = []
         ids = [run.api.invoke(event, headers=headers) for event, headers in events]
         for request_id in ids:

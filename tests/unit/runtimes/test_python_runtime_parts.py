@@ -30,10 +30,11 @@ def _module(runtime: ModuleType, name: str) -> ModuleType:
 
 
 Script = Callable[[socket.socket, bytes], None]
+RawServer = Callable[[list[Script]], str]
 
 
 @pytest.fixture
-def raw_server() -> Iterator[Callable[[list[Script]], str]]:
+def raw_server() -> Iterator[RawServer]:
     """A loopback server answering each accepted connection with the next script."""
     listener = socket.create_server(("127.0.0.1", 0))
     threads: list[threading.Thread] = []
@@ -71,7 +72,7 @@ def _read_request(conn: socket.socket) -> bytes:
     return data
 
 
-def test_chunked_response_and_connection_close(runtime: ModuleType, raw_server) -> None:  # type: ignore[no-untyped-def]
+def test_chunked_response_and_connection_close(runtime: ModuleType, raw_server: RawServer) -> None:
     api_module = _module(runtime, "runtime_api")
 
     def chunked(conn: socket.socket, request: bytes) -> None:
@@ -90,8 +91,8 @@ def test_chunked_response_and_connection_close(runtime: ModuleType, raw_server) 
 
 
 def test_reconnects_once_when_an_idle_connection_was_closed(
-    runtime: ModuleType, raw_server
-) -> None:  # type: ignore[no-untyped-def]
+    runtime: ModuleType, raw_server: RawServer
+) -> None:
     api_module = _module(runtime, "runtime_api")
     seen: list[bytes] = []
 
@@ -121,7 +122,7 @@ def test_host_gone_when_nothing_listens(runtime: ModuleType) -> None:
         api_module.RuntimeApiClient(address).next_invocation()
 
 
-def test_non_200_from_next_is_an_error(runtime: ModuleType, raw_server) -> None:  # type: ignore[no-untyped-def]
+def test_non_200_from_next_is_an_error(runtime: ModuleType, raw_server: RawServer) -> None:
     api_module = _module(runtime, "runtime_api")
 
     def refuse(conn: socket.socket, request: bytes) -> None:
