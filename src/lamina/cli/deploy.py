@@ -99,7 +99,11 @@ def _package(progress: Progress, directory: Path, runtime: str) -> bytes:
     zip_file = build_package(directory, runtime, on_pip_line=show_pip, on_file=show_file)
     if not zipping:  # an empty folder
         zipping.append(_step(progress, "Packaging"))
-    _done(progress, zipping[0], f"Packaged {count} files ({len(zip_file) / 1024:.1f} KiB)")
+    _done(
+        progress,
+        zipping[0],
+        f"Packaged {count} file{'' if count == 1 else 's'} ({len(zip_file) / 1024:.1f} KiB)",
+    )
     return zip_file
 
 
