@@ -54,9 +54,15 @@ class LogTail:
     """
 
     def __init__(
-        self, client: Any, group: str, start_ms: int, versions: frozenset[str] | None
+        self,
+        client: Any,
+        group: str,
+        start_ms: int,
+        versions: frozenset[str] | None,
+        pattern: str | None = None,
     ) -> None:
         self._client = client
+        self._pattern = pattern
         self._group = group
         self._start_ms = start_ms
         self._versions = versions
@@ -70,6 +76,8 @@ class LogTail:
 
     def _fetch(self) -> list[dict[str, Any]]:
         request: dict[str, Any] = {"logGroupName": self._group, "startTime": self._start_ms}
+        if self._pattern:
+            request["filterPattern"] = self._pattern
         events: list[dict[str, Any]] = []
         try:
             while True:
@@ -132,6 +140,10 @@ def logs(
     qualifier: Annotated[
         str | None, typer.Option(help="Only this version's (or alias's) logs.")
     ] = None,
+    filter_pattern: Annotated[
+        str | None,
+        typer.Option("--filter", help='CloudWatch filter pattern, e.g. "ERROR -Healthcheck".'),
+    ] = None,
 ) -> None:
     """Print the function's log events, oldest first."""
     start_ms = parse_since(since, time.time())
@@ -144,7 +156,8 @@ def logs(
         config = lambda_client.get_function_configuration(FunctionName=name)
         name = config.get("FunctionName") or name
         versions = qualifier_versions(lambda_client, name, qualifier)
-        tail = LogTail(connection.client("logs"), f"/aws/lambda/{name}", start_ms, versions)
+        group = f"/aws/lambda/{name}"
+        tail = LogTail(connection.client("logs"), group, start_ms, versions, filter_pattern)
         try:
             follow_events(tail, follow)
         except KeyboardInterrupt:

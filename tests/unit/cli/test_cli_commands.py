@@ -431,10 +431,11 @@ def test_logs_command_reads_the_function_group(
     monkeypatch.setattr(
         Connection, "client", lambda self, service: fake if service == "lambda" else logs_client
     )
-    result = run(app, "logs", "fn", "--since", "1h")
+    result = run(app, "logs", "fn", "--since", "1h", "--filter", "hello -bye")
     assert result.exit_code == 0, result.output
     assert result.stdout == "1970-01-01T00:00:00.001Z hello\n"
     assert logs_client.requests[0]["logGroupName"] == "/aws/lambda/fn"
+    assert logs_client.requests[0]["filterPattern"] == "hello -bye"
 
 
 def test_logs_of_a_missing_function(app: typer.Typer, fake: FakeLambda) -> None:
