@@ -63,6 +63,10 @@ def openai_event(payload: Any) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
-def anthropic_event(payload: Any) -> bytes:
+def named_event(payload: Any) -> bytes:
+    """An event named by its payload's `type` (Anthropic's and the Responses API's)."""
     return b"event: " + str(payload["type"]).encode() + b"\ndata: " + orjson.dumps(payload) \
         + b"\n\n"
+
+
+anthropic_event = named_event

@@ -11,8 +11,9 @@ from starlette.routing import BaseRoute, Route
 from lamina.errors import LaminaError
 from lamina.gateway.api.errors import openai_body, openai_error
 from lamina.gateway.api.wire import JSONBytes, json_body, openai_key
+from lamina.gateway.inbound import responses as responses_api
 from lamina.gateway.service import GatewayService, StreamReply
-from lamina.gateway.sse import DONE, openai_event
+from lamina.gateway.sse import DONE, named_event, openai_event
 
 
 def openai_routes(service: GatewayService) -> list[BaseRoute]:
@@ -58,8 +59,25 @@ def openai_routes(service: GatewayService) -> list[BaseRoute]:
                                         "code": "model_not_found"}}, status_code=404)
         return JSONBytes(_model(name))
 
+    async def responses(request: Request) -> Response:
+        try:
+            key = service.keyring.authenticate(openai_key(request))
+            body, size = await json_body(request)
+            chat = responses_api.chat_request(body)
+            if chat.get("stream"):
+                reply = await service.chat_stream(key, chat, api="responses", size=size)
+                return StreamingResponse(_response_events(reply, body),
+                                         media_type="text/event-stream",
+                                         headers=dict(reply.headers))
+            result = await service.chat(key, chat, api="responses", size=size)
+            return JSONBytes(responses_api.response(result.body, body),
+                             headers=dict(result.headers))
+        except LaminaError as exc:
+            return openai_error(exc)
+
     return [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/responses", responses, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/models/{name:path}", model, methods=["GET"]),
@@ -78,5 +96,16 @@ async def sse_chunks(reply: StreamReply) -> AsyncIterator[bytes]:
     except LaminaError as exc:
         # Headers are gone: the error travels in the stream, as OpenAI sends it.
         yield openai_event(openai_body(exc))
+    finally:
+        await reply.close()
+
+
+async def _response_events(reply: StreamReply, request: dict[str, object]
+                           ) -> AsyncIterator[bytes]:
+    try:
+        async for event in responses_api.events(reply.chunks, request):
+            yield named_event(event)
+    except LaminaError as exc:
+        yield named_event(responses_api.error_event(exc.code, exc.message))
     finally:
         await reply.close()
