@@ -122,6 +122,7 @@ class Environment:
         self._init_reported = False
         self._init_error: bytes | None = None
         self._tmp: Path | None = None
+        self._exit_task: asyncio.Task[None] | None = None
         self.exit_status: str | None = None
 
     # ----------------------------------------------------------------- lifecycle
@@ -157,7 +158,8 @@ class Environment:
             self._status_fd = os.open(f"/proc/{self._pid}/status", os.O_RDONLY)
         self._pipe = read_fd
         asyncio.get_running_loop().add_reader(read_fd, self._read_output)
-        asyncio.get_running_loop().create_task(self._watch_exit(self._process))
+        # Owned by the environment: `exited` lets the pool and tests await the end.
+        self._exit_task = asyncio.get_running_loop().create_task(self._watch_exit(self._process))
 
     def stop(self) -> None:
         """Kill the process group and release everything; safe to call twice."""
@@ -179,6 +181,11 @@ class Environment:
     def _set_state(self, target: EnvState) -> None:
         check_transition(self.state, target)
         self.state = target
+
+    async def exited(self) -> None:
+        """Wait until the process is gone and its resources are released."""
+        if self._exit_task is not None:
+            await asyncio.shield(self._exit_task)
 
     @property
     def log_stream_name(self) -> str:

@@ -76,10 +76,13 @@ class LineSplitter:
     def feed(self, chunk: bytes) -> list[str]:
         data = self._partial + chunk
         *complete, self._partial = data.split(b"\n")
-        if len(self._partial) > LINE_MAX:  # a line with no end: cut it into events
-            complete.append(self._partial)
-            self._partial = b""
-        return [c[:LINE_MAX].decode("utf-8", "replace").rstrip("\r") for c in complete]
+        lines: list[bytes] = []
+        for line in complete:  # a line over the event limit becomes several events
+            lines.extend(line[i : i + LINE_MAX] for i in range(0, max(len(line), 1), LINE_MAX))
+        while len(self._partial) > LINE_MAX:  # a line with no end yet: cut events off it
+            lines.append(self._partial[:LINE_MAX])
+            self._partial = self._partial[LINE_MAX:]
+        return [c.decode("utf-8", "replace").rstrip("\r") for c in lines]
 
     def flush(self) -> list[str]:
         rest, self._partial = self._partial, b""

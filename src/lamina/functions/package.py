@@ -16,6 +16,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -110,6 +111,26 @@ def extract(package: CodePackage, dest: Path) -> None:
 
 
 def _unpack(data: bytes, root: Path) -> None:
+    try:
+        _write_members(data, root)
+    except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        # e.g. a header that lies about a member's size ends in a CRC error
+        raise _refuse(f"The archive is damaged or inconsistent ({exc}).") from exc
+    _check_links_resolve_inside(root)
+
+
+def _check_links_resolve_inside(root: Path) -> None:
+    """Each link was checked as text; a chain of links (`a -> .`, `e -> a/..`) can still
+    lead out, so check where every link really resolves once all of them exist."""
+    top = root.resolve()
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(folder) / name
+            if path.is_symlink() and not path.resolve().is_relative_to(top):
+                raise _refuse(f"Symlink '{path.relative_to(root)}' resolves outside the package.")
+
+
+def _write_members(data: bytes, root: Path) -> None:
     written = 0
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         for info in archive.infolist():

@@ -277,9 +277,7 @@ class FunctionRegistry:
             if fn is not None and fn.latest.revision_id == config.revision_id:
                 fn.latest = dataclasses.replace(
                     fn.latest,
-                    state=state
-                    if fn.latest.state is State.PENDING or state is State.FAILED
-                    else fn.latest.state,
+                    state=state,
                     last_update_status=status,
                     state_reason=reason,
                     state_reason_code=code,

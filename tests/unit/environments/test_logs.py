@@ -137,11 +137,6 @@ def test_a_line_with_no_end_is_cut_instead_of_buffered_forever() -> None:
     assert all(len(line) <= LINE_MAX for line in out)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="logs.LineSplitter.feed emits an over-long partial line as one event cut to "
-    "LINE_MAX (c[:LINE_MAX]) and drops the bytes past it instead of cutting it into events",
-)
 def test_a_line_with_no_end_loses_no_bytes() -> None:
     data = b"z" * (2 * LINE_MAX + 10)
     splitter = LineSplitter()

@@ -286,11 +286,6 @@ async def test_failed_code_update_fails_the_function(
     assert settled.state_reason_code == "InvalidZipFileException"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="registry._settle only leaves State.FAILED when the old state was PENDING, so "
-    "a Failed function stays Failed after a good UpdateFunctionCode (with its reason wiped)",
-)
 async def test_good_code_update_recovers_a_failed_function(
     registry: FunctionRegistry, blobs: MemoryBlobs
 ) -> None:
