@@ -9,7 +9,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Insert, Table, case, func, or_, select, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    Insert,
+    Table,
+    Update,
+    bindparam,
+    case,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -80,42 +92,57 @@ async def ensure_stream(conn: AsyncConnection, group_id: int, name: str, now_ms:
     return int(found)
 
 
+def _stream_stats_update() -> Update:
+    c = log_streams.c
+    first, last = bindparam("first", type_=BigInteger), bindparam("last", type_=BigInteger)
+    return (
+        update(log_streams)
+        .where(c.id == bindparam("sid"))
+        .values(
+            first_event_ms=case(
+                (or_(c.first_event_ms.is_(None), c.first_event_ms > first), first),
+                else_=c.first_event_ms,
+            ),
+            last_event_ms=case(
+                (or_(c.last_event_ms.is_(None), c.last_event_ms < last), last),
+                else_=c.last_event_ms,
+            ),
+            last_ingestion_ms=bindparam("ingested", type_=BigInteger),
+            stored_bytes=c.stored_bytes + bindparam("size", type_=BigInteger),
+        )
+    )
+
+
+_STREAM_STATS = _stream_stats_update()
+_GROUP_BYTES = (
+    update(log_groups)
+    .where(log_groups.c.id == bindparam("gid"))
+    .values(stored_bytes=log_groups.c.stored_bytes + bindparam("size", type_=BigInteger))
+)
+
+
 async def record_events(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Fold newly written events into their streams' first/last times and sizes."""
-    per_stream: dict[int, list[int]] = {}  # stream -> [first, last, ingested, bytes]
+    """Fold newly written events into their streams' first/last times and sizes.
+
+    One executemany per table, whatever the number of streams: a batch's fixed cost
+    runs on the event loop, so it is kept to a few statements.
+    """
+    per_stream: dict[int, dict[str, int]] = {}
     per_group: dict[int, int] = {}
     for row in rows:
         size = len(row["message"].encode())
         ts = row["timestamp_ms"]
-        stats = per_stream.setdefault(row["stream_id"], [ts, ts, 0, 0])
-        stats[0], stats[1] = min(stats[0], ts), max(stats[1], ts)
-        stats[2] = max(stats[2], row["ingestion_ms"])
-        stats[3] += size
+        stats = per_stream.get(row["stream_id"])
+        if stats is None:
+            stats = per_stream[row["stream_id"]] = {
+                "sid": row["stream_id"], "first": ts, "last": ts, "ingested": 0, "size": 0
+            }  # fmt: skip
+        stats["first"], stats["last"] = min(stats["first"], ts), max(stats["last"], ts)
+        stats["ingested"] = max(stats["ingested"], row["ingestion_ms"])
+        stats["size"] += size
         per_group[row["group_id"]] = per_group.get(row["group_id"], 0) + size
-    c = log_streams.c
-    for stream_id, (first, last, ingested, size) in per_stream.items():
-        await conn.execute(
-            update(log_streams)
-            .where(c.id == stream_id)
-            .values(
-                first_event_ms=case(
-                    (or_(c.first_event_ms.is_(None), c.first_event_ms > first), first),
-                    else_=c.first_event_ms,
-                ),
-                last_event_ms=case(
-                    (or_(c.last_event_ms.is_(None), c.last_event_ms < last), last),
-                    else_=c.last_event_ms,
-                ),
-                last_ingestion_ms=ingested,
-                stored_bytes=c.stored_bytes + size,
-            )
-        )
-    for group_id, size in per_group.items():
-        await conn.execute(
-            update(log_groups)
-            .where(log_groups.c.id == group_id)
-            .values(stored_bytes=log_groups.c.stored_bytes + size)
-        )
+    await conn.execute(_STREAM_STATS, list(per_stream.values()))
+    await conn.execute(_GROUP_BYTES, [{"gid": g, "size": n} for g, n in per_group.items()])
 
 
 async def recount_group(conn: AsyncConnection, group_id: int) -> None:

@@ -44,10 +44,21 @@ async def _insert(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
         await log_catalog.record_events(conn, rows)
 
 
-async def write_batch(conn: AsyncConnection, batch: Sequence[PendingEvent], now_ms: int) -> None:
-    """Write buffered events, creating their groups and streams where they are new."""
-    streams: dict[tuple[str, str], tuple[int, int]] = {}
+StreamIds = dict[tuple[str, str], tuple[int, int]]
+
+
+async def write_batch(
+    conn: AsyncConnection, batch: Sequence[PendingEvent], now_ms: int, known: StreamIds
+) -> None:
+    """Write buffered events, creating their groups and streams where they are new.
+
+    `known` caches (group, stream) -> ids across batches, so a warm stream costs no
+    lookup; the caller drops it when a write fails or a group or stream is deleted.
+    """
+    streams = known
     for group, stream in dict.fromkeys((p.group, p.stream) for p in batch):
+        if (group, stream) in streams:
+            continue
         group_id = await log_catalog.ensure_group(conn, group, now_ms)
         stream_id = await log_catalog.ensure_stream(conn, group_id, stream, now_ms)
         streams[(group, stream)] = (group_id, stream_id)

@@ -35,6 +35,7 @@ from lamina.telemetry.log_reads import TimeRange, read_stream, search_group
 from lamina.telemetry.log_tables import log_events, log_groups, log_metadata, log_streams
 from lamina.telemetry.log_writes import (
     PendingEvent,
+    StreamIds,
     clip,
     write_batch,
     write_stream,
@@ -71,6 +72,10 @@ class LogStore:
         self._failures = 0
         self.dropped_events = 0
         self._reported_drops = 0
+        # Ids of streams written to before. Entries are added inside a write's
+        # transaction, so the cache is dropped whenever a write fails (a rolled-back
+        # stream insert) and whenever groups or streams are deleted.
+        self._stream_ids: StreamIds = {}
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -119,8 +124,9 @@ class LogStore:
                 batch = [self._buffer.popleft() for _ in range(size)]
                 try:
                     async with self._engine.begin() as conn:
-                        await write_batch(conn, batch, self.now_ms())
+                        await write_batch(conn, batch, self.now_ms(), self._stream_ids)
                 except Exception:
+                    self._stream_ids.clear()
                     self._failures += 1
                     if self._failures < _WRITE_ATTEMPTS:
                         self._buffer.extendleft(reversed(batch))
@@ -171,6 +177,7 @@ class LogStore:
 
     async def delete_group(self, name: str) -> None:
         await self.flush()  # or buffered events would re-create the group just deleted
+        self._stream_ids.clear()
         async with self._engine.begin() as conn:
             group_id = await find_group(conn, name)
             await conn.execute(delete(log_events).where(log_events.c.group_id == group_id))
@@ -192,6 +199,7 @@ class LogStore:
 
     async def delete_stream(self, group: str, stream: str) -> None:
         await self.flush()
+        self._stream_ids.clear()
         async with self._engine.begin() as conn:
             group_id, stream_id = await find_stream(conn, group, stream)
             await conn.execute(delete(log_events).where(log_events.c.stream_id == stream_id))

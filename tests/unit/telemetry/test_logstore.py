@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -221,3 +222,22 @@ async def test_a_failed_write_is_retried_then_given_up(
     events, *_ = await store.get_events(GROUP, STREAM)
     assert [e.message for e in events] == ["survives one failure"]
     await engine.dispose()
+
+
+async def test_stream_id_cache_survives_deletes_here_and_elsewhere(store: LogStore) -> None:
+    store.append(GROUP, STREAM, [(1, "first")])
+    await store.flush()
+    await store.delete_group(GROUP)
+    store.append(GROUP, STREAM, [(2, "after delete")])
+    events, *_ = await store.get_events(GROUP, STREAM)
+    assert [e.message for e in events] == ["after delete"]
+    # Another node deletes the group behind this store's back: the cached ids are stale,
+    # the write fails on the foreign key, the cache is dropped and the retry succeeds.
+    async with store._engine.begin() as conn:
+        for table in ("log_events", "log_streams", "log_groups"):
+            await conn.exec_driver_sql(f"DELETE FROM {table}")
+    store.append(GROUP, STREAM, [(3, "after a remote delete")])
+    with contextlib.suppress(Exception):
+        await store.flush()
+    events, *_ = await store.get_events(GROUP, STREAM)
+    assert [e.message for e in events] == ["after a remote delete"]
