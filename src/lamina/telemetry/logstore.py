@@ -117,10 +117,16 @@ class LogStore:
         self._wake.set()
 
     async def flush(self) -> None:
-        """Write everything buffered before this call."""
+        """Write everything buffered before this call.
+
+        Events appended while it writes are left to the flusher: a reader's flush must
+        not be kept busy by a function that never stops printing.
+        """
         async with self._write_lock:
-            while self._buffer:
-                size = min(len(self._buffer), _BATCH_EVENTS)
+            remaining = len(self._buffer)
+            while remaining > 0 and self._buffer:
+                size = min(len(self._buffer), remaining, _BATCH_EVENTS)
+                remaining -= size
                 batch = [self._buffer.popleft() for _ in range(size)]
                 try:
                     async with self._engine.begin() as conn:
