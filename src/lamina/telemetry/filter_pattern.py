@@ -6,9 +6,9 @@ Supported, as CloudWatch defines them (matching is case-sensitive):
 - exclusion: `ERROR -Healthcheck` drops messages holding the `-` term;
 - OR: `?ERROR ?WARN` matches messages holding at least one `?` term;
 - regular expressions: `%timed? out%`;
-- JSON patterns: `{ $.level = "ERROR" && $.latency > 100 }` (see json_pattern.py).
-An empty pattern matches everything. Space-delimited patterns (`[ip, user, ...]`) are
-refused rather than half-matched.
+- JSON patterns: `{ $.level = "ERROR" && $.latency > 100 }` (see json_pattern.py);
+- space-delimited patterns: `[ip, user, ..., status=5*]` (see delimited_pattern.py).
+An empty pattern matches everything.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from lamina.telemetry.delimited_pattern import compile_delimited_pattern
 from lamina.telemetry.json_pattern import compile_json_pattern
 from lamina.telemetry.log_model import invalid_parameter
 
@@ -43,10 +44,7 @@ def parse_filter_pattern(text: str | None) -> FilterPattern:
             raise invalid_parameter(f"Invalid filter pattern {text!r}: unclosed '{{'.")
         return FilterPattern(compile_json_pattern(pattern[1:-1]))
     if pattern.startswith("[") and pattern.endswith("]"):
-        raise invalid_parameter(
-            "Space-delimited filter patterns ([field, ...]) are not supported; "
-            "use terms, a %regex% or a JSON pattern."
-        )
+        return FilterPattern(compile_delimited_pattern(pattern[1:-1]))
     if len(pattern) > 1 and pattern.startswith("%") and pattern.endswith("%"):
         return FilterPattern(_compile_regex(pattern[1:-1]))
     return _compile_terms(pattern)

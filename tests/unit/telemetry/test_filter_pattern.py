@@ -66,7 +66,7 @@ def test_json_patterns(pattern: str, message: str, expected: bool) -> None:
         "{ $.a = }",
         "{ $.a > abc }",
         "{ $.a = 1",
-        "[ip, user]",
+        "[ip, size > abc]",
         "%(%",
         "{ $.a IS MAYBE }",
     ],
@@ -75,3 +75,26 @@ def test_bad_patterns_are_invalid_parameter(pattern: str) -> None:
     with pytest.raises(ClientError) as refused:
         parse_filter_pattern(pattern)
     assert refused.value.code == "InvalidParameterException"
+
+
+ACCESS_LOG = '127.0.0.1 - frank [10/Oct/2000:13:25:15 -0700] "GET /index.html HTTP/1.0" 404 1534'
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ("[ip, id, user, timestamp, request, status_code, size]", True),
+        ("[ip, id, user, timestamp, request, status_code]", False),  # field count differs
+        ("[ip, id, user, timestamp, request, status_code=404, size]", True),
+        ("[ip, id, user, timestamp, request, status_code=4*, size]", True),
+        ("[ip, id, user, timestamp, request, status_code=5*, size]", False),
+        ("[..., status_code=5* || status_code=4*, size>1000]", True),
+        ("[..., size<1000]", False),
+        ("[ip=127.*, ...]", True),
+        ('[ip, id, user=frank, timestamp, request="GET /index.html HTTP/1.0", ...]', True),
+        ("[ip, id, user!=frank, ...]", False),
+        ("[..., status_code>=400 && status_code<500, size]", True),
+    ],
+)
+def test_space_delimited_patterns(pattern: str, expected: bool) -> None:
+    assert parse_filter_pattern(pattern).matches(ACCESS_LOG) is expected
