@@ -23,6 +23,7 @@ from lamina import __version__
 from lamina.environments.interpreters import CUSTOM_RUNTIMES, discover
 from lamina.environments.launcher import HostFacts
 from lamina.environments.pool import EnvironmentPool
+from lamina.environments.spawn import ZygoteSpawner
 from lamina.functions.aliases import FunctionSettings
 from lamina.functions.model import Function
 from lamina.functions.registry import FunctionRegistry
@@ -99,7 +100,13 @@ async def start_platform(settings: Settings) -> Platform:
         run_root=data / "run",
         path=settings.function_path,
     )
-    pool = EnvironmentPool(facts, logs, settings.idle_environment_s)
+    spawner = None
+    if settings.zygotes:
+        zygote_env = {"PATH": settings.function_path, "LANG": "en_US.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+        spawner = ZygoteSpawner(list(interpreters.values()), settings.zygote_preload, zygote_env)
+        spawner.start()  # in the background: start-up does not wait for the zygotes
+        closers.append(spawner.close)
+    pool = EnvironmentPool(facts, logs, settings.idle_environment_s, spawner=spawner)
     pool.start()
     closers.append(pool.close)
 

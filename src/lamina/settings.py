@@ -59,6 +59,13 @@ class Settings:
     idle_environment_s: float = 600.0
     # First retry delay of a failed async invoke; doubles per retry (Lambda waits ~1 min).
     async_retry_base_s: float = 1.0
+    # Fork Python environments from per-interpreter zygotes (else exec each one).
+    zygotes: bool = True
+    # Modules each Python zygote imports up front (those an interpreter lacks are skipped).
+    zygote_preload: tuple[str, ...] = (
+        "json", "decimal", "datetime", "uuid", "base64", "hashlib", "urllib.request",
+        "boto3",
+    )  # fmt: skip
     # Free-form YAML configuration (gateway, ...) loaded from config_file.
     config: Mapping[str, Any] = field(default_factory=dict)
 
@@ -72,6 +79,9 @@ class Settings:
         search = [p for p in env.get("PATH", "").split(os.pathsep) if p]
         pyenv_root = env.get("PYENV_ROOT") or str(Path(env.get("HOME", "/root")) / ".pyenv")
         search.append(str(Path(pyenv_root) / "versions"))
+        preload = env.get("LAMINA_ZYGOTE_PRELOAD")
+        if preload is not None:
+            overrides.setdefault("zygote_preload", tuple(m for m in preload.split(",") if m))
         settings = cls(
             host=env.get("LAMINA_HOST", "127.0.0.1"),
             port=_int(env, "LAMINA_PORT", DEFAULT_PORT),
@@ -87,6 +97,7 @@ class Settings:
             async_workers=_int(env, "LAMINA_ASYNC_WORKERS", 16),
             idle_environment_s=float(env.get("LAMINA_IDLE_ENVIRONMENT_S", "600")),
             async_retry_base_s=float(env.get("LAMINA_ASYNC_RETRY_BASE_S", "1")),
+            zygotes=env.get("LAMINA_ZYGOTES", "1").lower() not in ("0", "false", "no", "off"),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **clean) if clean else settings

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import orjson
 
@@ -48,10 +49,37 @@ RESPONSE_MAX = 6 * 1024 * 1024
 
 @dataclass(frozen=True, slots=True)
 class LaunchSpec:
-    argv: tuple[str, ...]
+    argv: tuple[str, ...]  # to exec
     env: dict[str, str]
     cwd: str
     tmp_dir: Path
+    # For Python runtimes: the interpreter, and the argv its runtime client gets when the
+    # environment is forked from that interpreter's zygote instead of exec'd.
+    python: str | None = None
+    runtime_argv: tuple[str, ...] = ()
+
+
+class Child(Protocol):
+    pid: int
+
+    async def wait(self) -> int: ...
+
+
+class Spawner(Protocol):
+    """Starts an environment's process with stdout and stderr on `out_fd`."""
+
+    async def spawn(self, spec: LaunchSpec, out_fd: int) -> Child: ...
+
+
+class ExecSpawner:
+    """A new process from `exec`: always possible, never the fastest."""
+
+    async def spawn(self, spec: LaunchSpec, out_fd: int) -> Child:
+        process = await asyncio.create_subprocess_exec(
+            *spec.argv, env=spec.env, cwd=spec.cwd, stdin=asyncio.subprocess.DEVNULL,
+            stdout=out_fd, stderr=out_fd, start_new_session=True,
+        )  # fmt: skip
+        return process
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +125,10 @@ class Environment:
         config: FunctionConfig,
         logs: LogSink,
         clock: Callable[[], float] = time.monotonic,
+        spawner: Spawner | None = None,
     ) -> None:
         self.id = env_id
+        self._spawner: Spawner = spawner or ExecSpawner()
         self.config = config
         self.state = EnvState.STARTING
         self.idle_since = 0.0
@@ -107,7 +137,7 @@ class Environment:
         self._group = log_group(config.name)
         self._stream = log_stream(config.version, env_id)
         self._api = RuntimeApiServer(self)
-        self._process: asyncio.subprocess.Process | None = None
+        self._process: Child | None = None
         self._pid = 0
         self._status_fd = -1
         self._pipe = -1
@@ -139,10 +169,7 @@ class Environment:
             f"INIT_START Runtime Version: {self.config.runtime} Environment: {self.id}"
         )
         try:
-            self._process = await asyncio.create_subprocess_exec(
-                *spec.argv, env=spec.env, cwd=spec.cwd, stdin=asyncio.subprocess.DEVNULL,
-                stdout=write_fd, stderr=write_fd, start_new_session=True,
-            )  # fmt: skip
+            self._process = await self._spawner.spawn(spec, write_fd)
         except OSError as exc:
             os.close(read_fd)
             self._fail_init(
@@ -353,7 +380,7 @@ class Environment:
         if not self._ready.done():
             self._ready.set_result(None)
 
-    async def _watch_exit(self, process: asyncio.subprocess.Process) -> None:
+    async def _watch_exit(self, process: Child) -> None:
         code = await process.wait()
         self.exit_status = (
             f"signal: {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"

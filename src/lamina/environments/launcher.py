@@ -70,9 +70,14 @@ def build_spec(
         env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
     env.update(config.environment)
     if config.runtime.startswith("provided"):
-        argv: tuple[str, ...] = (str(task_root / "bootstrap"),)
-    else:
-        python = facts.interpreters[config.runtime]
-        # -s: no user site-packages, so the host's packages never shadow the function's.
-        argv = (python, "-s", str(BOOTSTRAP))
-    return LaunchSpec(argv=argv, env=env, cwd=str(task_root), tmp_dir=tmp.parent)
+        return LaunchSpec((str(task_root / "bootstrap"),), env, str(task_root), tmp.parent)
+    python = facts.interpreters[config.runtime]
+    # -s: no user site-packages, so the host's packages never shadow the function's.
+    return LaunchSpec(
+        argv=(python, "-s", str(BOOTSTRAP)),
+        env=env,
+        cwd=str(task_root),
+        tmp_dir=tmp.parent,
+        python=python,
+        runtime_argv=(str(BOOTSTRAP),),
+    )

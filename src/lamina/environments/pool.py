@@ -12,7 +12,7 @@ import secrets
 import time
 from collections.abc import Callable
 
-from lamina.environments.environment import Environment
+from lamina.environments.environment import Environment, Spawner
 from lamina.environments.launcher import HostFacts, build_spec
 from lamina.environments.lifecycle import EnvState
 from lamina.environments.logs import LogSink
@@ -26,8 +26,10 @@ class EnvironmentPool:
         logs: LogSink,
         idle_timeout_s: float,
         clock: Callable[[], float] = time.monotonic,
+        spawner: Spawner | None = None,
     ) -> None:
         self._facts = facts
+        self._spawner = spawner
         self._logs = logs
         self._idle_timeout_s = idle_timeout_s
         self._clock = clock
@@ -59,7 +61,7 @@ class EnvironmentPool:
 
     async def launch(self, config: FunctionConfig) -> Environment:
         env_id = secrets.token_hex(16)
-        env = Environment(env_id, config, self._logs, self._clock)
+        env = Environment(env_id, config, self._logs, self._clock, self._spawner)
         self._live.add(env)
         stream = env.log_stream_name
         await env.start(lambda api: build_spec(config, env_id, api, self._facts, stream))

@@ -1,0 +1,62 @@
+"""Environments forked from per-interpreter zygotes, with `exec` as the fallback.
+
+Either way the process is a session leader (its pid is its process group, so a kill
+reaches whatever it started) with `wait()` for its exit code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+
+from lamina.environments.environment import Child, ExecSpawner, LaunchSpec
+from lamina.environments.zygote import Zygote, ZygoteUnavailable
+
+log = logging.getLogger("lamina.spawn")
+
+
+class ZygoteSpawner:
+    """Forks Python environments from a per-interpreter zygote, started in the background
+    at start-up; anything else, or a Python whose zygote is not (yet) up, is exec'd."""
+
+    def __init__(
+        self, interpreters: Sequence[str], preload: Sequence[str], env: Mapping[str, str]
+    ) -> None:
+        self._zygotes = {python: Zygote(python, preload, env) for python in set(interpreters)}
+        self._starting: dict[str, asyncio.Task[None]] = {}
+        self._exec = ExecSpawner()
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for python, zygote in self._zygotes.items():
+            self._starting[python] = loop.create_task(self._start(zygote))
+
+    async def _start(self, zygote: Zygote) -> None:
+        try:
+            await zygote.start()
+        except ZygoteUnavailable as exc:
+            log.warning("%s; environments of %s will be exec'd", exc, zygote.python)
+
+    async def spawn(self, spec: LaunchSpec, out_fd: int) -> Child:
+        zygote = self._zygotes.get(spec.python or "")
+        if zygote is not None:
+            starting = self._starting.get(zygote.python)
+            if starting is not None and not starting.done():
+                await asyncio.shield(starting)  # the first cold start waits for the zygote
+            if not zygote.alive and (starting is None or starting.done()):
+                self._starting[zygote.python] = asyncio.get_running_loop().create_task(
+                    self._start(zygote)
+                )  # restart it for next time; this environment is exec'd
+            elif zygote.alive:
+                try:
+                    return await zygote.fork(spec.runtime_argv, spec.env, spec.cwd, out_fd)
+                except ZygoteUnavailable as exc:
+                    log.warning("%s; exec'ing instead", exc)
+        return await self._exec.spawn(spec, out_fd)
+
+    async def close(self) -> None:
+        for task in self._starting.values():
+            task.cancel()
+        for zygote in self._zygotes.values():
+            zygote.close()
