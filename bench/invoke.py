@@ -14,6 +14,7 @@ same run: the machines are shared and noisy, so absolute numbers drift.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -233,14 +234,12 @@ def render(
     results: dict[str, dict[str, dict[str, float]]], cold: dict[str, list[float]], boto3_warm: list[float]
 ) -> str:
     cpu = "unknown"
-    try:
+    with contextlib.suppress(OSError, StopIteration):
         cpu = next(
             line.split(":", 1)[1].strip()
             for line in Path("/proc/cpuinfo").read_text().splitlines()
             if line.startswith("model name")
         )
-    except (OSError, StopIteration):
-        pass
     lines = [
         "# Invoke benchmark",
         "",

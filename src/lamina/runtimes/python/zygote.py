@@ -29,7 +29,7 @@ import sys
 
 def _preload(modules):
     for name in modules:
-        try:
+        try:  # noqa: SIM105 -- no contextlib import in the zygote's start-up path
             __import__(name)
         except Exception:  # a module the interpreter lacks is simply not preloaded
             pass
