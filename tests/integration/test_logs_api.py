@@ -129,3 +129,30 @@ def test_aws_cli_reads_the_logs(lamina_server: LaminaServer, logs_client: Any) -
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "from the cli test" in result.stdout
+
+
+def test_logs_are_kept_per_version(lamina_server: LaminaServer, logs_client: Any) -> None:
+    lambda_client = lamina_server.client("lambda")
+    name = create_function(
+        lambda_client, "def handler(event, context):\n    print('from', context.function_version)\n"
+    )
+    version = lambda_client.publish_version(FunctionName=name)["Version"]
+    lambda_client.invoke(FunctionName=name, Qualifier=version, Payload=b"{}")
+    lambda_client.invoke(FunctionName=name, Payload=b"{}")
+    group = f"/aws/lambda/{name}"
+    wait_for_events(logs_client, group, "from $LATEST")
+    by_stream: dict[str, list[str]] = {}
+    for e in wait_for_events(logs_client, group, f"from {version}"):
+        by_stream.setdefault(e["logStreamName"], []).append(e["message"])
+    versioned = [s for s in by_stream if f"/[{version}]" in s]
+    latest = [s for s in by_stream if "/[$LATEST]" in s]
+    assert versioned and latest
+    assert any(f"from {version}" in m for s in versioned for m in by_stream[s])
+    assert all("from $LATEST" not in m for s in versioned for m in by_stream[s])
+    # A cold start's REPORT line carries Init Duration, as Lambda's does.
+    reports = [m for s in versioned for m in by_stream[s] if m.startswith("REPORT")]
+    assert reports and "Init Duration: " in reports[0] and "Max Memory Used: " in reports[0]
+    only_version = logs_client.filter_log_events(
+        logGroupName=group, logStreamNames=versioned, filterPattern='"START RequestId"'
+    )["events"]
+    assert only_version and all(f"Version: {version}" in e["message"] for e in only_version)
