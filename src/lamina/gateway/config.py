@@ -16,7 +16,7 @@ from typing import Any
 from lamina.errors import ValidationError
 from lamina.gateway.pricing import Price
 
-PROVIDER_TYPES = frozenset({"openai", "anthropic", "gemini"})
+PROVIDER_TYPES = frozenset({"openai", "anthropic", "gemini", "cohere"})
 BUDGET_PERIODS = frozenset({"total", "day", "month"})
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 

@@ -326,3 +326,67 @@ class MockGemini(MockProvider):
         return StreamingResponse(
             _events([b"data: " + orjson.dumps(c) + b"\r\n\r\n" for c in chunks], fault, self),
             media_type="text/event-stream")
+
+
+class MockCohere(MockProvider):
+    """Cohere v2: /v2/chat (incl. its SSE events) and /v2/embed."""
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/v2/chat", self.chat, methods=["POST"]),
+                                 Route("/v2/embed", self.embed, methods=["POST"])])
+
+    async def embed(self, request: Request) -> Response:
+        body, _ = await self._take(request)
+        return JSONResponse({"id": "emb-1", "texts": body["texts"],
+                             "embeddings": {"float": [[0.25, float(i)]
+                                                      for i, _ in enumerate(body["texts"])]},
+                             "meta": {"billed_units": {"input_tokens": 2 * len(body["texts"])}}})
+
+    async def chat(self, request: Request) -> Response:
+        body, fault = await self._take(request)
+        if fault is not None and fault.break_after is None:
+            return JSONResponse(fault.body or {"message": f"mock failure {fault.status}"},
+                                status_code=fault.status, headers=fault.headers)
+        tool = _wants_tool(body, "tools")
+        usage = {"billed_units": {"input_tokens": 9, "output_tokens": 3},
+                 "tokens": {"input_tokens": 11, "output_tokens": 3}}
+        name = body["tools"][0]["function"]["name"] if tool else ""
+        if not body.get("stream"):
+            message: JSON = {"role": "assistant"}
+            if tool:
+                message.update(tool_plan="I will look it up.", tool_calls=[
+                    {"id": "cohere_call_1", "type": "function",
+                     "function": {"name": name, "arguments": '{"city": "Paris"}'}}])
+            else:
+                message["content"] = [{"type": "text", "text": self.answer(body)}]
+            return JSONResponse({"id": "co-1", "message": message, "usage": usage,
+                                 "finish_reason": "TOOL_CALL" if tool else "COMPLETE"})
+
+        def event(payload: JSON) -> bytes:
+            return (f"event: {payload['type']}\n".encode() + b"data: " + orjson.dumps(payload)
+                    + b"\n\n")
+
+        payloads = [event({"type": "message-start", "id": "co-1",
+                           "delta": {"message": {"role": "assistant"}}})]
+        if tool:
+            payloads.append(event({"type": "tool-plan-delta",
+                                   "delta": {"message": {"tool_plan": "I will"}}}))
+            payloads.append(event({"type": "tool-call-start", "index": 0, "delta": {"message": {
+                "tool_calls": {"id": "cohere_call_1", "type": "function",
+                               "function": {"name": name, "arguments": ""}}}}}))
+            for piece in ('{"city"', ': "Par', 'is"}'):
+                payloads.append(event({"type": "tool-call-delta", "index": 0, "delta": {
+                    "message": {"tool_calls": {"function": {"arguments": piece}}}}}))
+            payloads.append(event({"type": "tool-call-end", "index": 0}))
+        else:
+            payloads.append(event({"type": "content-start", "index": 0, "delta": {"message": {
+                "content": {"type": "text", "text": ""}}}}))
+            text = self.answer(body)
+            for i in range(0, len(text), 7):
+                payloads.append(event({"type": "content-delta", "index": 0, "delta": {
+                    "message": {"content": {"text": text[i:i + 7]}}}}))
+            payloads.append(event({"type": "content-end", "index": 0}))
+        payloads.append(event({"type": "message-end", "delta": {
+            "finish_reason": "TOOL_CALL" if tool else "COMPLETE", "usage": usage}}))
+        return StreamingResponse(_events(payloads, fault, self),
+                                 media_type="text/event-stream")

@@ -15,7 +15,13 @@ from starlette.applications import Starlette
 
 from lamina.gateway import Gateway
 from lamina.storage.database import open_database, sqlite_url
-from tests.integration.gateway.gateway_mocks import MockAnthropic, MockGemini, MockOpenAI, serve
+from tests.integration.gateway.gateway_mocks import (
+    MockAnthropic,
+    MockCohere,
+    MockGemini,
+    MockOpenAI,
+    serve,
+)
 
 ROOT_ID = "LAMINAROOTKEY"
 ROOT_SECRET = "root-secret-for-tests"
@@ -31,15 +37,17 @@ class Mocks:
     anthropic_url: str
     gemini: MockGemini
     gemini_url: str
+    cohere: MockCohere
+    cohere_url: str
 
 
 @contextlib.asynccontextmanager
 async def running_mocks() -> AsyncIterator[Mocks]:
     oa, an = MockOpenAI("openai-mock"), MockAnthropic("anthropic-mock")
-    gm = MockGemini("gemini-mock")
+    gm, co = MockGemini("gemini-mock"), MockCohere("cohere-mock")
     async with serve(oa.app()) as oa_url, serve(an.app()) as an_url, \
-            serve(gm.app()) as gm_url:
-        yield Mocks(oa, oa_url, an, an_url, gm, gm_url)
+            serve(gm.app()) as gm_url, serve(co.app()) as co_url:
+        yield Mocks(oa, oa_url, an, an_url, gm, gm_url, co, co_url)
 
 
 def base_config(m: Mocks, **model_options: Any) -> dict[str, Any]:
@@ -55,6 +63,7 @@ def base_config(m: Mocks, **model_options: Any) -> dict[str, Any]:
              "api_key": "${ANTHROPIC_API_KEY}"},
             {"name": "google", "type": "gemini", "base_url": f"{m.gemini_url}/v1beta",
              "api_key": "gm-key"},
+            {"name": "cohere", "type": "cohere", "base_url": m.cohere_url, "api_key": "co-key"},
         ],
         "models": [
             model("gpt", "openai-main", "gpt-4o-mini"),
@@ -62,6 +71,8 @@ def base_config(m: Mocks, **model_options: Any) -> dict[str, Any]:
             model("embed", "openai-main", "text-embedding-3-small"),
             model("gemini", "google", "gemini-2.0-flash"),
             model("gemini-embed", "google", "text-embedding-004"),
+            model("command", "cohere", "command-a-03-2025"),
+            model("cohere-embed", "cohere", "embed-v4.0"),
         ],
         "keys": [
             {"key": "${APP_KEY}", "name": "app"},

@@ -16,7 +16,7 @@ TOOLS = [{"type": "function", "function": {
                    "required": ["city"]}}}]
 
 
-@pytest.mark.parametrize("model", ["gpt", "claude", "gemini"])
+@pytest.mark.parametrize("model", ["gpt", "claude", "gemini", "command"])
 async def test_chat_completion(launch: Launch, mocks: Mocks, model: str) -> None:
     async with launch(base_config(mocks)) as gw:
         client = gw.openai()
@@ -33,6 +33,11 @@ async def test_chat_completion(launch: Launch, mocks: Mocks, model: str) -> None
         assert sent["model"] == "claude-3-5-haiku-latest"
         assert mocks.anthropic.headers[-1]["x-api-key"] == "sk-upstream-anthropic"
         assert reply.usage.prompt_tokens == 14  # input + cache reads
+    elif model == "command":
+        assert mocks.cohere.requests[-1]["messages"][0] == {"role": "system",
+                                                             "content": "Be brief."}
+        assert mocks.cohere.headers[-1]["authorization"] == "Bearer co-key"
+        assert reply.usage.prompt_tokens == 11
     elif model == "gemini":
         assert mocks.gemini.requests[-1]["systemInstruction"] == {"parts": [{"text": "Be brief."}]}
         assert mocks.gemini.headers[-1]["x-goog-api-key"] == "gm-key"
@@ -41,7 +46,7 @@ async def test_chat_completion(launch: Launch, mocks: Mocks, model: str) -> None
         assert mocks.openai.headers[-1]["authorization"] == "Bearer sk-upstream-openai"
 
 
-@pytest.mark.parametrize("model", ["gpt", "claude", "gemini"])
+@pytest.mark.parametrize("model", ["gpt", "claude", "gemini", "command"])
 async def test_chat_stream_with_usage(launch: Launch, mocks: Mocks, model: str) -> None:
     async with launch(base_config(mocks)) as gw:
         stream = await gw.openai().chat.completions.create(
@@ -66,7 +71,7 @@ async def test_stream_without_usage_withholds_usage_chunk(launch: Launch,
     assert mocks.openai.requests[-1]["stream_options"] == {"include_usage": True}
 
 
-@pytest.mark.parametrize("model", ["gpt", "claude", "gemini"])
+@pytest.mark.parametrize("model", ["gpt", "claude", "gemini", "command"])
 async def test_tool_calls_round_trip(launch: Launch, mocks: Mocks, model: str) -> None:
     async with launch(base_config(mocks)) as gw:
         client = gw.openai()
@@ -96,7 +101,7 @@ async def test_tool_calls_round_trip(launch: Launch, mocks: Mocks, model: str) -
             "type": "tool_result", "tool_use_id": "toolu_01", "content": "sunny"}
 
 
-@pytest.mark.parametrize("model", ["gpt", "claude", "gemini"])
+@pytest.mark.parametrize("model", ["gpt", "claude", "gemini", "command"])
 async def test_streamed_tool_call_arguments(launch: Launch, mocks: Mocks, model: str) -> None:
     async with launch(base_config(mocks)) as gw:
         stream = await gw.openai().chat.completions.create(
@@ -115,7 +120,8 @@ async def test_models_and_embeddings(launch: Launch, mocks: Mocks) -> None:
         client = gw.openai()
         models = [m.id async for m in client.models.list()]
         vectors = await client.embeddings.create(model="embed", input=["a", "b"])
-    assert models == ["gpt", "claude", "embed", "gemini", "gemini-embed"]
+    assert models == ["gpt", "claude", "embed", "gemini", "gemini-embed", "command",
+                      "cohere-embed"]
     assert [d.index for d in vectors.data] == [0, 1]
     assert vectors.usage.prompt_tokens == 6
 
@@ -130,9 +136,11 @@ async def test_empty_config_lists_no_models(launch: Launch) -> None:
     assert models == []
 
 
-async def test_gemini_embeddings(launch: Launch, mocks: Mocks) -> None:
+async def test_gemini_and_cohere_embeddings(launch: Launch, mocks: Mocks) -> None:
     async with launch(base_config(mocks)) as gw:
         vectors = await gw.openai().embeddings.create(model="gemini-embed", input=["a", "b"])
+        cohere = await gw.openai().embeddings.create(model="cohere-embed", input="a")
+    assert cohere.data[0].embedding == [0.25, 0.0] and cohere.usage.prompt_tokens == 2
     assert [d.embedding for d in vectors.data] == [[0.5, 0.0], [0.5, 1.0]]
     assert mocks.gemini.requests[-1]["requests"][1] == {
         "model": "models/text-embedding-004", "content": {"parts": [{"text": "b"}]}}

@@ -12,6 +12,7 @@ from lamina.gateway.providers.base import (
     StreamDecoder,
     UpstreamRequest,
 )
+from lamina.gateway.providers.cohere import CohereProvider
 from lamina.gateway.providers.gemini import GeminiProvider
 from lamina.gateway.providers.openai import OpenAIProvider
 
@@ -23,12 +24,15 @@ def provider_for(kind: str) -> Provider:
         return AnthropicProvider()
     if kind == "gemini":
         return GeminiProvider()
+    if kind == "cohere":
+        return CohereProvider()
     raise ValueError(f"unknown provider type {kind!r}")
 
 
 __all__ = [
     "JSON",
     "AnthropicProvider",
+    "CohereProvider",
     "Deployment",
     "GeminiProvider",
     "OpenAIProvider",
