@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from lamina.cli import client_commands
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Lamina: self-hosted serverless.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Lamina: self-hosted serverless."
+)
 client_commands.register(app)
 
 
@@ -21,13 +23,13 @@ def _root() -> None:
 
 @app.command()
 def serve(
-    host: Annotated[Optional[str], typer.Option(help="Address to listen on.")] = None,  # noqa: UP007
-    port: Annotated[Optional[int], typer.Option(help="Port to listen on.")] = None,  # noqa: UP007
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
     data_dir: Annotated[
-        Optional[Path], typer.Option("--data-dir", help="Where state, code and logs live.")  # noqa: UP007
+        Path | None, typer.Option("--data-dir", help="Where state, code and logs live.")
     ] = None,
     config: Annotated[
-        Optional[Path], typer.Option("--config", help="YAML configuration file.")  # noqa: UP007
+        Path | None, typer.Option("--config", help="YAML configuration file.")
     ] = None,
 ) -> None:
     """Run lamina: the AWS-compatible API, execution environments and the AI gateway."""
