@@ -167,24 +167,28 @@ async def start_platform(settings: Settings) -> Platform:
         settings.region,
     )
     platform = Platform(creds, runtimes, router, code_urls, blobs, closers=closers)
-    platform.gateway = await _start_gateway(settings, engine, lookup_secret, closers)
+    platform.gateway = await _start_gateway(settings, engine, creds, lookup_secret, closers)
     return platform
 
 
 async def _start_gateway(
     settings: Settings,
     engine: Any,
+    creds: RootCredentials,
     lookup_secret: Callable[[str], str | None],
     closers: list[Callable[[], Awaitable[None]]],
-) -> ASGIApp | None:
-    try:
-        from starlette.applications import Starlette
+) -> ASGIApp:
+    from starlette.applications import Starlette
 
-        from lamina.gateway import Gateway
-    except ImportError:
-        return None
+    from lamina.gateway import Gateway
+
     gateway = await Gateway.start(
-        settings.config.get("gateway") or {}, engine, lookup_secret, settings.config_file
+        settings.config.get("gateway") or {},
+        engine,
+        lookup_secret,
+        settings.config_file,
+        env=settings.config_env,
+        root_access_key_id=creds.access_key_id,
     )
     closers.append(gateway.close)
     return Starlette(routes=gateway.routes())

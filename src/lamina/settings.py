@@ -68,6 +68,8 @@ class Settings:
     )  # fmt: skip
     # Free-form YAML configuration (gateway, ...) loaded from config_file.
     config: Mapping[str, Any] = field(default_factory=dict)
+    # The variables `${NAME}` in the config file is interpolated from.
+    config_env: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], **overrides: Any) -> Settings:
@@ -96,6 +98,7 @@ class Settings:
             concurrency_limit=_int(env, "LAMINA_CONCURRENCY_LIMIT", 1000),
             async_workers=_int(env, "LAMINA_ASYNC_WORKERS", 16),
             idle_environment_s=float(env.get("LAMINA_IDLE_ENVIRONMENT_S", "600")),
+            config_env=dict(env),
             async_retry_base_s=float(env.get("LAMINA_ASYNC_RETRY_BASE_S", "1")),
             zygotes=env.get("LAMINA_ZYGOTES", "1").lower() not in ("0", "false", "no", "off"),
         )
