@@ -108,6 +108,8 @@ class LogsService:
             "DeleteLogStream": self.delete_log_stream,
             "DescribeLogStreams": self.describe_log_streams,
             "PutLogEvents": self.put_log_events,
+            "PutRetentionPolicy": self.put_retention_policy,
+            "DeleteRetentionPolicy": self.delete_retention_policy,
             "GetLogEvents": self.get_log_events,
             "FilterLogEvents": self.filter_log_events,
         }
@@ -160,6 +162,19 @@ class LogsService:
         await self._store.delete_stream(
             _required(params, "logGroupName"), _required(params, "logStreamName")
         )
+        return {}
+
+    async def put_retention_policy(
+        self, params: dict[str, Any], ctx: RequestContext
+    ) -> dict[str, Any]:
+        days = _required(params, "retentionInDays")
+        await self._store.set_retention(_required(params, "logGroupName"), int(days))
+        return {}
+
+    async def delete_retention_policy(
+        self, params: dict[str, Any], ctx: RequestContext
+    ) -> dict[str, Any]:
+        await self._store.set_retention(_required(params, "logGroupName"), None)
         return {}
 
     async def describe_log_streams(

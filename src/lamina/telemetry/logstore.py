@@ -1,17 +1,17 @@
 """LogStore: the durable store of function logs, modelled on CloudWatch Logs.
 
-Writers on the invoke path call `append`, which only buffers in memory: the invoke
-path must never wait on the database. A flusher task owned by the store writes what
-accumulated in one transaction per batch, within `linger_s` plus one write. Reads flush
-first, so a reader always sees every event appended before its call.
+Writers on the invoke path call `append`, which only buffers (see log_buffer.py); the
+store's flusher writes within `linger_s` plus one transaction. Reads flush first, so a
+reader always sees every event appended before its call. Groups with a retention
+policy are expired by a second task, hourly by default.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lamina.telemetry import log_catalog
 from lamina.telemetry.filter_pattern import parse_filter_pattern
+from lamina.telemetry.log_buffer import LogBuffer
 from lamina.telemetry.log_catalog import find_group, find_stream
 from lamina.telemetry.log_model import (
     LogEvent,
@@ -32,19 +33,11 @@ from lamina.telemetry.log_model import (
     invalid_parameter,
 )
 from lamina.telemetry.log_reads import TimeRange, read_stream, search_group
+from lamina.telemetry.log_retention import EXPIRY_CHUNK, check_retention, expire_chunk
 from lamina.telemetry.log_tables import log_events, log_groups, log_metadata, log_streams
-from lamina.telemetry.log_writes import (
-    PendingEvent,
-    StreamIds,
-    clip,
-    write_batch,
-    write_stream,
-)
+from lamina.telemetry.log_writes import write_stream
 
 logger = logging.getLogger(__name__)
-
-_BATCH_EVENTS = 5000
-_WRITE_ATTEMPTS = 3
 
 
 class LogStore:
@@ -57,112 +50,73 @@ class LogStore:
         *,
         linger_s: float = 0.05,
         max_buffered_events: int = 100_000,
+        expiry_interval_s: float = 3600.0,
     ) -> None:
         self._engine = engine
         self._clock = clock
-        self._linger_s = linger_s
-        self._max_buffered = max_buffered_events
-        self._buffer: deque[PendingEvent] = deque()
-        self._wake = asyncio.Event()
-        # One writer at a time: the flusher and explicit flushes share it, so a flush
-        # returns only after a batch the flusher already took is written too.
-        self._write_lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
-        self._failures = 0
-        self.dropped_events = 0
-        self._reported_drops = 0
-        # Ids of streams written to before. Entries are added inside a write's
-        # transaction, so the cache is dropped whenever a write fails (a rolled-back
-        # stream insert) and whenever groups or streams are deleted.
-        self._stream_ids: StreamIds = {}
+        self._buffer = LogBuffer(engine, self.now_ms, linger_s, max_buffered_events)
+        self._expiry_interval_s = expiry_interval_s
+        self._expiry_task: asyncio.Task[None] | None = None
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
 
+    @property
+    def dropped_events(self) -> int:
+        """Events lost to a full buffer or to writes that kept failing."""
+        return self._buffer.dropped_events
+
     # -- writing ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._task is not None:
-            return
-        self._closing = False
-        self._task = asyncio.create_task(self._run(), name="lamina-logstore-flusher")
-        if self._buffer:
-            self._wake.set()
+        self._buffer.start()
+        if self._expiry_task is None:
+            self._expiry_task = asyncio.create_task(
+                self._expire_periodically(), name="lamina-log-expiry"
+            )
 
     async def close(self) -> None:
-        self._closing = True
-        self._wake.set()
-        if self._task is not None:
-            task, self._task = self._task, None
-            await task
-        await self.flush()
+        """Flush everything buffered and stop the store's tasks."""
+        if self._expiry_task is not None:
+            self._expiry_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._expiry_task
+            self._expiry_task = None
+        await self._buffer.close()
 
     def append(self, group: str, stream: str, events: Sequence[tuple[int, str]]) -> None:
         """Buffer `events` ((timestamp ms, message) pairs); must be called on the loop.
 
-        Past `max_buffered_events` (the database is down or far behind) new events are
+        Never blocks. The group and stream are created on first write. Past
+        `max_buffered_events` (the database is down or far behind) new events are
         dropped and counted, so a function printing without end cannot exhaust memory.
         """
-        room = self._max_buffered - len(self._buffer)
-        if len(events) > room:
-            self.dropped_events += len(events) - max(room, 0)
-            events = events[: max(room, 0)]
-        if not events:
-            return
-        ingested = self.now_ms()
-        self._buffer.extend(
-            PendingEvent(group, stream, ts, clip(message), ingested) for ts, message in events
-        )
-        self._wake.set()
+        self._buffer.append(group, stream, events)
 
     async def flush(self) -> None:
-        """Write everything buffered before this call.
+        """Write everything appended before this call."""
+        await self._buffer.flush()
 
-        Events appended while it writes are left to the flusher: a reader's flush must
-        not be kept busy by a function that never stops printing.
-        """
-        async with self._write_lock:
-            remaining = len(self._buffer)
-            while remaining > 0 and self._buffer:
-                size = min(len(self._buffer), remaining, _BATCH_EVENTS)
-                remaining -= size
-                batch = [self._buffer.popleft() for _ in range(size)]
-                try:
-                    async with self._engine.begin() as conn:
-                        await write_batch(conn, batch, self.now_ms(), self._stream_ids)
-                except Exception:
-                    self._stream_ids.clear()
-                    self._failures += 1
-                    if self._failures < _WRITE_ATTEMPTS:
-                        self._buffer.extendleft(reversed(batch))
-                    else:
-                        self._failures = 0
-                        self.dropped_events += len(batch)
-                        logger.error("dropped %d log events after repeated failures", size)
-                    raise
-                self._failures = 0
-
-    async def _run(self) -> None:
-        while not self._closing:
-            await self._wake.wait()
-            self._wake.clear()
-            if not self._closing:
-                await asyncio.sleep(self._linger_s)  # let a burst gather into one batch
+    async def _expire_periodically(self) -> None:
+        while True:
             try:
-                await self.flush()
+                expired = await self.expire()
             except Exception:
-                logger.exception("writing log events failed; retrying in 1 s")
-                await asyncio.sleep(1.0)
-                self._wake.set()
-            if self.dropped_events > self._reported_drops:
-                # Once per batch, not per append: a flood must not become a log flood.
-                logger.warning(
-                    "log buffer full: dropped %d events (%d in all)",
-                    self.dropped_events - self._reported_drops,
-                    self.dropped_events,
-                )
-                self._reported_drops = self.dropped_events
+                logger.exception("expiring log events failed")
+            else:
+                if expired:
+                    logger.info("expired %d log events past their retention", expired)
+            await asyncio.sleep(self._expiry_interval_s)
+
+    async def expire(self) -> int:
+        """Delete every event older than its group's retention; return how many."""
+        total = 0
+        while True:
+            async with self._engine.begin() as conn:
+                count = await expire_chunk(conn, self.now_ms())
+            total += count
+            if count < EXPIRY_CHUNK:
+                return total
 
     async def put_events(self, group: str, stream: str, events: Sequence[tuple[int, str]]) -> None:
         """Write `events` to an existing stream now (PutLogEvents: durable before the reply)."""
@@ -183,7 +137,7 @@ class LogStore:
 
     async def delete_group(self, name: str) -> None:
         await self.flush()  # or buffered events would re-create the group just deleted
-        self._stream_ids.clear()
+        self._buffer.forget_streams()
         async with self._engine.begin() as conn:
             group_id = await find_group(conn, name)
             await conn.execute(delete(log_events).where(log_events.c.group_id == group_id))
@@ -203,9 +157,19 @@ class LogStore:
         except IntegrityError as exc:
             raise already_exists("log stream") from exc
 
+    async def set_retention(self, group: str, days: int | None) -> None:
+        """Set (or, with None, remove) the group's retention in days."""
+        if days is not None:
+            check_retention(days)
+        async with self._engine.begin() as conn:
+            group_id = await find_group(conn, group)
+            await conn.execute(
+                log_groups.update().where(log_groups.c.id == group_id).values(retention_days=days)
+            )
+
     async def delete_stream(self, group: str, stream: str) -> None:
         await self.flush()
-        self._stream_ids.clear()
+        self._buffer.forget_streams()
         async with self._engine.begin() as conn:
             group_id, stream_id = await find_stream(conn, group, stream)
             await conn.execute(delete(log_events).where(log_events.c.stream_id == stream_id))

@@ -81,6 +81,15 @@ async def test_group_and_stream_lifecycle(logs: LogsService) -> None:
     with pytest.raises(LaminaError) as gone:
         await call(logs, "DeleteLogStream", logGroupName="app", logStreamName="s2")
     assert gone.value.message == "The specified log stream does not exist."
+    await call(logs, "PutRetentionPolicy", logGroupName="app", retentionInDays=30)
+    described = await call(logs, "DescribeLogGroups")
+    assert described["logGroups"][0]["retentionInDays"] == 30
+    await call(logs, "DeleteRetentionPolicy", logGroupName="app")
+    described = await call(logs, "DescribeLogGroups")
+    assert "retentionInDays" not in described["logGroups"][0]
+    with pytest.raises(LaminaError) as bad_days:
+        await call(logs, "PutRetentionPolicy", logGroupName="app", retentionInDays=2)
+    assert bad_days.value.code == "InvalidParameterException"
     await call(logs, "DeleteLogGroup", logGroupName="app")
     assert (await call(logs, "DescribeLogGroups"))["logGroups"] == []
 

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from lamina.errors import ClientError
 from lamina.storage.database import open_database, sqlite_url
-from lamina.telemetry import logstore
+from lamina.telemetry import log_buffer
 from lamina.telemetry.log_tables import log_events
 from lamina.telemetry.log_writes import MAX_MESSAGE_BYTES
 from lamina.telemetry.logstore import LogStore
@@ -200,7 +200,7 @@ async def test_a_failed_write_is_retried_then_given_up(
 ) -> None:
     engine = await open_database(sqlite_url(tmp_path / "l.db"), LogStore.metadata)
     store = LogStore(engine, FakeClock())
-    real = logstore.write_batch
+    real = log_buffer.write_batch
     failures = iter([True, False])
 
     async def flaky(*args: object) -> None:
@@ -208,7 +208,7 @@ async def test_a_failed_write_is_retried_then_given_up(
             raise OSError("disk full")
         await real(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(logstore, "write_batch", flaky)
+    monkeypatch.setattr(log_buffer, "write_batch", flaky)
     store.append(GROUP, STREAM, [(1, "survives one failure")])
     with pytest.raises(OSError):
         await store.flush()
@@ -218,7 +218,7 @@ async def test_a_failed_write_is_retried_then_given_up(
         with pytest.raises(OSError):
             await store.flush()
     assert store.dropped_events == 1 and not store._buffer
-    monkeypatch.setattr(logstore, "write_batch", real)
+    monkeypatch.setattr(log_buffer, "write_batch", real)
     events, *_ = await store.get_events(GROUP, STREAM)
     assert [e.message for e in events] == ["survives one failure"]
     await engine.dispose()
@@ -241,3 +241,35 @@ async def test_stream_id_cache_survives_deletes_here_and_elsewhere(store: LogSto
         await store.flush()
     events, *_ = await store.get_events(GROUP, STREAM)
     assert [e.message for e in events] == ["after a remote delete"]
+
+
+async def test_retention_expires_old_events(tmp_path: Path) -> None:
+    clock = FakeClock()
+    engine = await open_database(sqlite_url(tmp_path / "l.db"), LogStore.metadata)
+    store = LogStore(engine, clock)
+    day = 86_400_000
+    now = store.now_ms()
+    store.append(GROUP, STREAM, [(now - 10 * day, "old"), (now - 2 * day, "recent"), (now, "new")])
+    store.append(GROUP, "other", [(now - 10 * day, "old too")])
+    store.append("/kept/forever", "s", [(now - 1000 * day, "ancient")])
+    await store.flush()
+    with pytest.raises(ClientError) as refused:
+        await store.set_retention(GROUP, 4)
+    assert refused.value.code == "InvalidParameterException"
+    await store.set_retention(GROUP, 7)
+    assert await store.expire() == 2
+    events, _ = await store.filter_events(GROUP)
+    assert [e.message for e in events] == ["recent", "new"]
+    streams, _ = await store.describe_streams(GROUP)
+    by_name = {s.name: s for s in streams}
+    assert by_name[STREAM].first_event_ms == now - 2 * day
+    assert by_name[STREAM].stored_bytes == len("recentnew")
+    assert by_name["other"].stored_bytes == 0
+    groups, _ = await store.describe_groups(prefix=GROUP)
+    assert groups[0].retention_days == 7 and groups[0].stored_bytes == len("recentnew")
+    kept, _ = await store.filter_events("/kept/forever")
+    assert [e.message for e in kept] == ["ancient"]
+    await store.set_retention(GROUP, None)
+    groups, _ = await store.describe_groups(prefix=GROUP)
+    assert groups[0].retention_days is None
+    await engine.dispose()
