@@ -7,6 +7,7 @@ never holds SQLite's single write lock long enough to stall durable enqueues.
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 from sqlalchemy import ColumnElement, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -38,13 +39,21 @@ def check_retention(days: int) -> None:
 async def expire_chunk(conn: AsyncConnection, now_ms: int) -> int:
     """Delete up to EXPIRY_CHUNK expired events and fix their streams' stats."""
     e, g, s = log_events.c, log_groups.c, log_streams.c
-    expired = (
-        select(e.id, e.group_id, e.stream_id, func.length(e.message))
-        .join(log_groups, g.id == e.group_id)
-        .where(g.retention_days.is_not(None), e.timestamp_ms < now_ms - g.retention_days * DAY_MS)
-        .limit(EXPIRY_CHUNK)
+    rows: list[Any] = []
+    # Group by group, so each lookup is a range on the (group, time) index rather
+    # than a scan of every event.
+    policies = await conn.execute(
+        select(g.id, g.retention_days).where(g.retention_days.is_not(None))
     )
-    rows = (await conn.execute(expired)).all()
+    for group_id, days in policies.all():
+        expired = (
+            select(e.id, e.group_id, e.stream_id, func.length(e.message))
+            .where(e.group_id == group_id, e.timestamp_ms < now_ms - days * DAY_MS)
+            .limit(EXPIRY_CHUNK - len(rows))
+        )
+        rows.extend((await conn.execute(expired)).all())
+        if len(rows) >= EXPIRY_CHUNK:
+            break
     if not rows:
         return 0
     await conn.execute(log_events.delete().where(e.id.in_([row[0] for row in rows])))
