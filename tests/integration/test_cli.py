@@ -227,3 +227,32 @@ def test_credentials_come_from_the_data_dir(
     env["XDG_DATA_HOME"] = str(tmp_path / "empty")
     refused = subprocess.run([LAMINA, "ls"], env=env, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 1 and refused.stderr.startswith("error: no credentials")
+
+
+def test_deploy_installs_requirements_for_another_python(
+    lamina_server: LaminaServer, tmp_path: Path
+) -> None:
+    """A runtime other than the CLI's Python gets its packages from its own interpreter."""
+    available = lamina(lamina_server, "runtimes", timeout=60).stdout
+    other = next(
+        (r for r in ("python3.12", "python3.13", "python3.10") if r in available and r != RUNTIME),
+        None,
+    )
+    if other is None:
+        pytest.skip("no second Python runtime on this machine")
+    (tmp_path / "fn").mkdir()
+    (tmp_path / "fn" / "app.py").write_text(
+        "import sys, tinydep\n"
+        "def handler(event, context):\n"
+        "    return [tinydep.VALUE, '%d.%d' % sys.version_info[:2]]\n"
+    )
+    wheel = make_wheel(tmp_path)
+    (tmp_path / "fn" / "requirements.txt").write_text(f"{wheel}\n")
+    name = unique_name("other")
+    deployed = lamina(
+        lamina_server, "deploy", str(tmp_path / "fn"), "--name", name, "--runtime", other,
+        "--handler", "app.handler",
+    )  # fmt: skip
+    assert deployed.returncode == 0, deployed.stderr
+    invoked = lamina(lamina_server, "invoke", name)
+    assert json.loads(invoked.stdout) == [42, other.removeprefix("python")]

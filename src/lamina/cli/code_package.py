@@ -24,6 +24,17 @@ ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 _PYTHON_RUNTIME = re.compile(r"python(3)\.(\d+)")
 
 
+def usable_pip(interpreter: str) -> bool:
+    """Whether `interpreter` exists here and can run pip."""
+    try:
+        check = subprocess.run(
+            [interpreter, "-m", "pip", "--version"], capture_output=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return check.returncode == 0
+
+
 def package_files(root: Path) -> Iterator[tuple[str, Path]]:
     """(name in the zip, file) for every file under `root`, sorted by name."""
     found: list[tuple[str, Path]] = []
@@ -61,31 +72,46 @@ def build_zip(roots: list[Path], on_file: Callable[[str], None] | None = None) -
     return buffer.getvalue()
 
 
-def pip_command(requirements: Path, target: Path, runtime: str) -> list[str]:
+def needs_other_python(runtime: str) -> bool:
+    """Whether `runtime` is a Python other than the one running this CLI."""
+    version = _PYTHON_RUNTIME.fullmatch(runtime)
+    if version is None:
+        return False
+    return (int(version[1]), int(version[2])) != sys.version_info[:2]
+
+
+def pip_command(
+    requirements: Path, target: Path, runtime: str, interpreter: str | None = None
+) -> list[str]:
     """The pip call that installs `requirements` into `target` for `runtime`.
 
-    pip runs under this interpreter. When the runtime is another Python version, pip is
+    pip runs under `interpreter` (the runtime's own Python, best for packages with
+    compiled parts) or else this one. When this one is another Python version, pip is
     told which, and then may only take wheels (pip's rule for foreign targets); pure-
     Python packages ship universal wheels, so they install for any version.
     """
     command = [
-        sys.executable, "-m", "pip", "install",
+        interpreter or sys.executable, "-m", "pip", "install",
         "--requirement", str(requirements),
         "--target", str(target),
         "--no-compile", "--disable-pip-version-check", "--no-input", "--progress-bar", "off",
     ]  # fmt: skip
     version = _PYTHON_RUNTIME.fullmatch(runtime)
-    if version and (int(version[1]), int(version[2])) != sys.version_info[:2]:
+    if interpreter is None and version and needs_other_python(runtime):
         command += ["--python-version", f"{version[1]}.{version[2]}", "--only-binary", ":all:"]
     return command
 
 
 def install_requirements(
-    requirements: Path, target: Path, runtime: str, on_line: Callable[[str], None]
+    requirements: Path,
+    target: Path,
+    runtime: str,
+    on_line: Callable[[str], None],
+    interpreter: str | None = None,
 ) -> None:
     """Run pip, passing each line it prints to `on_line`; raise with its output on failure."""
     with subprocess.Popen(
-        pip_command(requirements, target, runtime),
+        pip_command(requirements, target, runtime, interpreter),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -104,12 +130,13 @@ def build_package(
     runtime: str,
     on_pip_line: Callable[[str], None] = lambda _line: None,
     on_file: Callable[[str], None] | None = None,
+    interpreter: str | None = None,
 ) -> bytes:
     """The deployment zip of `source`, with its requirements.txt installed into it."""
     requirements = source / "requirements.txt"
     if not requirements.is_file():
         return build_zip([source], on_file)
     with tempfile.TemporaryDirectory(prefix="lamina-build-") as build:
-        install_requirements(requirements, Path(build), runtime, on_pip_line)
+        install_requirements(requirements, Path(build), runtime, on_pip_line, interpreter)
         # The function's own files win over a dependency's file of the same name.
         return build_zip([source, Path(build)], on_file)

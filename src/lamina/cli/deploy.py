@@ -8,12 +8,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
-from lamina.cli.code_package import build_package
+from lamina.cli.code_package import build_package, needs_other_python, usable_pip
 from lamina.cli.connection import Connection, reporting_errors
+from lamina.cli.runtimes import fetch_runtimes
 
 WAIT = {"Delay": 1, "MaxAttempts": 900}
 
@@ -76,7 +78,22 @@ def deploy_function(
     return dict(client.get_function_configuration(FunctionName=name))
 
 
-def _package(progress: Progress, directory: Path, runtime: str) -> bytes:
+def runtime_interpreter(endpoint: str, runtime: str) -> str | None:
+    """The server's interpreter for `runtime`, when it is on this machine and has pip.
+
+    Only asked for when the runtime is another Python than the CLI's: installing with
+    the very interpreter the function runs under gets compiled packages right too.
+    """
+    if not needs_other_python(runtime):
+        return None
+    try:
+        path = fetch_runtimes(endpoint).get(runtime)
+    except (httpx.HTTPError, ValueError):
+        return None
+    return path if path and usable_pip(path) else None
+
+
+def _package(progress: Progress, directory: Path, runtime: str, interpreter: str | None) -> bytes:
     """Build the zip, showing pip's progress line by line, then the files packaged."""
     has_requirements = (directory / "requirements.txt").is_file()
     pip = _step(progress, "Installing requirements") if has_requirements else None
@@ -96,7 +113,9 @@ def _package(progress: Progress, directory: Path, runtime: str) -> bytes:
         count += 1
         progress.update(zipping[0], description=f"Packaging ({count} files)")
 
-    zip_file = build_package(directory, runtime, on_pip_line=show_pip, on_file=show_file)
+    zip_file = build_package(
+        directory, runtime, on_pip_line=show_pip, on_file=show_file, interpreter=interpreter
+    )
     if not zipping:  # an empty folder
         zipping.append(_step(progress, "Packaging"))
     _done(
@@ -139,7 +158,10 @@ def deploy(
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with reporting_errors(connection.endpoint), Progress(*columns, console=console) as progress:
         try:
-            zip_file = _package(progress, directory, runtime)
+            interpreter = None
+            if (directory / "requirements.txt").is_file():
+                interpreter = runtime_interpreter(connection.endpoint, runtime)
+            zip_file = _package(progress, directory, runtime, interpreter)
         except RuntimeError as exc:
             progress.stop()
             typer.echo(str(exc), err=True)

@@ -442,3 +442,18 @@ def test_logs_of_a_missing_function(app: typer.Typer, fake: FakeLambda) -> None:
     result = run(app, "logs", "nope")
     assert result.exit_code == 1
     assert "error: ResourceNotFoundException: Function not found" in result.stderr
+
+
+def test_runtime_interpreter_is_the_servers_when_local(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from lamina.cli import deploy as deploy_module
+
+    served = {"python3.99": sys.executable, "python3.98": "/remote/only/python"}
+    monkeypatch.setattr(deploy_module, "fetch_runtimes", lambda endpoint: served)
+    assert deploy_module.runtime_interpreter("http://x", "python3.99") == sys.executable
+    assert deploy_module.runtime_interpreter("http://x", "python3.98") is None
+    # The CLI's own Python, or a custom runtime, needs no lookup at all.
+    mine = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    assert deploy_module.runtime_interpreter("http://x", mine) is None
+    assert deploy_module.runtime_interpreter("http://x", "provided.al2023") is None

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lamina.cli.code_package import build_package, build_zip, pip_command
+from lamina.cli.code_package import build_package, build_zip, pip_command, usable_pip
 
 
 def make_function(root: Path) -> Path:
@@ -66,6 +66,14 @@ def test_pip_command_targets_the_runtime_version(tmp_path: Path) -> None:
     assert other[other.index("--python-version") + 1] == "3.99"
     assert ":all:" in other
     assert "--python-version" not in pip_command(tmp_path / "r.txt", tmp_path, "provided.al2023")
+    # With the runtime's own interpreter, pip needs no foreign-target flags.
+    own = pip_command(tmp_path / "r.txt", tmp_path, "python3.99", "/opt/py399/bin/python")
+    assert own[0] == "/opt/py399/bin/python" and "--python-version" not in own
+
+
+def test_usable_pip() -> None:
+    assert usable_pip(sys.executable)
+    assert not usable_pip("/nonexistent/python")
 
 
 def _record_line(name: str, data: bytes) -> str:
