@@ -28,11 +28,18 @@ class PendingEvent(NamedTuple):
 
 
 def clip(message: str) -> str:
+    """`message` as it can be stored: valid UTF-8, no NUL, at most MAX_MESSAGE_BYTES."""
     if "\x00" in message:  # PostgreSQL text cannot hold NUL
         message = message.replace("\x00", "\ufffd")
-    if len(message) * 4 <= MAX_MESSAGE_BYTES:  # cheap test first: most lines are short
-        return message
-    encoded = message.encode()
+    if message.isascii():  # the common case, and cheap to test
+        return message[:MAX_MESSAGE_BYTES]
+    try:
+        encoded = message.encode()
+    except UnicodeEncodeError:
+        # Lone surrogates (output decoded with surrogateescape) cannot be stored; one
+        # such line must not fail the batch it is in.
+        encoded = message.encode(errors="replace")
+        message = encoded.decode()
     if len(encoded) <= MAX_MESSAGE_BYTES:
         return message
     return encoded[:MAX_MESSAGE_BYTES].decode(errors="ignore")

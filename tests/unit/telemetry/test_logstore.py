@@ -273,3 +273,9 @@ async def test_retention_expires_old_events(tmp_path: Path) -> None:
     groups, _ = await store.describe_groups(prefix=GROUP)
     assert groups[0].retention_days is None
     await engine.dispose()
+
+
+async def test_unstorable_text_is_repaired_not_fatal(store: LogStore) -> None:
+    store.append(GROUP, STREAM, [(1, "bad \udcff byte"), (2, "nul \x00 char"), (3, "fine")])
+    events, *_ = await store.get_events(GROUP, STREAM, start_from_head=True)
+    assert [e.message for e in events] == ["bad ? byte", "nul \ufffd char", "fine"]
