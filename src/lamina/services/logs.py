@@ -204,7 +204,9 @@ class LogsService:
             raise invalid_parameter(
                 "Log events in a single PutLogEvents request must be in chronological order."
             )
-        size = sum(len(message.encode(errors="replace")) + EVENT_OVERHEAD_BYTES for _, message in events)
+        size = sum(
+            len(message.encode(errors="replace")) + EVENT_OVERHEAD_BYTES for _, message in events
+        )
         if size > MAX_BATCH_BYTES:
             raise invalid_parameter(
                 f"Upload too large: {size} bytes exceeds {MAX_BATCH_BYTES} bytes."
