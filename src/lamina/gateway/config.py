@@ -16,7 +16,7 @@ from typing import Any
 from lamina.errors import ValidationError
 from lamina.gateway.pricing import Price
 
-PROVIDER_TYPES = frozenset({"openai", "anthropic", "gemini", "cohere"})
+PROVIDER_TYPES = frozenset({"openai", "anthropic", "gemini", "cohere", "bedrock"})
 BUDGET_PERIODS = frozenset({"total", "day", "month"})
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -34,6 +34,11 @@ class ProviderConfig:
     headers: Mapping[str, str] = field(default_factory=dict)
     # Azure OpenAI: `?api-version=` and deployment paths instead of a model field.
     api_version: str | None = None
+    # Bedrock: SigV4 credentials and region (or `api_key`, a Bedrock API key).
+    region: str | None = None
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+    aws_session_token: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +201,10 @@ def _provider(entry: Mapping[str, Any], where: str) -> ProviderConfig:
         api_key=entry.get("api_key") or None,
         headers={str(k): str(v) for k, v in _mapping(entry, "headers", where).items()},
         api_version=entry.get("api_version") or None,
+        region=entry.get("region") or None,
+        aws_access_key_id=entry.get("aws_access_key_id") or None,
+        aws_secret_access_key=entry.get("aws_secret_access_key") or None,
+        aws_session_token=entry.get("aws_session_token") or None,
     )
 
 

@@ -222,7 +222,8 @@ class GatewayService:
         except BaseException:
             await stack.aclose()
             raise
-        return OpenStream(stack, chunks, provider.chat_stream(int(self._clocks.wall())))
+        return OpenStream(stack, chunks, provider.stream_events(),
+                          provider.chat_stream(int(self._clocks.wall())))
 
     def _stream_done(self, call: Call, candidate: Candidate, model: ModelConfig,
                      cached_key: str | None, status: int, usage: Usage | None,

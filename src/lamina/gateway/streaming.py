@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from lamina.gateway.folding import Folder
 from lamina.gateway.limits import Ticket
 from lamina.gateway.pricing import Usage
-from lamina.gateway.providers.base import JSON, StreamDecoder
-from lamina.gateway.sse import EventDecoder
+from lamina.gateway.providers.base import JSON, EventSource, StreamDecoder
 
 # (status, usage, time of first token, folded completion) → accounted
 Done = Callable[[int, Usage | None, float | None, JSON | None], None]
@@ -30,6 +29,7 @@ CLIENT_CLOSED = 499
 class OpenStream:
     stack: AsyncExitStack  # owns the upstream response
     body: AsyncIterator[bytes]
+    events: EventSource
     decoder: StreamDecoder
 
 
@@ -47,7 +47,7 @@ class Relay:
     async def chunks(self) -> AsyncIterator[JSON]:
         status = CLIENT_CLOSED
         try:
-            events = EventDecoder()
+            events = self._stream.events
             async for raw in self._stream.body:
                 for event in events.feed(raw):
                     for chunk in self._stream.decoder.feed(event):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import zlib
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -390,3 +391,74 @@ class MockCohere(MockProvider):
             "finish_reason": "TOOL_CALL" if tool else "COMPLETE", "usage": usage}}))
         return StreamingResponse(_events(payloads, fault, self),
                                  media_type="text/event-stream")
+
+
+def event_stream_frame(headers: dict[str, str], payload: bytes) -> bytes:
+    """One AWS event-stream message: prelude, string headers, payload, CRCs."""
+    encoded = b""
+    for name, value in headers.items():
+        raw = value.encode()
+        encoded += (bytes([len(name)]) + name.encode() + b"\x07"
+                    + len(raw).to_bytes(2, "big") + raw)
+    total = 12 + len(encoded) + len(payload) + 4
+    prelude = total.to_bytes(4, "big") + len(encoded).to_bytes(4, "big")
+    prelude += zlib.crc32(prelude).to_bytes(4, "big")
+    message = prelude + encoded + payload
+    return message + zlib.crc32(message).to_bytes(4, "big")
+
+
+class MockBedrock(MockProvider):
+    """Bedrock runtime: /model/{id}/converse and /converse-stream (event-stream)."""
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/model/{model}/{operation}", self.call,
+                                       methods=["POST"])])
+
+    def answer(self, body: JSON) -> str:
+        if self.reply_text:
+            return self.reply_text
+        blocks = body["messages"][-1]["content"]
+        return f"{self.name} says: " + "".join(b.get("text", "") for b in blocks)
+
+    async def call(self, request: Request) -> Response:
+        body, fault = await self._take(request)
+        if fault is not None and fault.break_after is None:
+            return JSONResponse(fault.body or {"message": f"mock failure {fault.status}"},
+                                status_code=fault.status, headers=fault.headers)
+        if not request.headers.get("authorization", "").startswith(
+                "AWS4-HMAC-SHA256 Credential=AKIDMOCK/"):
+            return JSONResponse({"message": "missing SigV4 signature"}, status_code=403)
+        last = body["messages"][-1]["content"]
+        tool = bool(body.get("toolConfig")) and not any("toolResult" in b for b in last)
+        usage = {"inputTokens": 13, "outputTokens": 7, "totalTokens": 20}
+        name = body["toolConfig"]["tools"][0]["toolSpec"]["name"] if tool else ""
+        if request.path_params["operation"] == "converse":
+            content: list[JSON] = ([{"toolUse": {"toolUseId": "tooluse_1", "name": name,
+                                                 "input": {"city": "Paris"}}}] if tool
+                                   else [{"text": self.answer(body)}])
+            return JSONResponse({"output": {"message": {"role": "assistant",
+                                                        "content": content}},
+                                 "stopReason": "tool_use" if tool else "end_turn",
+                                 "usage": usage, "metrics": {"latencyMs": 5}})
+
+        def frame(kind: str, payload: JSON) -> bytes:
+            return event_stream_frame({":event-type": kind, ":content-type": "application/json",
+                                       ":message-type": "event"}, orjson.dumps(payload))
+
+        frames = [frame("messageStart", {"role": "assistant"})]
+        if tool:
+            frames.append(frame("contentBlockStart", {"contentBlockIndex": 0, "start": {
+                "toolUse": {"toolUseId": "tooluse_1", "name": name}}}))
+            for piece in ('{"city"', ': "Par', 'is"}'):
+                frames.append(frame("contentBlockDelta", {"contentBlockIndex": 0,
+                                                          "delta": {"toolUse": {"input": piece}}}))
+        else:
+            text = self.answer(body)
+            for i in range(0, len(text), 7):
+                frames.append(frame("contentBlockDelta", {"contentBlockIndex": 0,
+                                                          "delta": {"text": text[i:i + 7]}}))
+        frames.append(frame("contentBlockStop", {"contentBlockIndex": 0}))
+        frames.append(frame("messageStop", {"stopReason": "tool_use" if tool else "end_turn"}))
+        frames.append(frame("metadata", {"usage": usage, "metrics": {"latencyMs": 5}}))
+        return StreamingResponse(_events(frames, fault, self),
+                                 media_type="application/vnd.amazon.eventstream")

@@ -17,6 +17,7 @@ from lamina.gateway import Gateway
 from lamina.storage.database import open_database, sqlite_url
 from tests.integration.gateway.gateway_mocks import (
     MockAnthropic,
+    MockBedrock,
     MockCohere,
     MockGemini,
     MockOpenAI,
@@ -39,15 +40,18 @@ class Mocks:
     gemini_url: str
     cohere: MockCohere
     cohere_url: str
+    bedrock: MockBedrock
+    bedrock_url: str
 
 
 @contextlib.asynccontextmanager
 async def running_mocks() -> AsyncIterator[Mocks]:
     oa, an = MockOpenAI("openai-mock"), MockAnthropic("anthropic-mock")
     gm, co = MockGemini("gemini-mock"), MockCohere("cohere-mock")
+    br = MockBedrock("bedrock-mock")
     async with serve(oa.app()) as oa_url, serve(an.app()) as an_url, \
-            serve(gm.app()) as gm_url, serve(co.app()) as co_url:
-        yield Mocks(oa, oa_url, an, an_url, gm, gm_url, co, co_url)
+            serve(gm.app()) as gm_url, serve(co.app()) as co_url, serve(br.app()) as br_url:
+        yield Mocks(oa, oa_url, an, an_url, gm, gm_url, co, co_url, br, br_url)
 
 
 def base_config(m: Mocks, **model_options: Any) -> dict[str, Any]:
@@ -64,6 +68,8 @@ def base_config(m: Mocks, **model_options: Any) -> dict[str, Any]:
             {"name": "google", "type": "gemini", "base_url": f"{m.gemini_url}/v1beta",
              "api_key": "gm-key"},
             {"name": "cohere", "type": "cohere", "base_url": m.cohere_url, "api_key": "co-key"},
+            {"name": "aws", "type": "bedrock", "base_url": m.bedrock_url, "region": "eu-west-1",
+             "aws_access_key_id": "AKIDMOCK", "aws_secret_access_key": "mock-secret"},
         ],
         "models": [
             model("gpt", "openai-main", "gpt-4o-mini"),
@@ -73,6 +79,7 @@ def base_config(m: Mocks, **model_options: Any) -> dict[str, Any]:
             model("gemini-embed", "google", "text-embedding-004"),
             model("command", "cohere", "command-a-03-2025"),
             model("cohere-embed", "cohere", "embed-v4.0"),
+            model("nova", "aws", "amazon.nova-lite-v1:0"),
         ],
         "keys": [
             {"key": "${APP_KEY}", "name": "app"},

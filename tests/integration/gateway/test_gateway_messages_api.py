@@ -15,7 +15,7 @@ TOOLS = [{"name": "get_weather", "description": "Weather in a city",
                            "required": ["city"]}}]
 
 
-@pytest.mark.parametrize("model", ["claude", "gpt", "gemini", "command"])
+@pytest.mark.parametrize("model", ["claude", "gpt", "gemini", "command", "nova"])
 async def test_message(launch: Launch, mocks: Mocks, model: str) -> None:
     async with launch(base_config(mocks)) as gw:
         reply = await gw.anthropic().messages.create(
@@ -30,6 +30,9 @@ async def test_message(launch: Launch, mocks: Mocks, model: str) -> None:
         sent = mocks.openai.requests[-1]
         assert sent["messages"][0] == {"role": "system", "content": "Be brief."}
         assert sent["stop"] == ["END"] and sent["max_tokens"] == 100
+    elif model == "nova":
+        sent = mocks.bedrock.requests[-1]
+        assert sent["inferenceConfig"] == {"maxTokens": 100, "stopSequences": ["END"]}
     elif model == "command":
         sent = mocks.cohere.requests[-1]
         assert sent["stop_sequences"] == ["END"] and sent["max_tokens"] == 100
@@ -41,7 +44,7 @@ async def test_message(launch: Launch, mocks: Mocks, model: str) -> None:
         assert sent["stop_sequences"] == ["END"] and sent["max_tokens"] == 100
 
 
-@pytest.mark.parametrize("model", ["claude", "gpt", "gemini", "command"])
+@pytest.mark.parametrize("model", ["claude", "gpt", "gemini", "command", "nova"])
 async def test_message_stream(launch: Launch, mocks: Mocks, model: str) -> None:
     async with launch(base_config(mocks)) as gw, gw.anthropic().messages.stream(
             model=model, max_tokens=100,
@@ -56,7 +59,7 @@ async def test_message_stream(launch: Launch, mocks: Mocks, model: str) -> None:
     assert final.usage.output_tokens > 0
 
 
-@pytest.mark.parametrize("model", ["claude", "gpt", "gemini", "command"])
+@pytest.mark.parametrize("model", ["claude", "gpt", "gemini", "command", "nova"])
 async def test_tool_use_round_trip(launch: Launch, mocks: Mocks, model: str) -> None:
     async with launch(base_config(mocks)) as gw:
         client = gw.anthropic()
@@ -81,7 +84,7 @@ async def test_tool_use_round_trip(launch: Launch, mocks: Mocks, model: str) -> 
                                        "content": "sunny"}
 
 
-@pytest.mark.parametrize("model", ["claude", "gpt", "gemini", "command"])
+@pytest.mark.parametrize("model", ["claude", "gpt", "gemini", "command", "nova"])
 async def test_streamed_tool_input(launch: Launch, mocks: Mocks, model: str) -> None:
     async with launch(base_config(mocks)) as gw, gw.anthropic().messages.stream(
             model=model, max_tokens=100, tools=TOOLS,

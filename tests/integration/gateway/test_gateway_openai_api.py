@@ -16,7 +16,7 @@ TOOLS = [{"type": "function", "function": {
                    "required": ["city"]}}}]
 
 
-@pytest.mark.parametrize("model", ["gpt", "claude", "gemini", "command"])
+@pytest.mark.parametrize("model", ["gpt", "claude", "gemini", "command", "nova"])
 async def test_chat_completion(launch: Launch, mocks: Mocks, model: str) -> None:
     async with launch(base_config(mocks)) as gw:
         client = gw.openai()
@@ -33,6 +33,11 @@ async def test_chat_completion(launch: Launch, mocks: Mocks, model: str) -> None
         assert sent["model"] == "claude-3-5-haiku-latest"
         assert mocks.anthropic.headers[-1]["x-api-key"] == "sk-upstream-anthropic"
         assert reply.usage.prompt_tokens == 14  # input + cache reads
+    elif model == "nova":
+        sent = mocks.bedrock.requests[-1]
+        assert sent["system"] == [{"text": "Be brief."}]
+        assert "/eu-west-1/bedrock/aws4_request" in mocks.bedrock.headers[-1]["authorization"]
+        assert reply.usage.prompt_tokens == 13
     elif model == "command":
         assert mocks.cohere.requests[-1]["messages"][0] == {"role": "system",
                                                              "content": "Be brief."}
@@ -46,7 +51,7 @@ async def test_chat_completion(launch: Launch, mocks: Mocks, model: str) -> None
         assert mocks.openai.headers[-1]["authorization"] == "Bearer sk-upstream-openai"
 
 
-@pytest.mark.parametrize("model", ["gpt", "claude", "gemini", "command"])
+@pytest.mark.parametrize("model", ["gpt", "claude", "gemini", "command", "nova"])
 async def test_chat_stream_with_usage(launch: Launch, mocks: Mocks, model: str) -> None:
     async with launch(base_config(mocks)) as gw:
         stream = await gw.openai().chat.completions.create(
@@ -71,7 +76,7 @@ async def test_stream_without_usage_withholds_usage_chunk(launch: Launch,
     assert mocks.openai.requests[-1]["stream_options"] == {"include_usage": True}
 
 
-@pytest.mark.parametrize("model", ["gpt", "claude", "gemini", "command"])
+@pytest.mark.parametrize("model", ["gpt", "claude", "gemini", "command", "nova"])
 async def test_tool_calls_round_trip(launch: Launch, mocks: Mocks, model: str) -> None:
     async with launch(base_config(mocks)) as gw:
         client = gw.openai()
@@ -101,7 +106,7 @@ async def test_tool_calls_round_trip(launch: Launch, mocks: Mocks, model: str) -
             "type": "tool_result", "tool_use_id": "toolu_01", "content": "sunny"}
 
 
-@pytest.mark.parametrize("model", ["gpt", "claude", "gemini", "command"])
+@pytest.mark.parametrize("model", ["gpt", "claude", "gemini", "command", "nova"])
 async def test_streamed_tool_call_arguments(launch: Launch, mocks: Mocks, model: str) -> None:
     async with launch(base_config(mocks)) as gw:
         stream = await gw.openai().chat.completions.create(
@@ -121,7 +126,7 @@ async def test_models_and_embeddings(launch: Launch, mocks: Mocks) -> None:
         models = [m.id async for m in client.models.list()]
         vectors = await client.embeddings.create(model="embed", input=["a", "b"])
     assert models == ["gpt", "claude", "embed", "gemini", "gemini-embed", "command",
-                      "cohere-embed"]
+                      "cohere-embed", "nova"]
     assert [d.index for d in vectors.data] == [0, 1]
     assert vectors.usage.prompt_tokens == 6
 

@@ -12,7 +12,7 @@ from tests.integration.gateway.harness import Launch, Mocks, base_config
 TOOLS = [{"type": "function", "name": "get_weather", "description": "Weather in a city",
           "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
                          "required": ["city"]}}]
-MODELS = ["gpt", "claude", "gemini", "command"]
+MODELS = ["gpt", "claude", "gemini", "command", "nova"]
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -12,6 +12,7 @@ from lamina.gateway.providers.base import (
     StreamDecoder,
     UpstreamRequest,
 )
+from lamina.gateway.providers.bedrock import BedrockProvider
 from lamina.gateway.providers.cohere import CohereProvider
 from lamina.gateway.providers.gemini import GeminiProvider
 from lamina.gateway.providers.openai import OpenAIProvider
@@ -26,12 +27,15 @@ def provider_for(kind: str) -> Provider:
         return GeminiProvider()
     if kind == "cohere":
         return CohereProvider()
+    if kind == "bedrock":
+        return BedrockProvider()
     raise ValueError(f"unknown provider type {kind!r}")
 
 
 __all__ = [
     "JSON",
     "AnthropicProvider",
+    "BedrockProvider",
     "CohereProvider",
     "Deployment",
     "GeminiProvider",

@@ -18,7 +18,7 @@ from lamina.gateway.errors import InvalidGatewayRequest, UpstreamError
 from lamina.gateway.pricing import Usage
 from lamina.gateway.providers.base import JSON, Deployment, UpstreamRequest, openai_usage
 from lamina.gateway.providers.openai import error_message
-from lamina.gateway.sse import Event
+from lamina.gateway.sse import Event, EventDecoder
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
@@ -256,6 +256,9 @@ class AnthropicProvider:
 
     def chat_stream(self, created: int) -> AnthropicStream:
         return AnthropicStream(created)
+
+    def stream_events(self) -> EventDecoder:
+        return EventDecoder()
 
     def embeddings_request(self, body: JSON, deployment: Deployment) -> UpstreamRequest:
         raise InvalidGatewayRequest("the anthropic provider has no embeddings API")

@@ -33,6 +33,14 @@ class UpstreamRequest:
     method: str = "POST"
 
 
+class EventSource(Protocol):
+    """Splits a provider's response body into events (SSE, or AWS event-stream)."""
+
+    def feed(self, chunk: bytes) -> list[Event]: ...
+
+    def flush(self) -> list[Event]: ...
+
+
 class StreamDecoder(Protocol):
     """Turns a provider's stream events into OpenAI `chat.completion.chunk`s."""
 
@@ -48,6 +56,8 @@ class Provider(Protocol):
     def chat_response(self, data: JSON, created: int) -> JSON: ...
 
     def chat_stream(self, created: int) -> StreamDecoder: ...
+
+    def stream_events(self) -> EventSource: ...
 
     def embeddings_request(self, body: JSON, deployment: Deployment) -> UpstreamRequest: ...
 

@@ -13,7 +13,7 @@ from lamina.gateway.errors import InvalidGatewayRequest, UpstreamError
 from lamina.gateway.pricing import Usage
 from lamina.gateway.providers.base import JSON, Deployment, UpstreamRequest, openai_usage
 from lamina.gateway.providers.openai import error_message
-from lamina.gateway.sse import Event
+from lamina.gateway.sse import Event, EventDecoder
 
 DEFAULT_BASE_URL = "https://api.cohere.com"
 FINISH_REASONS = {"COMPLETE": "stop", "STOP_SEQUENCE": "stop", "MAX_TOKENS": "length",
@@ -165,6 +165,9 @@ class CohereProvider:
 
     def chat_stream(self, created: int) -> CohereStream:
         return CohereStream(created, "")
+
+    def stream_events(self) -> EventDecoder:
+        return EventDecoder()
 
     def embeddings_request(self, body: JSON, deployment: Deployment) -> UpstreamRequest:
         raw = body.get("input")

@@ -17,7 +17,7 @@ from lamina.gateway.errors import InvalidGatewayRequest, UpstreamError
 from lamina.gateway.pricing import Usage
 from lamina.gateway.providers.base import JSON, Deployment, UpstreamRequest, openai_usage
 from lamina.gateway.providers.openai import error_message
-from lamina.gateway.sse import Event
+from lamina.gateway.sse import Event, EventDecoder
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
 FINISH_REASONS = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter",
@@ -260,6 +260,9 @@ class GeminiProvider:
 
     def chat_stream(self, created: int) -> GeminiStream:
         return GeminiStream(created, "")
+
+    def stream_events(self) -> EventDecoder:
+        return EventDecoder()
 
     def embeddings_request(self, body: JSON, deployment: Deployment) -> UpstreamRequest:
         raw = body.get("input")

@@ -13,7 +13,7 @@ import orjson
 from lamina.gateway.errors import InvalidGatewayRequest, UpstreamError
 from lamina.gateway.pricing import Usage
 from lamina.gateway.providers.base import JSON, Deployment, UpstreamRequest, usage_of
-from lamina.gateway.sse import Event
+from lamina.gateway.sse import Event, EventDecoder
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -69,6 +69,9 @@ class OpenAIProvider:
 
     def chat_stream(self, created: int) -> OpenAIStream:
         return OpenAIStream()
+
+    def stream_events(self) -> EventDecoder:
+        return EventDecoder()
 
     def embeddings_request(self, body: JSON, deployment: Deployment) -> UpstreamRequest:
         upstream = dict(body, model=deployment.model)
