@@ -50,7 +50,8 @@ class ZygoteSpawner:
                 )  # restart it for next time; this environment is exec'd
             elif zygote.alive:
                 try:
-                    return await zygote.fork(spec.runtime_argv, spec.env, spec.cwd, out_fd)
+                    assert zygote.server is not None
+                    return await zygote.server.fork(spec.runtime_argv, spec.env, spec.cwd, out_fd)
                 except ZygoteUnavailable as exc:
                     log.warning("%s; exec'ing instead", exc)
         return await self._exec.spawn(spec, out_fd)

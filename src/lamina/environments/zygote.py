@@ -1,10 +1,11 @@
-"""lamina's side of a Python runtime's fork server (see runtimes/python/zygote.py).
+"""lamina's side of the Python fork servers (see runtimes/python/zygote.py).
 
-The zygote is its own single-threaded process — lamina never forks itself, since it
-has an event loop, threads and sockets. It forks children on request over a
-SOCK_SEQPACKET socketpair, reaps them and reports their exit codes. Should the zygote
-itself die, each child is also watched through a pidfd, so an environment never
-outlives lamina's knowledge of it.
+A zygote is its own single-threaded process — lamina never forks itself, since it has
+an event loop, threads and sockets. It forks children on request over a
+SOCK_SEQPACKET socketpair, reaps them and reports their exit codes. A SnapStart
+template is a child of a zygote that ran the function's init and then serves the same
+protocol on a socket of its own. Each forked child is also watched through a pidfd,
+so an environment never outlives lamina's knowledge of it even if its parent dies.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import signal
 import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 ZYGOTE_SCRIPT = Path(__file__).resolve().parent.parent / "runtimes" / "python" / "zygote.py"
-# When a pidfd says a child is gone but the zygote never reported its status (the zygote
-# died with it), the code is unknown; report it as killed.
+# A pidfd says a child is gone but no parent reported its status (the parent died with
+# it): the code is unknown; report it as killed.
 _LOST_CODE = -signal.SIGKILL
 
 log = logging.getLogger("lamina.zygote")
@@ -33,8 +35,16 @@ class ZygoteUnavailable(RuntimeError):
     pass
 
 
+class TemplateInitError(RuntimeError):
+    """The function's init failed while a SnapStart template was being made."""
+
+    def __init__(self, error: Mapping[str, Any]) -> None:
+        super().__init__(str(error.get("errorMessage", "")))
+        self.error = dict(error)
+
+
 class ForkedChild:
-    """A process forked by a zygote: the same `pid` / `wait()` as asyncio's Process."""
+    """A process forked by a fork server: the same `pid` / `wait()` as asyncio's Process."""
 
     def __init__(self, pid: int, exited: asyncio.Future[int]) -> None:
         self.pid = pid
@@ -45,10 +55,9 @@ class ForkedChild:
             asyncio.get_running_loop().add_reader(self._pidfd, self._on_pidfd)
 
     def _on_pidfd(self) -> None:
-        loop = asyncio.get_running_loop()
         self._close_pidfd()
-        # The zygote's report (with the real code) normally arrives at the same moment.
-        loop.call_later(0.5, self._settle, _LOST_CODE)
+        # The parent's report (with the real code) normally arrives at the same moment.
+        asyncio.get_running_loop().call_later(0.5, self._settle, _LOST_CODE)
 
     def _settle(self, code: int) -> None:
         if not self._exited.done():
@@ -68,29 +77,144 @@ class ForkedChild:
             if self._exited.done():
                 self._close_pidfd()
 
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+
+
+class ForkServer:
+    """The client of one fork server (a zygote or a template) over its control socket."""
+
+    def __init__(self, sock: socket.socket, name: str) -> None:
+        self.name = name
+        self._sock: socket.socket | None = sock
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[int]] = {}
+        self._exits: dict[int, asyncio.Future[int]] = {}
+        loop = asyncio.get_running_loop()
+        self.ready: asyncio.Future[dict[str, Any]] = loop.create_future()
+        sock.setblocking(False)
+        loop.add_reader(sock.fileno(), self._on_message)
+
+    @property
+    def open(self) -> bool:
+        return self._sock is not None
+
+    async def fork(
+        self, argv: Sequence[str], env: Mapping[str, str], cwd: str, out_fd: int
+    ) -> ForkedChild:
+        return await self._request({"argv": list(argv), "env": dict(env), "cwd": cwd}, [out_fd])
+
+    async def template(
+        self, argv: Sequence[str], env: Mapping[str, str], cwd: str, out_fd: int
+    ) -> tuple[ForkedChild, ForkServer]:
+        """Fork a SnapStart template; returns it once its init is done (or raises)."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            child = await self._request(
+                {"template": True, "argv": list(argv), "env": dict(env), "cwd": cwd},
+                [out_fd, theirs.fileno()],
+            )
+        finally:
+            theirs.close()
+        server = ForkServer(ours, f"{self.name} template {child.pid}")
+        try:
+            await server.ready
+        except BaseException:
+            server.close()
+            child.kill()
+            raise
+        return child, server
+
+    async def _request(self, body: dict[str, Any], fds: list[int]) -> ForkedChild:
+        if self._sock is None:
+            raise ZygoteUnavailable(f"{self.name} is not running")
+        request_id = next(self._ids)
+        reply: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = reply
+        try:
+            socket.send_fds(self._sock, [orjson.dumps({"id": request_id, **body})], fds)
+        except OSError as exc:
+            self._pending.pop(request_id, None)
+            raise ZygoteUnavailable(f"{self.name}: {exc}") from exc
+        pid = await reply
+        exited = self._exits.setdefault(pid, asyncio.get_running_loop().create_future())
+        return ForkedChild(pid, exited)
+
+    def _on_message(self) -> None:
+        while self._sock is not None:
+            try:
+                data = self._sock.recv(1 << 20)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._lost()
+                return
+            self._handle(orjson.loads(data))
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        if "exit" in message:
+            future = self._exits.get(message["exit"])
+            if future is None:  # exited before _request registered it
+                future = self._exits[message["exit"]] = asyncio.get_running_loop().create_future()
+            if not future.done():
+                future.set_result(int(message["code"]))
+            if self._exits.get(message["exit"]) is future and future.done():
+                del self._exits[message["exit"]]
+        elif "ready" in message:
+            if not self.ready.done():
+                self.ready.set_result(message)
+        elif "error" in message and "id" not in message:
+            if not self.ready.done():
+                self.ready.set_exception(TemplateInitError(message["error"]))
+        elif "id" in message:
+            pending = self._pending.pop(message["id"], None)
+            if pending is not None and not pending.done():
+                if "pid" in message:
+                    pending.set_result(int(message["pid"]))
+                else:
+                    pending.set_exception(ZygoteUnavailable(str(message.get("error"))))
+
+    def _lost(self) -> None:
+        """The server went away: fail what waits on it; children are left to their pidfds."""
+        self.close()
+        error = ZygoteUnavailable(f"{self.name} exited")
+        waiting: list[asyncio.Future[Any]] = [*self._pending.values(), self.ready]
+        for future in waiting:
+            if not future.done():
+                future.set_exception(error)
+        self._pending.clear()
+
+    def close(self) -> None:
+        if self._sock is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+
 
 class Zygote:
+    """A runtime's zygote process: an interpreter with the runtime client preloaded."""
+
     def __init__(self, python: str, preload: Sequence[str], env: Mapping[str, str]) -> None:
         self.python = python
         self._preload = tuple(preload)
         self._env = dict(env)
-        self._sock: socket.socket | None = None
         self._process: asyncio.subprocess.Process | None = None
-        self._ready: asyncio.Future[int] | None = None
-        self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[int]] = {}
-        self._exits: dict[int, asyncio.Future[int]] = {}
+        self.server: ForkServer | None = None
 
     @property
     def alive(self) -> bool:
         return (
             self._process is not None
             and self._process.returncode is None
-            and self._sock is not None
+            and self.server is not None
+            and self.server.open
         )
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self._process = await asyncio.create_subprocess_exec(
@@ -100,83 +224,16 @@ class Zygote:
             )  # fmt: skip
         finally:
             theirs.close()
-        ours.setblocking(False)
-        self._sock = ours
-        self._ready = loop.create_future()
-        loop.add_reader(ours.fileno(), self._on_message)
+        self.server = ForkServer(ours, f"zygote for {self.python}")
         try:
-            await asyncio.wait_for(asyncio.shield(self._ready), 60)
+            await asyncio.wait_for(asyncio.shield(self.server.ready), 60)
         except (TimeoutError, ZygoteUnavailable) as exc:
             self.close()
             raise ZygoteUnavailable(f"zygote for {self.python} did not start: {exc}") from exc
 
-    async def fork(
-        self, argv: Sequence[str], env: Mapping[str, str], cwd: str, out_fd: int
-    ) -> ForkedChild:
-        if not self.alive or self._sock is None:
-            raise ZygoteUnavailable(f"zygote for {self.python} is not running")
-        request_id = next(self._ids)
-        reply: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = reply
-        message = orjson.dumps({"id": request_id, "argv": list(argv), "env": dict(env), "cwd": cwd})
-        try:
-            socket.send_fds(self._sock, [message], [out_fd])
-        except OSError as exc:
-            self._pending.pop(request_id, None)
-            raise ZygoteUnavailable(f"zygote for {self.python}: {exc}") from exc
-        pid = await reply
-        exited = self._exits.setdefault(pid, asyncio.get_running_loop().create_future())
-        return ForkedChild(pid, exited)
-
-    def _on_message(self) -> None:
-        assert self._sock is not None
-        while True:
-            try:
-                data = self._sock.recv(65536)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""
-            if not data:
-                self._lost()
-                return
-            message = orjson.loads(data)
-            if "exit" in message:
-                future = self._exits.pop(message["exit"], None)
-                if future is None:  # exited before fork() registered it
-                    future = asyncio.get_running_loop().create_future()
-                    self._exits[message["exit"]] = future
-                if not future.done():
-                    future.set_result(int(message["code"]))
-            elif "ready" in message and self._ready is not None and not self._ready.done():
-                self._ready.set_result(int(message["ready"]))
-            elif "id" in message:
-                pending = self._pending.pop(message["id"], None)
-                if pending is not None and not pending.done():
-                    if "pid" in message:
-                        pending.set_result(int(message["pid"]))
-                    else:
-                        pending.set_exception(ZygoteUnavailable(str(message.get("error"))))
-
-    def _lost(self) -> None:
-        """The zygote went away: fail what waits on it; children are left to their pidfds."""
-        log.warning("zygote for %s exited", self.python)
-        self._detach()
-        error = ZygoteUnavailable(f"zygote for {self.python} exited")
-        for future in [*self._pending.values(), *([self._ready] if self._ready else [])]:
-            if not future.done():
-                future.set_exception(error)
-        self._pending.clear()
-
-    def _detach(self) -> None:
-        if self._sock is not None:
-            with contextlib.suppress(Exception):
-                asyncio.get_running_loop().remove_reader(self._sock.fileno())
-            self._sock.close()
-            self._sock = None
-
     def close(self) -> None:
-        self._detach()
+        if self.server is not None:
+            self.server.close()
         if self._process is not None and self._process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self._process.kill()

@@ -14,9 +14,18 @@ The control fd is one end of a SOCK_SEQPACKET socketpair to lamina. Messages are
                       {"id": n, "error": "..."}  it could not be
                       {"exit": pid, "code": c}   a child ended (code < 0: killed by signal -c)
 
+    lamina -> zygote  {"id": n, "template": true, "argv", "env", "cwd"} + [out-fd, control-fd]
+                      fork a SnapStart template for one function version (below)
+
 The zygote stays single-threaded (forking a threaded process is unsafe) and never runs
 user code itself. Each child starts a new session, so lamina can kill its whole
 process group; its stdout and stderr go to the out-fd lamina passed.
+
+A template is SnapStart's snapshot: a child that runs the function's init (imports
+the handler), then the `snapshot_restore_py` before-snapshot hooks, reports
+{"ready": pid, "init_ms": ms} (or {"error": {...}} and exits) on its own control fd,
+and then serves the same fork protocol there. Environments forked from it run the
+after-restore hooks and start with the function already initialised.
 """
 
 import json
@@ -66,28 +75,51 @@ def _reap(control):
         _send(control, {"exit": pid, "code": os.waitstatus_to_exitcode(status)})
 
 
-def _child(request, out_fd, closing, runtime):
+def _become(request, out_fd, closing):
+    """In a forked child: leave the zygote's session, fds and environment behind."""
+    os.setsid()
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for fd in closing:
+        os.close(fd)
+    os.dup2(out_fd, 1)
+    os.dup2(out_fd, 2)
+    os.close(out_fd)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    import time
+
+    time.tzset()
+    sys.argv = list(request["argv"])
+
+
+def _run_hooks(kind):
+    """snapshot_restore_py's hooks, as awslambdaric runs them: before-snapshot in
+    reverse order of registration, after-restore in order."""
+    hooks = sys.modules.get("snapshot_restore_py")
+    if hooks is None:
+        return
+    if kind == "before":
+        registered = hooks.get_before_snapshot()
+        while registered:
+            func, args, kwargs = registered.pop()
+            func(*args, **kwargs)
+    else:
+        for func, args, kwargs in hooks.get_after_restore():
+            func(*args, **kwargs)
+
+
+def _child(request, out_fd, closing, runtime, restored):
     """Runs in the forked child: become the environment's process, then the runtime."""
     code = 1
     try:
-        os.setsid()
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        for fd in closing:
-            os.close(fd)
-        os.dup2(out_fd, 1)
-        os.dup2(out_fd, 2)
-        os.close(out_fd)
-        os.chdir(request["cwd"])
-        os.environ.clear()
-        os.environ.update(request["env"])
-        import time
-
-        time.tzset()
-        # A fork copies the template's random state: reseed so environments differ.
+        _become(request, out_fd, closing)
+        # A fork copies the parent's random state: reseed so environments differ.
         if "random" in sys.modules:
             sys.modules["random"].seed()
-        sys.argv = list(request["argv"])
+        if restored:
+            _run_hooks("after")
         code = runtime.main(sys.argv, os.environ)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
@@ -103,16 +135,57 @@ def _child(request, out_fd, closing, runtime):
             os._exit(code if isinstance(code, int) else 1)
 
 
+def _template(request, fds, closing, runtime):
+    """A SnapStart template: init the function, snapshot hooks, then serve forks."""
+    out_fd, control_fd = fds
+    control = socket.socket(fileno=control_fd)
+    try:
+        _become(request, out_fd, closing)
+        started = time_ns()
+        runtime.set_import_path(os.environ)
+        handler = os.environ.get("_HANDLER", "")
+        try:
+            runtime.load_handler(handler)
+        except BaseException as exc:
+            faults = sys.modules[runtime.__name__.rsplit(".", 1)[0] + ".faults"]
+            if isinstance(exc, faults.FaultException):
+                error = faults.make_error(exc.msg, exc.exception_type, exc.trace)
+            else:
+                error = faults.exception_error(exc)
+            for line in faults.error_log_lines(error):
+                sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+            _send(control, {"error": error})
+            os._exit(1)
+        _run_hooks("before")
+        _send(control, {"ready": os.getpid(), "init_ms": (time_ns() - started) / 1e6})
+    except BaseException as exc:
+        _send(control, {"error": {"errorType": type(exc).__name__, "errorMessage": str(exc)}})
+        os._exit(1)
+    os._exit(_serve(control, runtime, restored=True))
+
+
+def time_ns():
+    import time
+
+    return time.monotonic_ns()
+
+
 def main(argv):
     control = socket.socket(fileno=int(argv[1]))
     _preload(argv[2:])
     runtime = _load_runtime()
+    _send(control, {"ready": os.getpid()})
+    return _serve(control, runtime, restored=False)
+
+
+def _serve(control, runtime, restored):
+    """The fork loop: one child per request; report exits."""
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_read, False)
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)
-    _send(control, {"ready": os.getpid()})
     while True:
         try:
             readable, _, _ = select.select([control, wake_read], [], [])
@@ -134,20 +207,26 @@ def main(argv):
         if not data:
             return 0  # lamina closed its end: stop; the children live on until killed
         request = json.loads(data)
-        if len(fds) != 1:
+        template = bool(request.get("template"))
+        if len(fds) != (2 if template else 1):
             for fd in fds:
                 os.close(fd)
-            _send(control, {"id": request.get("id"), "error": "expected exactly one output fd"})
+            _send(control, {"id": request.get("id"), "error": "wrong number of fds"})
             continue
         try:
             pid = os.fork()
         except OSError as exc:
-            os.close(fds[0])
+            for fd in fds:
+                os.close(fd)
             _send(control, {"id": request["id"], "error": str(exc)})
             continue
         if pid == 0:
-            _child(request, fds[0], (control.detach(), wake_read, wake_write), runtime)
-        os.close(fds[0])
+            closing = (control.detach(), wake_read, wake_write)
+            if template:
+                _template(request, fds, closing, runtime)
+            _child(request, fds[0], closing, runtime, restored)
+        for fd in fds:
+            os.close(fd)
         _send(control, {"id": request["id"], "pid": pid})
 
 
