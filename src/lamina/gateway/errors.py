@@ -7,7 +7,8 @@
     │   ├── ModelNotAllowed           403  the key may not use the model
     │   ├── ModelNotFound             404  no model of that name is configured
     │   ├── RateLimited               429  RPM / TPM / parallel limit (with retry-after)
-    │   └── BudgetExceeded            429  the key's USD budget is spent
+    │   ├── BudgetExceeded            429  the key's USD budget is spent
+    │   └── ClientClosed              499  the client left before the answer
     └── ServiceError
         ├── UpstreamError             the provider answered with an error (its status kept)
         └── UpstreamTimeout           504  the provider did not answer in time
@@ -73,6 +74,12 @@ class BudgetExceeded(ClientError):
     code = "budget_exceeded"
     status = 429
     kind = ErrorKind.BUDGET
+
+
+class ClientClosed(ClientError):
+    code = "client_closed_request"
+    status = 499
+    kind = ErrorKind.INVALID_REQUEST
 
 
 class UpstreamError(ServiceError):

@@ -90,10 +90,10 @@ class MockProvider:
         self.headers.append(dict(request.headers))
         fault = self.faults.popleft() if self.faults else None
         if fault is not None and fault.hang:
-            try:
-                await asyncio.sleep(3600)
-            finally:
-                self.cancelled.set()
+            # Answer nothing until the caller gives up and closes the connection.
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            self.cancelled.set()
         return body, fault
 
 

@@ -116,3 +116,15 @@ async def test_client_disconnect_cancels_upstream_stream(launch: Launch, mocks: 
             async for _ in response.aiter_bytes():
                 break
         await asyncio.wait_for(mocks.anthropic.cancelled.wait(), timeout=30)
+
+
+async def test_client_disconnect_cancels_upstream_call(launch: Launch, mocks: Mocks) -> None:
+    mocks.openai.fail(Fault(hang=True))
+    async with launch(base_config(mocks, timeout_s=600)) as gw, \
+            httpx.AsyncClient(base_url=gw.url) as http:
+        request = asyncio.create_task(http.post("/v1/chat/completions", headers={
+            "authorization": f"Bearer {APP_KEY}"}, json={"model": "gpt", "messages": HELLO}))
+        while not mocks.openai.requests:
+            await asyncio.sleep(0.01)
+        request.cancel()  # the client goes away while the provider is still thinking
+        await asyncio.wait_for(mocks.openai.cancelled.wait(), timeout=30)

@@ -10,7 +10,7 @@ from starlette.routing import BaseRoute, Route
 
 from lamina.errors import LaminaError
 from lamina.gateway.api.errors import anthropic_body, anthropic_error
-from lamina.gateway.api.wire import JSONBytes, anthropic_key, json_body
+from lamina.gateway.api.wire import JSONBytes, anthropic_key, json_body, unless_disconnected
 from lamina.gateway.inbound import anthropic as inbound
 from lamina.gateway.service import GatewayService, StreamReply
 from lamina.gateway.sse import anthropic_event
@@ -27,7 +27,8 @@ def anthropic_routes(service: GatewayService) -> list[BaseRoute]:
                 reply = await service.chat_stream(key, chat, api="messages", size=size)
                 return StreamingResponse(_sse(reply, model), media_type="text/event-stream",
                                          headers=dict(reply.headers))
-            result = await service.chat(key, chat, api="messages", size=size)
+            result = await unless_disconnected(
+                request, service.chat(key, chat, api="messages", size=size))
             return JSONBytes(inbound.message(result.body, model), headers=dict(result.headers))
         except LaminaError as exc:
             return anthropic_error(exc)

@@ -10,7 +10,7 @@ from starlette.routing import BaseRoute, Route
 
 from lamina.errors import LaminaError
 from lamina.gateway.api.errors import openai_body, openai_error
-from lamina.gateway.api.wire import JSONBytes, json_body, openai_key
+from lamina.gateway.api.wire import JSONBytes, json_body, openai_key, unless_disconnected
 from lamina.gateway.inbound import responses as responses_api
 from lamina.gateway.service import GatewayService, StreamReply
 from lamina.gateway.sse import DONE, named_event, openai_event
@@ -25,7 +25,8 @@ def openai_routes(service: GatewayService) -> list[BaseRoute]:
                 reply = await service.chat_stream(key, body, size=size)
                 return StreamingResponse(sse_chunks(reply), media_type="text/event-stream",
                                          headers=dict(reply.headers))
-            result = await service.chat(key, body, size=size)
+            result = await unless_disconnected(
+                request, service.chat(key, body, size=size))
             return JSONBytes(result.body, headers=dict(result.headers))
         except LaminaError as exc:
             return openai_error(exc)
@@ -34,7 +35,8 @@ def openai_routes(service: GatewayService) -> list[BaseRoute]:
         try:
             key = service.keyring.authenticate(openai_key(request))
             body, size = await json_body(request)
-            result = await service.embeddings(key, body, size=size)
+            result = await unless_disconnected(request, service.embeddings(
+                key, body, size=size))
             return JSONBytes(result.body, headers=dict(result.headers))
         except LaminaError as exc:
             return openai_error(exc)
@@ -69,7 +71,8 @@ def openai_routes(service: GatewayService) -> list[BaseRoute]:
                 return StreamingResponse(_response_events(reply, body),
                                          media_type="text/event-stream",
                                          headers=dict(reply.headers))
-            result = await service.chat(key, chat, api="responses", size=size)
+            result = await unless_disconnected(
+                request, service.chat(key, chat, api="responses", size=size))
             return JSONBytes(responses_api.response(result.body, body),
                              headers=dict(result.headers))
         except LaminaError as exc:

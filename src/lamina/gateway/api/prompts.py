@@ -15,7 +15,7 @@ from lamina.errors import LaminaError
 from lamina.gateway import prompts
 from lamina.gateway.api.errors import openai_error
 from lamina.gateway.api.openai import sse_chunks
-from lamina.gateway.api.wire import JSONBytes, json_body, openai_key
+from lamina.gateway.api.wire import JSONBytes, json_body, openai_key, unless_disconnected
 from lamina.gateway.errors import InvalidGatewayRequest
 from lamina.gateway.service import GatewayService
 
@@ -48,7 +48,8 @@ def prompt_routes(service: GatewayService) -> list[BaseRoute]:
                 reply = await service.chat_stream(key, chat, api="prompt", size=size)
                 return StreamingResponse(sse_chunks(reply), media_type="text/event-stream",
                                          headers=dict(reply.headers))
-            result = await service.chat(key, chat, api="prompt", size=size)
+            result = await unless_disconnected(
+                request, service.chat(key, chat, api="prompt", size=size))
             return JSONBytes(result.body, headers=dict(result.headers)
                              | {"x-lamina-prompt-version": str(prompt.version)})
         except LaminaError as exc:

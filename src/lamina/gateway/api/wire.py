@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from lamina.gateway.errors import InvalidGatewayRequest
+from lamina.gateway.errors import ClientClosed, InvalidGatewayRequest
+
+T = TypeVar("T")
 
 
 def bearer(request: Request) -> str | None:
@@ -44,3 +48,30 @@ class JSONBytes(Response):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
+
+
+async def _disconnected(request: Request) -> None:
+    # The body has been read: the next message is the client going away (or the end
+    # of the response cycle, which never comes first here).
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def unless_disconnected(request: Request, call: Awaitable[T]) -> T:
+    """Run `call`, cancelling it (and so its upstream request) if the client leaves."""
+    work = asyncio.ensure_future(call)
+    watch = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait((work, watch), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not work.done():
+            work.cancel()
+            try:
+                await work
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # the call's own failure is moot: the client has left
+                pass
+            raise ClientClosed("the client closed the connection")
+    return work.result()
