@@ -23,9 +23,11 @@ from lamina import __version__
 from lamina.environments.interpreters import CUSTOM_RUNTIMES, discover
 from lamina.environments.launcher import HostFacts
 from lamina.environments.pool import EnvironmentPool
+from lamina.environments.runtime_lib import lend_runtime_libraries
+from lamina.environments.snapshots import Snapshots
 from lamina.environments.spawn import ZygoteSpawner
 from lamina.functions.aliases import FunctionSettings
-from lamina.functions.model import Function
+from lamina.functions.model import Function, FunctionConfig
 from lamina.functions.registry import FunctionRegistry
 from lamina.invocation.concurrency import Concurrency
 from lamina.invocation.dispatcher import Dispatcher
@@ -99,14 +101,19 @@ async def start_platform(settings: Settings) -> Platform:
         code_root=data / "code",
         run_root=data / "run",
         path=settings.function_path,
+        runtime_lib=lend_runtime_libraries(data / "runtime-lib"),
     )
-    spawner = None
+    spawner, snapshots = None, None
     if settings.zygotes:
         zygote_env = {"PATH": settings.function_path, "LANG": "en_US.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
         spawner = ZygoteSpawner(list(interpreters.values()), settings.zygote_preload, zygote_env)
         spawner.start()  # in the background: start-up does not wait for the zygotes
         closers.append(spawner.close)
-    pool = EnvironmentPool(facts, logs, settings.idle_environment_s, spawner=spawner)
+        snapshots = Snapshots(spawner, facts, logs)
+        closers.append(_async(snapshots.close))
+    pool = EnvironmentPool(
+        facts, logs, settings.idle_environment_s, spawner=spawner, snapshots=snapshots
+    )
     pool.start()
     closers.append(pool.close)
 
@@ -124,6 +131,15 @@ async def start_platform(settings: Settings) -> Platform:
         pool.retire(fn.name, keep=lambda c: c.code_key in wanted)
 
     registry.on_change.append(retire_stale)
+    if snapshots is not None:
+        registry.on_change.append(
+            lambda fn: snapshots.drop(fn.name, keep=lambda c: c.version in fn.versions)
+        )
+
+        async def take_snapshot(config: FunctionConfig) -> None:
+            await snapshots.ensure(config)
+
+        registry.prepare_version = take_snapshot
 
     invoker = Invoker(pool, concurrency, settings.region, settings.account_id)
     queue = EventQueue(engine)
@@ -192,6 +208,13 @@ async def _start_gateway(
     )
     closers.append(gateway.close)
     return Starlette(routes=gateway.routes())
+
+
+def _async(close: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        close()
+
+    return run
 
 
 def _announce(settings: Settings, platform: Platform) -> None:

@@ -126,8 +126,10 @@ class Environment:
         logs: LogSink,
         clock: Callable[[], float] = time.monotonic,
         spawner: Spawner | None = None,
+        restored: bool = False,
     ) -> None:
         self.id = env_id
+        self.restored = restored
         self._spawner: Spawner = spawner or ExecSpawner()
         self.config = config
         self.state = EnvState.STARTING
@@ -165,9 +167,8 @@ class Environment:
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
         self._spawned_at = self._clock()
-        self._emit_platform(
-            f"INIT_START Runtime Version: {self.config.runtime} Environment: {self.id}"
-        )
+        phase = "RESTORE_START" if self.restored else "INIT_START"
+        self._emit_platform(f"{phase} Runtime Version: {self.config.runtime} Environment: {self.id}")
         try:
             self._process = await self._spawner.spawn(spec, write_fd)
         except OSError as exc:
@@ -290,6 +291,7 @@ class Environment:
             memory_mb=self.config.memory_mb,
             max_memory_mb=_peak_rss_mb(self._status_fd),
             init_duration_ms=self._init_duration_ms if cold else None,
+            restored=self.restored,
             status=inflight.status,
         )
         self._init_reported = True

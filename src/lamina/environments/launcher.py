@@ -28,6 +28,9 @@ class HostFacts:
     code_root: Path  # extracted packages, by code sha256
     run_root: Path  # per-environment scratch folders (the /tmp equivalent)
     path: str  # PATH given to functions
+    # Libraries lamina lends every Python function, behind its own code on sys.path
+    # (snapshot_restore_py, for SnapStart's runtime hooks).
+    runtime_lib: Path | None = None
 
 
 def function_arn(region: str, account: str, name: str, qualifier: str | None = None) -> str:
@@ -36,7 +39,12 @@ def function_arn(region: str, account: str, name: str, qualifier: str | None = N
 
 
 def build_spec(
-    config: FunctionConfig, env_id: str, runtime_api: str, facts: HostFacts, log_stream: str
+    config: FunctionConfig,
+    env_id: str,
+    runtime_api: str,
+    facts: HostFacts,
+    log_stream: str,
+    initialization: str | None = None,
 ) -> LaunchSpec:
     task_root = facts.code_root / config.code_sha256
     tmp = facts.run_root / env_id / "tmp"
@@ -56,7 +64,8 @@ def build_spec(
         "AWS_LAMBDA_FUNCTION_NAME": config.name,
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.memory_mb),
         "AWS_LAMBDA_FUNCTION_VERSION": config.version,
-        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+        "AWS_LAMBDA_INITIALIZATION_TYPE": initialization
+        or ("snap-start" if config.snapshotted else "on-demand"),
         "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{config.name}",
         "AWS_LAMBDA_LOG_STREAM_NAME": log_stream,
         "AWS_LAMBDA_RUNTIME_API": runtime_api,
@@ -71,6 +80,8 @@ def build_spec(
     env.update(config.environment)
     if config.runtime.startswith("provided"):
         return LaunchSpec((str(task_root / "bootstrap"),), env, str(task_root), tmp.parent)
+    if facts.runtime_lib is not None:
+        env["LAMINA_LAYER_PATHS"] = str(facts.runtime_lib)
     python = facts.interpreters[config.runtime]
     # -s: no user site-packages, so the host's packages never shadow the function's.
     return LaunchSpec(

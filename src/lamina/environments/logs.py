@@ -36,6 +36,7 @@ class Report:
     memory_mb: int
     max_memory_mb: int
     init_duration_ms: float | None = None
+    restored: bool = False  # forked from a SnapStart snapshot: init was a restore
     status: str | None = None  # "timeout", "error" for a crashed runtime
 
     def line(self) -> str:
@@ -46,7 +47,10 @@ class Report:
             f"Memory Size: {self.memory_mb} MB",
             f"Max Memory Used: {self.max_memory_mb} MB",
         ]
-        if self.init_duration_ms is not None:
+        if self.init_duration_ms is not None and self.restored:
+            parts.append(f"Restore Duration: {self.init_duration_ms:.2f} ms")
+            parts.append(f"Billed Restore Duration: {max(1, math.ceil(self.init_duration_ms))} ms")
+        elif self.init_duration_ms is not None:
             parts.append(f"Init Duration: {self.init_duration_ms:.2f} ms")
         if self.status is not None:
             parts.append(f"Status: {self.status}")

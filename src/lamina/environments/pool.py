@@ -16,6 +16,7 @@ from lamina.environments.environment import Environment, Spawner
 from lamina.environments.launcher import HostFacts, build_spec
 from lamina.environments.lifecycle import EnvState
 from lamina.environments.logs import LogSink
+from lamina.environments.snapshots import SnapshotFailed, Snapshots, TemplateSpawner
 from lamina.functions.model import FunctionConfig
 
 
@@ -27,9 +28,11 @@ class EnvironmentPool:
         idle_timeout_s: float,
         clock: Callable[[], float] = time.monotonic,
         spawner: Spawner | None = None,
+        snapshots: Snapshots | None = None,
     ) -> None:
         self._facts = facts
         self._spawner = spawner
+        self._snapshots = snapshots
         self._logs = logs
         self._idle_timeout_s = idle_timeout_s
         self._clock = clock
@@ -61,7 +64,12 @@ class EnvironmentPool:
 
     async def launch(self, config: FunctionConfig) -> Environment:
         env_id = secrets.token_hex(16)
-        env = Environment(env_id, config, self._logs, self._clock, self._spawner)
+        spawner, restored = self._spawner, False
+        if config.snapshotted and self._snapshots is not None:
+            # If the snapshot fails, an ordinary start reports the init error the usual way.
+            with contextlib.suppress(SnapshotFailed):
+                spawner, restored = TemplateSpawner(await self._snapshots.ensure(config)), True
+        env = Environment(env_id, config, self._logs, self._clock, spawner, restored)
         self._live.add(env)
         stream = env.log_stream_name
         await env.start(lambda api: build_spec(config, env_id, api, self._facts, stream))

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Mapping, Sequence
 
 from lamina.environments.environment import Child, ExecSpawner, LaunchSpec
-from lamina.environments.zygote import Zygote, ZygoteUnavailable
+from lamina.environments.zygote import ForkServer, Zygote, ZygoteUnavailable
 
 log = logging.getLogger("lamina.spawn")
 
@@ -38,22 +38,30 @@ class ZygoteSpawner:
         except ZygoteUnavailable as exc:
             log.warning("%s; environments of %s will be exec'd", exc, zygote.python)
 
+    async def server_for(self, python: str | None) -> ForkServer | None:
+        """The running zygote of `python`, waiting for it on the first start; None when
+        there is none (a dead one is restarted in the background for next time)."""
+        zygote = self._zygotes.get(python or "")
+        if zygote is None:
+            return None
+        starting = self._starting.get(zygote.python)
+        if starting is not None and not starting.done():
+            await asyncio.shield(starting)
+        if zygote.alive:
+            return zygote.server
+        if starting is None or starting.done():
+            self._starting[zygote.python] = asyncio.get_running_loop().create_task(
+                self._start(zygote)
+            )
+        return None
+
     async def spawn(self, spec: LaunchSpec, out_fd: int) -> Child:
-        zygote = self._zygotes.get(spec.python or "")
-        if zygote is not None:
-            starting = self._starting.get(zygote.python)
-            if starting is not None and not starting.done():
-                await asyncio.shield(starting)  # the first cold start waits for the zygote
-            if not zygote.alive and (starting is None or starting.done()):
-                self._starting[zygote.python] = asyncio.get_running_loop().create_task(
-                    self._start(zygote)
-                )  # restart it for next time; this environment is exec'd
-            elif zygote.alive:
-                try:
-                    assert zygote.server is not None
-                    return await zygote.server.fork(spec.runtime_argv, spec.env, spec.cwd, out_fd)
-                except ZygoteUnavailable as exc:
-                    log.warning("%s; exec'ing instead", exc)
+        server = await self.server_for(spec.python)
+        if server is not None:
+            try:
+                return await server.fork(spec.runtime_argv, spec.env, spec.cwd, out_fd)
+            except ZygoteUnavailable as exc:
+                log.warning("%s; exec'ing instead", exc)
         return await self._exec.spawn(spec, out_fd)
 
     async def close(self) -> None:

@@ -50,6 +50,12 @@ class FunctionConfig:
     last_update_status: UpdateStatus = UpdateStatus.IN_PROGRESS
     tracing_mode: str = "PassThrough"
     log_format: str = "Text"
+    snap_start: str = "None"  # SnapStart.ApplyOn: "PublishedVersions" or "None"
+
+    @property
+    def snapshotted(self) -> bool:
+        """A published version of a SnapStart function starts from a snapshot."""
+        return self.snap_start == "PublishedVersions" and self.version != LATEST
 
     @property
     def code_key(self) -> str:

@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -58,6 +58,8 @@ class FunctionRegistry:
         self._activated: dict[str, asyncio.Event] = {}  # revision id -> set when settled
         self._tasks: set[asyncio.Task[None]] = set()
         self.on_change: list[Callable[[Function], None]] = []
+        # Makes a published version ready before it is Active (SnapStart's snapshot).
+        self.prepare_version: Callable[[FunctionConfig], Awaitable[None]] | None = None
 
     async def load(self) -> None:
         self._functions = await self._repo.load_all()
@@ -67,6 +69,9 @@ class FunctionRegistry:
                 or fn.latest.last_update_status is UpdateStatus.IN_PROGRESS
             ):
                 self._activate(fn.latest)  # a restart during activation finishes it now
+            for version in fn.versions.values():
+                if version.state is State.PENDING:
+                    self._activate(version)
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -233,6 +238,8 @@ class FunctionRegistry:
             revision_id=str(uuid.uuid4()),
             last_modified=lambda_timestamp(self._clock()),
         )
+        if version.snapshotted and self.prepare_version is not None:
+            version = dataclasses.replace(version, state=State.PENDING)
         fn.next_version += 1
         fn.versions[version.version] = version
         try:
@@ -241,6 +248,8 @@ class FunctionRegistry:
             fn.next_version -= 1
             del fn.versions[version.version]
             raise
+        if version.state is State.PENDING:
+            self._activate(version)
         return version
 
     def _check_revision(self, config: FunctionConfig, revision_id: str | None) -> None:
@@ -263,26 +272,40 @@ class FunctionRegistry:
         task.add_done_callback(self._tasks.discard)
 
     async def _settle(self, config: FunctionConfig) -> None:
-        """Unpack the code, then flip Pending/InProgress to Active/Successful."""
+        """Make a revision usable, then flip Pending/InProgress to Active/Successful (or
+        Failed): for $LATEST, unpack its code; for a SnapStart version, take its snapshot."""
         state, status, reason, code = State.ACTIVE, UpdateStatus.SUCCESSFUL, "", ""
         try:
-            data = await asyncio.to_thread(self._blobs.get, config.code_sha256)
-            package = await asyncio.to_thread(packages.inspect, data)
-            await asyncio.to_thread(packages.extract, package, self._code_root / config.code_sha256)
-        except Exception as exc:  # a bad package fails the function, never the server
+            if config.version == LATEST:
+                data = await asyncio.to_thread(self._blobs.get, config.code_sha256)
+                package = await asyncio.to_thread(packages.inspect, data)
+                await asyncio.to_thread(packages.extract, package, self._code_root / config.code_sha256)
+            elif self.prepare_version is not None:
+                await self.prepare_version(config)
+        except Exception as exc:  # a bad package or init fails the function, never the server
             state, status = State.FAILED, UpdateStatus.FAILED
-            reason, code = f"Unpacking the code failed: {exc}", "InvalidZipFileException"
+            if config.version == LATEST:
+                reason, code = f"Unpacking the code failed: {exc}", "InvalidZipFileException"
+            else:
+                reason, code = f"The SnapStart snapshot could not be made: {exc}", "FunctionError"
         fn = self._functions.get(config.name)
         try:
-            if fn is not None and fn.latest.revision_id == config.revision_id:
-                fn.latest = dataclasses.replace(
-                    fn.latest,
-                    state=state,
-                    last_update_status=status,
-                    state_reason=reason,
-                    state_reason_code=code,
-                )
+            if fn is None:
+                return
+
+            def settled(current: FunctionConfig) -> FunctionConfig:
+                return dataclasses.replace(
+                    current, state=state, last_update_status=status,
+                    state_reason=reason, state_reason_code=code,
+                )  # fmt: skip
+
+            if config.version == LATEST and fn.latest.revision_id == config.revision_id:
+                fn.latest = settled(fn.latest)
                 await self._repo.save_function(fn)
+            elif config.version in fn.versions:
+                version = settled(fn.versions[config.version])
+                fn.versions[config.version] = version
+                await self._repo.save_version(version)
         finally:
             event = self._activated.pop(config.revision_id, None)
             if event is not None:

@@ -46,6 +46,18 @@ def _paginate(items: list[Any], params: Params) -> tuple[list[Any], str | None]:
     return page, _marker_encode(start + size) if more else None
 
 
+def _snap_start(p: Params, runtime: str) -> str | None:
+    """SnapStart.ApplyOn from a request, or None when the request does not set it."""
+    apply_on = (p.get("SnapStart") or {}).get("ApplyOn")
+    if apply_on is None:
+        return None
+    if apply_on not in ("PublishedVersions", "None"):
+        raise InvalidParameterValue(f"SnapStart ApplyOn {apply_on!r} is invalid: use PublishedVersions or None.")
+    if apply_on == "PublishedVersions" and not runtime.startswith("python"):
+        raise InvalidParameterValue(f"SnapStart is not supported for runtime {runtime}: use a python3.x runtime.")
+    return str(apply_on)
+
+
 class FunctionsApi:
     def __init__(
         self,
@@ -143,6 +155,7 @@ class FunctionsApi:
             architectures=tuple(p.get("Architectures") or ("x86_64",)),
             tracing_mode=(p.get("TracingConfig") or {}).get("Mode", "PassThrough"),
             log_format=(p.get("LoggingConfig") or {}).get("LogFormat", "Text"),
+            snap_start=_snap_start(p, runtime) or "None",
         )
         created = await self._registry.create(config, package, bool(p.get("Publish")))
         return self._shapes.configuration(created)
@@ -209,6 +222,9 @@ class FunctionsApi:
         if "LoggingConfig" in p and "LogFormat" in p["LoggingConfig"]:
             changes["log_format"] = p["LoggingConfig"]["LogFormat"]
         runtime = changes.get("runtime", current.runtime)
+        snap_start = _snap_start(p, runtime)
+        if snap_start is not None:
+            changes["snap_start"] = snap_start
         if "runtime" in changes:
             self._check_runtime(runtime)
         validate_handler(changes.get("handler", current.handler), runtime)

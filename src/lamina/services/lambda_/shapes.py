@@ -42,7 +42,10 @@ class Shapes:
             "PackageType": "Zip",
             "Architectures": list(c.architectures),
             "EphemeralStorage": {"Size": c.ephemeral_storage_mb},
-            "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
+            "SnapStart": {
+                "ApplyOn": c.snap_start,
+                "OptimizationStatus": "On" if c.snapshotted else "Off",
+            },
             "LoggingConfig": {"LogFormat": c.log_format, "LogGroup": f"/aws/lambda/{c.name}"},
         }
         if c.environment:

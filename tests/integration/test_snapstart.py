@@ -1,0 +1,100 @@
+"""SnapStart for Python: PublishVersion runs init once in a template; new environments
+of that version are forks of it, with Lambda's runtime hooks around the snapshot."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import WaiterError
+
+from tests.integration.support import create_function
+
+SLOW_INIT = """
+import os, random, time
+from snapshot_restore_py import register_after_restore, register_before_snapshot
+
+LOG = os.environ["HOOK_LOG"]
+
+def note(what):
+    with open(LOG, "a") as out:
+        out.write(what + "\\n")
+
+note("init")
+time.sleep(1.0)  # stands in for heavy imports (boto3, numpy, a model)
+SEED = random.random()
+
+@register_before_snapshot
+def before():
+    note("before_snapshot")
+
+@register_after_restore
+def after(tag="restored"):
+    note("after_restore " + tag)
+
+def handler(event, context):
+    time.sleep(event.get("sleep", 0))
+    return {"pid": os.getpid(), "random": random.random(), "init_type": os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE")}
+"""
+
+
+def _invoke(client: Any, name: str, qualifier: str, payload: bytes = b"{}") -> tuple[dict[str, Any], str]:
+    response = client.invoke(FunctionName=name, Qualifier=qualifier, Payload=payload, LogType="Tail")
+    return json.loads(response["Payload"].read()), base64.b64decode(response["LogResult"]).decode()
+
+
+def test_snapstart_version_restores_from_snapshot(lambda_client: Any, tmp_path: Path) -> None:
+    hook_log = tmp_path / "hooks.txt"
+    name = create_function(
+        lambda_client, SLOW_INIT, runtime="python3.12", Timeout=30,
+        SnapStart={"ApplyOn": "PublishedVersions"}, Environment={"Variables": {"HOOK_LOG": str(hook_log)}},
+    )  # fmt: skip
+    config = lambda_client.get_function_configuration(FunctionName=name)
+    assert config["SnapStart"] == {"ApplyOn": "PublishedVersions", "OptimizationStatus": "Off"}
+    version = lambda_client.publish_version(FunctionName=name)["Version"]
+    lambda_client.get_waiter("published_version_active").wait(
+        FunctionName=name, Qualifier=version, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+    )
+    published = lambda_client.get_function_configuration(FunctionName=name, Qualifier=version)
+    assert published["SnapStart"] == {"ApplyOn": "PublishedVersions", "OptimizationStatus": "On"}
+    assert hook_log.read_text().splitlines() == ["init", "before_snapshot"]
+
+    first, log = _invoke(lambda_client, name, version)
+    assert first["init_type"] == "snap-start"
+    report = next(line for line in log.splitlines() if line.startswith("REPORT"))
+    assert "Restore Duration:" in report and "Init Duration" not in report
+
+    # overlapping calls need more environments: each is another fork of the snapshot,
+    # and init does not run again
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(3) as pool:
+        results = list(
+            pool.map(lambda _: _invoke(lambda_client, name, version, b'{"sleep": 0.5}')[0], range(3))
+        )
+    pids = {r["pid"] for r in results} | {first["pid"]}
+    assert len(pids) >= 3
+    lines = hook_log.read_text().splitlines()
+    assert lines.count("init") == 1 and lines.count("before_snapshot") == 1
+    assert lines.count("after_restore restored") == len(pids)
+    # each restored environment reseeded `random`: no two share the snapshot's state
+    assert len({r["random"] for r in results} | {first["random"]}) == len(results) + 1
+
+
+def test_snapstart_init_error_fails_the_version(lambda_client: Any) -> None:
+    name = create_function(
+        lambda_client, "raise RuntimeError('broken init')\ndef handler(e, c):\n    return 1\n",
+        runtime="python3.12", SnapStart={"ApplyOn": "PublishedVersions"},
+    )  # fmt: skip
+    version = lambda_client.publish_version(FunctionName=name)["Version"]
+    # the waiter itself fails on State=Failed: that is the expected outcome
+    with pytest.raises(WaiterError, match="Failed"):
+        lambda_client.get_waiter("published_version_active").wait(
+            FunctionName=name, Qualifier=version, WaiterConfig={"Delay": 1, "MaxAttempts": 30}
+        )
+    config = lambda_client.get_function_configuration(FunctionName=name, Qualifier=version)
+    assert config["State"] == "Failed"
+    assert "broken init" in config["StateReason"]
