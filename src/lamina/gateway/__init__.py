@@ -3,7 +3,8 @@ providers — keys, limits, budgets, caching, fallbacks, costs and usage."""
 
 from __future__ import annotations
 
+from lamina.gateway.function_keys import FunctionGrant
 from lamina.gateway.gateway import Gateway
 from lamina.gateway.service import Clocks
 
-__all__ = ["Clocks", "Gateway"]
+__all__ = ["Clocks", "FunctionGrant", "Gateway"]

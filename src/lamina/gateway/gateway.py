@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import random
+import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -25,7 +26,13 @@ from lamina.gateway.api.anthropic import anthropic_routes
 from lamina.gateway.api.openai import openai_routes
 from lamina.gateway.api.prompts import prompt_routes
 from lamina.gateway.config import ConfigError, parse_config
-from lamina.gateway.keys import Keyring
+from lamina.gateway.function_keys import (
+    FunctionGrant,
+    function_environment,
+    function_key,
+    function_secret,
+)
+from lamina.gateway.keys import Keyring, hash_secret
 from lamina.gateway.keystore import KeyStore
 from lamina.gateway.service import Clocks, GatewayService
 from lamina.gateway.spend import SpendLedger
@@ -41,7 +48,7 @@ class Gateway:
     def __init__(self, service: GatewayService, store: KeyStore, writer: UsageWriter,
                  upstream: Upstream, tables: Tables, engine: AsyncEngine,
                  root_check: Callable[[str], bool], config_file: Path | None,
-                 env: Mapping[str, str]) -> None:
+                 env: Mapping[str, str], signing_key: bytes) -> None:
         self.service = service
         self.store = store
         self._writer = writer
@@ -51,6 +58,7 @@ class Gateway:
         self._root_check = root_check
         self._config_file = config_file
         self._env = env
+        self._signing_key = signing_key
 
     @classmethod
     async def start(cls, config: Mapping[str, Any], engine: AsyncEngine,
@@ -79,12 +87,23 @@ class Gateway:
         service = GatewayService(parsed, keyring=keyring, ledger=ledger, upstream=upstream,
                                  writer=writer, clocks=clocks, rng=rng or random.Random(),
                                  sleep=clocks.sleep or asyncio.sleep)
+        root = root_secret(root_access_key_id) if root_access_key_id else None
+        # Function keys are derived from the root secret so they survive restarts;
+        # without one they last as long as this process.
+        signing_key = root.encode() if root else secrets.token_bytes(32)
         return cls(service, store, writer, upstream, tables, engine, root_check,
-                   config_file, env)
+                   config_file, env, signing_key)
 
     def routes(self) -> list[BaseRoute]:
         return [*openai_routes(self.service), *anthropic_routes(self.service),
                 *prompt_routes(self.service), *admin_routes(self)]
+
+    def function_environment(self, grant: FunctionGrant, endpoint: str) -> dict[str, str]:
+        """Register the function's own key (idempotent) and return the environment
+        variables that point the openai and anthropic SDKs at lamina with it."""
+        secret = function_secret(self._signing_key, grant.function)
+        self.service.keyring.put(hash_secret(secret), function_key(grant))
+        return function_environment(endpoint, secret)
 
     def is_root(self, secret: str | None) -> bool:
         return bool(secret) and self._root_check(secret or "")

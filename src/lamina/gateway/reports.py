@@ -8,15 +8,17 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lamina.gateway.errors import InvalidGatewayRequest
+from lamina.gateway.function_keys import FUNCTION_KEY_PREFIX
 from lamina.gateway.tables import Tables
 
-GROUPS = ("key", "model", "provider")
+GROUPS = ("key", "model", "provider", "function")
 
 
 async def usage_totals(engine: AsyncEngine, tables: Tables, group_by: str,
                        since: float | None, until: float | None) -> list[dict[str, Any]]:
     usage = tables.usage
-    columns = {"key": usage.c.key_name, "model": usage.c.model, "provider": usage.c.provider}
+    columns = {"key": usage.c.key_name, "model": usage.c.model, "provider": usage.c.provider,
+               "function": usage.c.key_name}
     if group_by not in columns:
         raise InvalidGatewayRequest(f"group_by must be one of {', '.join(GROUPS)}")
     column = columns[group_by]
@@ -29,6 +31,8 @@ async def usage_totals(engine: AsyncEngine, tables: Tables, group_by: str,
         func.sum(func.cast(usage.c.cache_hit, usage.c.prompt_tokens.type)).label("cache_hits"),
         func.sum(func.cast(usage.c.status >= 400, usage.c.prompt_tokens.type)).label("errors"),
     ).group_by(column).order_by(column)
+    if group_by == "function":
+        query = query.where(usage.c.key_id.startswith(FUNCTION_KEY_PREFIX))
     if since is not None:
         query = query.where(usage.c.ts >= since)
     if until is not None:

@@ -5,7 +5,8 @@
     GET    /gateway/admin/keys/{id}
     POST   /gateway/admin/keys/{id}/rotate     new secret, same key (limits, spend)
     POST   /gateway/admin/keys/{id}/revoke     (also DELETE /gateway/admin/keys/{id})
-    GET    /gateway/admin/usage?group_by=key|model|provider&from=&to=
+    GET    /gateway/admin/usage?group_by=key|model|provider|function&from=&to=
+           (also at /gateway/usage)
     POST   /gateway/admin/reload               re-read the config file
 """
 
@@ -106,5 +107,6 @@ def admin_routes(gateway: Gateway) -> list[BaseRoute]:
         Route("/gateway/admin/keys/{id}/rotate", guarded(rotate_key), methods=["POST"]),
         Route("/gateway/admin/keys/{id}/revoke", guarded(revoke_key), methods=["POST"]),
         Route("/gateway/admin/usage", guarded(usage), methods=["GET"]),
+        Route("/gateway/usage", guarded(usage), methods=["GET"]),
         Route("/gateway/admin/reload", guarded(reload), methods=["POST"]),
     ]
