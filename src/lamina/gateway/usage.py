@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from lamina.gateway.tables import Tables
 
 BATCH = 500
+CALL_LOG = "lamina.gateway.calls"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,7 @@ class UsageWriter:
         self._tables = tables
         self._queue: asyncio.Queue[UsageRecord | Debit] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._log = logging.getLogger(CALL_LOG)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="gateway-usage-writer")
@@ -91,6 +94,10 @@ class UsageWriter:
             if isinstance(item, Debit):
                 row = (item.key_id, item.period)
                 debits[row] = debits.get(row, 0.0) + item.cost_usd
+        if self._log.isEnabledFor(logging.INFO):
+            for item in batch:
+                if isinstance(item, UsageRecord):
+                    self._log.info(_log_line(item), extra={"gateway_call": asdict(item)})
         async with self._engine.begin() as conn:
             if records:
                 await conn.execute(self._tables.usage.insert(), records)
@@ -105,3 +112,13 @@ class UsageWriter:
             index_elements=[table.c.key_id, table.c.period],
             set_={"spent_usd": table.c.spent_usd + stmt.excluded.spent_usd},
         )
+
+
+def _log_line(r: UsageRecord) -> str:
+    ttft = f"{r.ttft_ms:.1f}" if r.ttft_ms is not None else "-"
+    return (f"{r.api} key={r.key_name} model={r.model} provider={r.provider or '-'} "
+            f"upstream_model={r.upstream_model or '-'} status={r.status} "
+            f"tokens={r.prompt_tokens}+{r.completion_tokens} cached={r.cached_tokens} "
+            f"cost_usd={r.cost_usd:.6f} latency_ms={r.latency_ms:.1f} ttft_ms={ttft} "
+            f"cache={'hit' if r.cache_hit else 'miss'} fallback={str(r.fallback).lower()} "
+            f"stream={str(r.stream).lower()}")

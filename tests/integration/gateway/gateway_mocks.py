@@ -224,10 +224,12 @@ class MockAnthropic(MockProvider):
         usage = {"input_tokens": 10, "output_tokens": 6, "cache_read_input_tokens": 4,
                  "cache_creation_input_tokens": 0}
         if tool:
-            content: list[JSON] = [
-                {"type": "text", "text": "Let me check."},
-                {"type": "tool_use", "id": "toolu_01", "name": body["tools"][0]["name"],
-                 "input": {"city": "Paris"}}]
+            forced = (body.get("tool_choice") or {}).get("type") == "tool"
+            # A forced tool is called straight away, with no text before it.
+            content: list[JSON] = [] if forced else [{"type": "text", "text": "Let me check."}]
+            content.append({"type": "tool_use", "id": "toolu_01",
+                            "name": body["tools"][-1 if forced else 0]["name"],
+                            "input": {"city": "Paris"}})
         else:
             content = [{"type": "text", "text": self.answer(body)}]
         if not body.get("stream"):

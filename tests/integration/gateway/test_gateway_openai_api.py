@@ -149,3 +149,28 @@ async def test_gemini_and_cohere_embeddings(launch: Launch, mocks: Mocks) -> Non
     assert [d.embedding for d in vectors.data] == [[0.5, 0.0], [0.5, 1.0]]
     assert mocks.gemini.requests[-1]["requests"][1] == {
         "model": "models/text-embedding-004", "content": {"parts": [{"text": "b"}]}}
+
+
+SCHEMA = {"type": "json_schema", "json_schema": {"name": "weather", "schema": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_json_schema_on_anthropic(launch: Launch, mocks: Mocks, stream: bool) -> None:
+    async with launch(base_config(mocks)) as gw:
+        client = gw.openai()
+        if stream:
+            chunks = [c async for c in await client.chat.completions.create(
+                model="claude", messages=[{"role": "user", "content": "city?"}],
+                response_format=SCHEMA, stream=True)]  # type: ignore[call-overload]
+            content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            finish = [c.choices[0].finish_reason for c in chunks if c.choices][-1]
+        else:
+            reply = await client.chat.completions.create(
+                model="claude", messages=[{"role": "user", "content": "city?"}],
+                response_format=SCHEMA)  # type: ignore[call-overload]
+            content, finish = reply.choices[0].message.content, reply.choices[0].finish_reason
+    assert json.loads(content) == {"city": "Paris"} and finish == "stop"
+    sent = mocks.anthropic.requests[-1]
+    assert sent["tool_choice"] == {"type": "tool", "name": "lamina_json_output"}
+    assert sent["tools"][0]["input_schema"]["required"] == ["city"]

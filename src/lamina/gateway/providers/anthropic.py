@@ -25,6 +25,10 @@ API_VERSION = "2023-06-01"
 # Anthropic requires max_tokens; OpenAI does not. Used when the client sets none.
 DEFAULT_MAX_TOKENS = 4096
 
+# Anthropic has no response_format: a JSON schema becomes a forced tool of this name,
+# whose input is handed back as the message content.
+JSON_TOOL = "lamina_json_output"
+
 STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
                 "tool_use": "tool_calls", "refusal": "content_filter", "pause_turn": "stop",
                 "model_context_window_exceeded": "length"}
@@ -131,6 +135,7 @@ def chat_body(body: JSON, model: str) -> JSON:
     stop = body.get("stop")
     if stop:
         out["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    response_format = body.get("response_format") or {}
     if body.get("tools"):
         out["tools"] = [{"name": t["function"]["name"],
                          "description": t["function"].get("description", ""),
@@ -140,6 +145,16 @@ def chat_body(body: JSON, model: str) -> JSON:
     choice = _tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
     if choice is not None:
         out["tool_choice"] = choice
+    if response_format.get("type") == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema") \
+            or {"type": "object"}
+        out["tools"] = [*out.get("tools", []), {
+            "name": JSON_TOOL, "description": "Answer with JSON matching this schema.",
+            "input_schema": schema}]
+        out["tool_choice"] = {"type": "tool", "name": JSON_TOOL}
+    elif response_format.get("type") == "json_object":
+        out["system"] = [*out.get("system", []),
+                         {"type": "text", "text": "Answer with a single JSON object only."}]
     if body.get("user"):
         out["metadata"] = {"user_id": body["user"]}
     if body.get("stream"):
@@ -156,10 +171,15 @@ def usage(raw: JSON) -> Usage:
 
 
 def chat_completion(data: JSON, created: int) -> JSON:
-    text = "".join(b.get("text", "") for b in data.get("content", []) if b["type"] == "text")
+    blocks = data.get("content", [])
+    structured = [b for b in blocks if b["type"] == "tool_use" and b["name"] == JSON_TOOL]
+    text = "".join(b.get("text", "") for b in blocks if b["type"] == "text")
+    if structured:
+        text = orjson.dumps(structured[0]["input"]).decode()
+        data = dict(data, stop_reason="end_turn")
     calls = [{"id": b["id"], "type": "function",
               "function": {"name": b["name"], "arguments": orjson.dumps(b["input"]).decode()}}
-             for b in data.get("content", []) if b["type"] == "tool_use"]
+             for b in blocks if b["type"] == "tool_use" and b["name"] != JSON_TOOL]
     message: JSON = {"role": "assistant", "content": text or None}
     if calls:
         message["tool_calls"] = calls
@@ -180,7 +200,7 @@ class AnthropicStream:
         self._id = ""
         self._model = ""
         self._tools: dict[int, int] = {}  # content block index → tool call index
-        self._input = 0
+        self._json: int | None = None  # content block index of the JSON_TOOL answer
         self._raw_usage: JSON = {}
         self.usage: Usage | None = None
 
@@ -200,6 +220,9 @@ class AnthropicStream:
             return [self._chunk({"role": "assistant", "content": ""})]
         if kind == "content_block_start":
             block = data["content_block"]
+            if block["type"] == "tool_use" and block["name"] == JSON_TOOL:
+                self._json = data["index"]
+                return []
             if block["type"] == "tool_use":
                 index = self._tools[data["index"]] = len(self._tools)
                 return [self._chunk({"tool_calls": [{
@@ -212,6 +235,8 @@ class AnthropicStream:
             delta = data["delta"]
             if delta["type"] == "text_delta":
                 return [self._chunk({"content": delta["text"]})]
+            if delta["type"] == "input_json_delta" and data["index"] == self._json:
+                return [self._chunk({"content": delta.get("partial_json", "")})]
             if delta["type"] == "input_json_delta" and data["index"] in self._tools:
                 return [self._chunk({"tool_calls": [{
                     "index": self._tools[data["index"]],
@@ -222,6 +247,8 @@ class AnthropicStream:
                                     if v is not None})
             self.usage = usage(self._raw_usage)
             reason = (data.get("delta") or {}).get("stop_reason")
+            if reason == "tool_use" and not self._tools:
+                reason = "end_turn"  # only the JSON answer was a "tool"
             return [self._chunk({}, STOP_REASONS.get(reason or "", "stop"))]
         if kind == "message_stop":
             final = self._chunk({})
