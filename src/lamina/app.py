@@ -23,6 +23,7 @@ from lamina import __version__
 from lamina.environments.interpreters import CUSTOM_RUNTIMES, discover
 from lamina.environments.launcher import HostFacts
 from lamina.environments.pool import EnvironmentPool
+from lamina.environments.provisioned import ProvisionedFleets
 from lamina.environments.runtime_lib import lend_runtime_libraries
 from lamina.environments.snapshots import Snapshots
 from lamina.environments.spawn import ZygoteSpawner
@@ -116,6 +117,8 @@ async def start_platform(settings: Settings) -> Platform:
     )
     pool.start()
     closers.append(pool.close)
+    fleets = ProvisionedFleets(pool)
+    closers.append(fleets.close)
 
     repo = FunctionRepository(engine)
     blobs = LocalBlobStore(data / "blobs")
@@ -123,12 +126,14 @@ async def start_platform(settings: Settings) -> Platform:
     await registry.load()
     closers.append(registry.close)
     concurrency = Concurrency(settings.concurrency_limit)
-    fn_settings = FunctionSettings(registry, repo, concurrency, shapes.arn)
+    fn_settings = FunctionSettings(registry, repo, concurrency, shapes.arn, provisioned=fleets)
     fn_settings.load()
 
     def retire_stale(fn: Function) -> None:
         wanted = {fn.latest.code_key} | {v.code_key for v in fn.versions.values()}
         pool.retire(fn.name, keep=lambda c: c.code_key in wanted)
+        if fn.name not in registry.names():
+            fleets.remove(fn.name)
 
     registry.on_change.append(retire_stale)
     if snapshots is not None:
@@ -165,7 +170,8 @@ async def start_platform(settings: Settings) -> Platform:
 
     code_urls = CodeUrls(settings.endpoint, hashlib.sha256(creds.secret_access_key.encode()).digest())
     functions_api = FunctionsApi(
-        registry, fn_settings, shapes, lambda: runtimes, lambda c: code_urls.url(c.code_sha256)
+        registry, fn_settings, shapes, lambda: runtimes, lambda c: code_urls.url(c.code_sha256),
+        fleets.state,
     )
     lambda_service = LambdaService({**functions_api.operations(), "Invoke": invoke_api.invoke})
 

@@ -130,6 +130,8 @@ class Environment:
     ) -> None:
         self.id = env_id
         self.restored = restored
+        # Kept warm by provisioned concurrency: never reaped for idleness.
+        self.provisioned = False
         self._spawner: Spawner = spawner or ExecSpawner()
         self.config = config
         self.state = EnvState.STARTING
@@ -209,6 +211,21 @@ class Environment:
     def _set_state(self, target: EnvState) -> None:
         check_transition(self.state, target)
         self.state = target
+
+    async def warm(self, timeout_s: float) -> str | None:
+        """Wait for init to finish with no invocation (a pre-warmed start); returns why
+        it failed, or None when the environment is idle and ready."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._ready), timeout_s)
+        if self.alive and self.state is EnvState.IDLE:
+            self._init_reported = True  # its first invocation is warm: no Init Duration
+            return None
+        reason = "init timed out" if self.alive else f"init failed ({self.exit_status or 'exited'})"
+        if self._init_error is not None:
+            with contextlib.suppress(orjson.JSONDecodeError):
+                reason = str(orjson.loads(self._init_error).get("errorMessage", reason))
+        self.stop()
+        return reason
 
     async def exited(self) -> None:
         """Wait until the process is gone and its resources are released."""

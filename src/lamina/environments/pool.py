@@ -62,7 +62,9 @@ class EnvironmentPool:
             self._live.discard(env)
         return None
 
-    async def launch(self, config: FunctionConfig) -> Environment:
+    async def launch(
+        self, config: FunctionConfig, initialization: str | None = None
+    ) -> Environment:
         env_id = secrets.token_hex(16)
         spawner, restored = self._spawner, False
         if config.snapshotted and self._snapshots is not None:
@@ -72,7 +74,9 @@ class EnvironmentPool:
         env = Environment(env_id, config, self._logs, self._clock, spawner, restored)
         self._live.add(env)
         stream = env.log_stream_name
-        await env.start(lambda api: build_spec(config, env_id, api, self._facts, stream))
+        await env.start(
+            lambda api: build_spec(config, env_id, api, self._facts, stream, initialization)
+        )
         return env
 
     def release(self, env: Environment) -> None:
@@ -105,7 +109,7 @@ class EnvironmentPool:
             for key in list(self._idle):
                 keep = []
                 for env in self._idle[key]:
-                    if env.alive and env.idle_since >= cutoff:
+                    if env.alive and (env.provisioned or env.idle_since >= cutoff):
                         keep.append(env)
                     else:
                         env.stop()

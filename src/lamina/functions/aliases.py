@@ -3,14 +3,23 @@ per-function concurrency reservations and event invoke configs."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
-from lamina.errors import InvalidParameterValue, ResourceConflict, ResourceNotFound
-from lamina.functions.model import LATEST, Alias, EventInvokeConfig, Function, FunctionConfig
-from lamina.functions.registry import FunctionRegistry
+from lamina.errors import InvalidParameterValue, LaminaError, ResourceConflict, ResourceNotFound
+from lamina.functions.model import (
+    LATEST,
+    Alias,
+    EventInvokeConfig,
+    Function,
+    FunctionConfig,
+    ProvisionedConfig,
+)
+from lamina.functions.registry import FunctionRegistry, lambda_timestamp
 from lamina.functions.validation import validate_alias_name
 from lamina.invocation.concurrency import Concurrency
 from lamina.storage.functions import FunctionRepository
@@ -36,6 +45,13 @@ def route(
     return registry.config(name, qualifier)
 
 
+class ProvisionedSink(Protocol):
+    """What keeps provisioned environments running (environments.ProvisionedFleets)."""
+
+    def set(self, function: str, qualifier: str, config: FunctionConfig, count: int) -> None: ...
+    def remove(self, function: str, qualifier: str | None = None) -> None: ...
+
+
 class FunctionSettings:
     def __init__(
         self,
@@ -44,18 +60,25 @@ class FunctionSettings:
         concurrency: Concurrency,
         arn: Callable[[str, str | None], str],
         clock: Callable[[], float] = time.time,
+        provisioned: ProvisionedSink | None = None,
     ) -> None:
         self._registry = registry
         self._repo = repo
         self._concurrency = concurrency
         self._arn = arn
         self._clock = clock
+        self._provisioned = provisioned
 
     def load(self) -> None:
         for name in self._registry.names():
             fn = self._registry.get(name)
             if fn.reserved_concurrency is not None:
                 self._concurrency.reserve(name, fn.reserved_concurrency)
+            if self._provisioned is not None:
+                for qualifier, config in fn.provisioned.items():
+                    with contextlib.suppress(ResourceNotFound):
+                        target = self._registry.config(name, qualifier)
+                        self._provisioned.set(name, qualifier, target, config.requested)
 
     # ----------------------------------------------------------------- aliases
 
@@ -223,6 +246,48 @@ class FunctionSettings:
         """The retry policy an async event gets: its qualifier's, else $LATEST's, else defaults."""
         fn = self._registry.get(name)
         return fn.event_invoke_configs.get(qualifier or LATEST) or EventInvokeConfig()
+
+    # ----------------------------------------------------- provisioned concurrency
+
+    async def put_provisioned(self, name: str, qualifier: str | None, count: int) -> ProvisionedConfig:
+        fn = self._registry.get(name)
+        if not qualifier or qualifier == LATEST:
+            raise InvalidParameterValue(
+                "Provisioned Concurrency Configs cannot be applied to unpublished function versions."
+            )
+        target = self._registry.config(name, qualifier)  # 404 for an unknown version/alias
+        if count < 1:
+            raise InvalidParameterValue("ProvisionedConcurrentExecutions must be at least 1.")
+        reserved = fn.reserved_concurrency
+        if reserved is not None and count > reserved:
+            raise InvalidParameterValue(
+                f"Requested Provisioned Concurrency should not be greater than the "
+                f"reservedConcurrentExecution for function ({reserved})."
+            )
+        config = ProvisionedConfig(count, lambda_timestamp(self._clock()))
+        await self._repo.save_provisioned(name, qualifier, config)
+        fn.provisioned[qualifier] = config
+        if self._provisioned is not None:
+            self._provisioned.set(name, qualifier, target, count)
+        return config
+
+    def get_provisioned(self, name: str, qualifier: str | None) -> ProvisionedConfig:
+        config = self._registry.get(name).provisioned.get(qualifier or "")
+        if config is None:
+            raise LaminaError(
+                "No Provisioned Concurrency Config found for this function",
+                code="ProvisionedConcurrencyConfigNotFoundException",
+                status=404,
+            )
+        return config
+
+    async def delete_provisioned(self, name: str, qualifier: str | None) -> None:
+        self.get_provisioned(name, qualifier)
+        assert qualifier is not None
+        await self._repo.delete_provisioned(name, qualifier)
+        del self._registry.get(name).provisioned[qualifier]
+        if self._provisioned is not None:
+            self._provisioned.remove(name, qualifier)
 
     async def delete_invoke_config(self, name: str, qualifier: str | None) -> None:
         key, _ = self.get_invoke_config(name, qualifier)

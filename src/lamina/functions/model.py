@@ -84,6 +84,12 @@ class EventInvokeConfig:
     destinations: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class ProvisionedConfig:
+    requested: int
+    last_modified: str
+
+
 @dataclass(slots=True)
 class Function:
     """Everything lamina knows of one function name, kept in memory; written through to SQL."""
@@ -93,6 +99,7 @@ class Function:
     aliases: dict[str, Alias] = field(default_factory=dict)
     reserved_concurrency: int | None = None
     event_invoke_configs: dict[str, EventInvokeConfig] = field(default_factory=dict)
+    provisioned: dict[str, ProvisionedConfig] = field(default_factory=dict)
     next_version: int = 1
     created: float = 0.0
 

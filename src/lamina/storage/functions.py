@@ -19,6 +19,7 @@ from lamina.functions.model import (
     EventInvokeConfig,
     Function,
     FunctionConfig,
+    ProvisionedConfig,
     State,
     UpdateStatus,
 )
@@ -50,6 +51,13 @@ aliases_table = Table(
 )
 invoke_configs_table = Table(
     "function_event_invoke_configs",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("qualifier", String, primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+)
+provisioned_table = Table(
+    "function_provisioned_concurrency",
     metadata,
     Column("name", String, primary_key=True),
     Column("qualifier", String, primary_key=True),
@@ -95,6 +103,11 @@ class FunctionRepository:
                     found[row.name].event_invoke_configs[row.qualifier] = EventInvokeConfig(
                         **orjson.loads(row.data)
                     )
+            for row in await conn.execute(select(provisioned_table)):
+                if row.name in found:
+                    found[row.name].provisioned[row.qualifier] = ProvisionedConfig(
+                        **orjson.loads(row.data)
+                    )
         return found
 
     async def save_function(self, fn: Function, version: FunctionConfig | None = None) -> None:
@@ -128,7 +141,8 @@ class FunctionRepository:
 
     async def delete_function(self, name: str) -> None:
         async with self._engine.begin() as conn:
-            for table in (versions_table, aliases_table, invoke_configs_table, functions_table):
+            tables = (versions_table, aliases_table, invoke_configs_table, provisioned_table)
+            for table in (*tables, functions_table):
                 await conn.execute(delete(table).where(table.c.name == name))
 
     async def delete_version(self, name: str, version: str) -> None:
@@ -161,6 +175,17 @@ class FunctionRepository:
                 delete(invoke_configs_table)
                 .where(invoke_configs_table.c.name == function)
                 .where(invoke_configs_table.c.qualifier == qualifier)
+            )
+
+    async def save_provisioned(self, function: str, qualifier: str, config: ProvisionedConfig) -> None:
+        await self._upsert(provisioned_table, "qualifier", function, qualifier, _dump(config))
+
+    async def delete_provisioned(self, function: str, qualifier: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                delete(provisioned_table)
+                .where(provisioned_table.c.name == function)
+                .where(provisioned_table.c.qualifier == qualifier)
             )
 
     async def _upsert(self, table: Table, key: str, name: str, second: str, data: bytes) -> None:

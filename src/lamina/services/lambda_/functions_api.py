@@ -7,6 +7,7 @@ import binascii
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from lamina.environments.provisioned import FleetState
 from lamina.errors import InvalidParameterValue
 from lamina.functions import package as packages
 from lamina.functions.aliases import FunctionSettings
@@ -66,7 +67,9 @@ class FunctionsApi:
         shapes: Shapes,
         runtimes: Callable[[], Mapping[str, str]],
         code_location: Callable[[FunctionConfig], str],
+        fleet_state: Callable[[str, str], FleetState | None] = lambda _f, _q: None,
     ) -> None:
+        self._fleet_state = fleet_state
         self._registry = registry
         self._settings = settings
         self._shapes = shapes
@@ -96,6 +99,10 @@ class FunctionsApi:
             "UpdateFunctionEventInvokeConfig": self.update_invoke_config,
             "GetFunctionEventInvokeConfig": self.get_invoke_config,
             "DeleteFunctionEventInvokeConfig": self.delete_invoke_config,
+            "PutProvisionedConcurrencyConfig": self.put_provisioned,
+            "GetProvisionedConcurrencyConfig": self.get_provisioned,
+            "DeleteProvisionedConcurrencyConfig": self.delete_provisioned,
+            "ListProvisionedConcurrencyConfigs": self.list_provisioned,
         }
 
     # --------------------------------------------------------------- functions
@@ -365,3 +372,50 @@ class FunctionsApi:
         ref = parse_function_ref(p["FunctionName"], p.get("Qualifier"))
         await self._settings.delete_invoke_config(ref.name, ref.qualifier)
         return {}
+
+    # --------------------------------------------------- provisioned concurrency
+
+    def _provisioned_shape(self, name: str, qualifier: str, arn: bool = False) -> Params:
+        config = self._settings.get_provisioned(name, qualifier)
+        state = self._fleet_state(name, qualifier)
+        out: Params = {
+            "RequestedProvisionedConcurrentExecutions": config.requested,
+            "AllocatedProvisionedConcurrentExecutions": state.allocated if state else 0,
+            "AvailableProvisionedConcurrentExecutions": state.available if state else 0,
+            "Status": state.status.value if state else "IN_PROGRESS",
+            "LastModified": config.last_modified,
+        }
+        if state is not None and state.reason:
+            out["StatusReason"] = state.reason
+        if arn:
+            out["FunctionArn"] = self._shapes.arn(name, qualifier)
+        return out
+
+    async def put_provisioned(self, p: Params) -> Params:
+        ref = parse_function_ref(p["FunctionName"], p.get("Qualifier"))
+        await self._settings.put_provisioned(
+            ref.name, ref.qualifier, p["ProvisionedConcurrentExecutions"]
+        )
+        return self._provisioned_shape(ref.name, ref.qualifier or "")
+
+    async def get_provisioned(self, p: Params) -> Params:
+        ref = parse_function_ref(p["FunctionName"], p.get("Qualifier"))
+        return self._provisioned_shape(ref.name, ref.qualifier or "")
+
+    async def delete_provisioned(self, p: Params) -> Params:
+        ref = parse_function_ref(p["FunctionName"], p.get("Qualifier"))
+        await self._settings.delete_provisioned(ref.name, ref.qualifier)
+        return {}
+
+    async def list_provisioned(self, p: Params) -> Params:
+        ref = parse_function_ref(p["FunctionName"])
+        qualifiers = sorted(self._registry.get(ref.name).provisioned)
+        page, marker = _paginate(qualifiers, p)
+        out: Params = {
+            "ProvisionedConcurrencyConfigs": [
+                self._provisioned_shape(ref.name, q, arn=True) for q in page
+            ]
+        }
+        if marker:
+            out["NextMarker"] = marker
+        return out

@@ -1,0 +1,100 @@
+"""Provisioned concurrency: N initialised environments of a version kept ready,
+replaced when they die, with spillover to on-demand environments."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.integration.support import create_function
+
+CODE = """
+import os, time
+with open(os.environ["INIT_LOG"], "a") as out:
+    out.write(os.environ["AWS_LAMBDA_INITIALIZATION_TYPE"] + "\\n")
+
+def handler(event, context):
+    time.sleep(event.get("sleep", 0))
+    return {"pid": os.getpid(), "init_type": os.environ["AWS_LAMBDA_INITIALIZATION_TYPE"]}
+"""
+
+
+def _wait_status(client: Any, name: str, qualifier: str, want: str, allocated: int) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while True:
+        state = client.get_provisioned_concurrency_config(FunctionName=name, Qualifier=qualifier)
+        if state["Status"] == want and state["AllocatedProvisionedConcurrentExecutions"] == allocated:
+            return state
+        assert time.monotonic() < deadline, state
+        time.sleep(0.1)
+
+
+def _invoke(client: Any, name: str, qualifier: str, payload: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    response = client.invoke(
+        FunctionName=name, Qualifier=qualifier, Payload=json.dumps(payload), LogType="Tail"
+    )
+    return json.loads(response["Payload"].read()), base64.b64decode(response["LogResult"]).decode()
+
+
+def test_provisioned_environments_are_warm_replaced_and_spill_over(lambda_client: Any, tmp_path: Path) -> None:
+    init_log = tmp_path / "init.txt"
+    name = create_function(lambda_client, CODE, Timeout=30, Environment={"Variables": {"INIT_LOG": str(init_log)}})
+    version = lambda_client.publish_version(FunctionName=name)["Version"]
+    put = lambda_client.put_provisioned_concurrency_config(
+        FunctionName=name, Qualifier=version, ProvisionedConcurrentExecutions=2
+    )
+    assert put["RequestedProvisionedConcurrentExecutions"] == 2
+    assert put["Status"] in ("IN_PROGRESS", "READY")
+    _wait_status(lambda_client, name, version, "READY", 2)
+    assert init_log.read_text().splitlines() == ["provisioned-concurrency"] * 2
+
+    body, log = _invoke(lambda_client, name, version, {})
+    assert body["init_type"] == "provisioned-concurrency"
+    assert "Init Duration" not in log  # its init happened before the invocation
+
+    # two slow calls occupy both provisioned environments; a third spills over
+    with ThreadPoolExecutor(3) as pool:
+        bodies = list(pool.map(lambda _: _invoke(lambda_client, name, version, {"sleep": 1})[0], range(3)))
+    kinds = sorted(b["init_type"] for b in bodies)
+    assert kinds.count("provisioned-concurrency") >= 2
+    assert "on-demand" in kinds
+
+    # a provisioned environment that dies is replaced
+    victim = body["pid"]
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while init_log.read_text().splitlines().count("provisioned-concurrency") < 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    _wait_status(lambda_client, name, version, "READY", 2)
+
+    listed = lambda_client.list_provisioned_concurrency_configs(FunctionName=name)["ProvisionedConcurrencyConfigs"]
+    assert [c["FunctionArn"].rsplit(":", 1)[-1] for c in listed] == [version]
+
+    lambda_client.delete_provisioned_concurrency_config(FunctionName=name, Qualifier=version)
+    with pytest.raises(ClientError) as err:
+        lambda_client.get_provisioned_concurrency_config(FunctionName=name, Qualifier=version)
+    assert err.value.response["Error"]["Code"] == "ProvisionedConcurrencyConfigNotFoundException"
+
+
+def test_provisioned_concurrency_needs_a_published_version(lambda_client: Any) -> None:
+    name = create_function(lambda_client, "def handler(e, c):\n    return 1\n")
+    with pytest.raises(ClientError) as err:
+        lambda_client.put_provisioned_concurrency_config(
+            FunctionName=name, Qualifier="$LATEST", ProvisionedConcurrentExecutions=1
+        )
+    assert err.value.response["Error"]["Code"] == "InvalidParameterValueException"
+    with pytest.raises(ClientError) as err:
+        lambda_client.put_provisioned_concurrency_config(
+            FunctionName=name, Qualifier="7", ProvisionedConcurrentExecutions=1
+        )
+    assert err.value.response["Error"]["Code"] == "ResourceNotFoundException"
