@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -20,6 +21,7 @@ from typing import Any
 import orjson
 
 from lamina import __version__
+from lamina.environments.capacity import Capacity
 from lamina.environments.interpreters import CUSTOM_RUNTIMES, discover
 from lamina.environments.launcher import HostFacts
 from lamina.environments.pool import EnvironmentPool
@@ -112,8 +114,15 @@ async def start_platform(settings: Settings) -> Platform:
         closers.append(spawner.close)
         snapshots = Snapshots(spawner, facts, logs)
         closers.append(_async(snapshots.close))
+    budget = settings.memory_budget_mb or _host_memory_mb() * 4 // 5
+    capacity = Capacity(budget, settings.scale_burst, settings.scale_rate_per_s)
     pool = EnvironmentPool(
-        facts, logs, settings.idle_environment_s, spawner=spawner, snapshots=snapshots
+        facts,
+        logs,
+        settings.idle_environment_s,
+        spawner=spawner,
+        snapshots=snapshots,
+        capacity=capacity,
     )
     pool.start()
     closers.append(pool.close)
@@ -214,6 +223,10 @@ async def _start_gateway(
     )
     closers.append(gateway.close)
     return Starlette(routes=gateway.routes())
+
+
+def _host_memory_mb() -> int:
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // (1024 * 1024)
 
 
 def _async(close: Callable[[], None]) -> Callable[[], Awaitable[None]]:

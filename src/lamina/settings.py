@@ -59,6 +59,12 @@ class Settings:
     idle_environment_s: float = 600.0
     # First retry delay of a failed async invoke; doubles per retry (Lambda waits ~1 min).
     async_retry_base_s: float = 1.0
+    # Sum of MemorySize of live environments this node allows; 0 = 80% of its memory.
+    memory_budget_mb: int = 0
+    # New environments per function: a burst at once, then a steady rate (Lambda's
+    # documented scaling is 1,000 every 10 seconds).
+    scale_burst: int = 1000
+    scale_rate_per_s: float = 100.0
     # Fork Python environments from per-interpreter zygotes (else exec each one).
     zygotes: bool = True
     # Modules each Python zygote imports up front (those an interpreter lacks are skipped).
@@ -96,6 +102,9 @@ class Settings:
             search_path=tuple(search),
             function_path=env.get("PATH") or "/usr/local/bin:/usr/bin:/bin",
             concurrency_limit=_int(env, "LAMINA_CONCURRENCY_LIMIT", 1000),
+            memory_budget_mb=_int(env, "LAMINA_MEMORY_BUDGET_MB", 0),
+            scale_burst=_int(env, "LAMINA_SCALE_BURST", 1000),
+            scale_rate_per_s=float(env.get("LAMINA_SCALE_RATE_PER_S", "100")),
             async_workers=_int(env, "LAMINA_ASYNC_WORKERS", 16),
             idle_environment_s=float(env.get("LAMINA_IDLE_ENVIRONMENT_S", "600")),
             config_env=dict(env),

@@ -12,6 +12,7 @@ import secrets
 import time
 from collections.abc import Callable
 
+from lamina.environments.capacity import Capacity
 from lamina.environments.environment import Environment, Spawner
 from lamina.environments.launcher import HostFacts, build_spec
 from lamina.environments.lifecycle import EnvState
@@ -29,8 +30,10 @@ class EnvironmentPool:
         clock: Callable[[], float] = time.monotonic,
         spawner: Spawner | None = None,
         snapshots: Snapshots | None = None,
+        capacity: Capacity | None = None,
     ) -> None:
         self._facts = facts
+        self._capacity = capacity
         self._spawner = spawner
         self._snapshots = snapshots
         self._logs = logs
@@ -65,6 +68,8 @@ class EnvironmentPool:
     async def launch(
         self, config: FunctionConfig, initialization: str | None = None
     ) -> Environment:
+        if self._capacity is not None:
+            self._capacity.admit(config, self._live)  # may stop idle ones, or raise 429
         env_id = secrets.token_hex(16)
         spawner, restored = self._spawner, False
         if config.snapshotted and self._snapshots is not None:
