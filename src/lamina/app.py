@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import logging
 import os
 import sys
@@ -69,6 +70,7 @@ class Platform:
     credentials: RootCredentials
     runtimes: dict[str, str]
     aws: ASGIApp
+    pool: EnvironmentPool
     code_urls: CodeUrls
     blobs: LocalBlobStore
     gateway: ASGIApp | None = None
@@ -197,7 +199,7 @@ async def start_platform(settings: Settings) -> Platform:
         settings.account_id,
         settings.region,
     )
-    platform = Platform(creds, runtimes, router, code_urls, blobs, closers=closers)
+    platform = Platform(creds, runtimes, router, pool, code_urls, blobs, closers=closers)
     platform.gateway = await _start_gateway(settings, engine, creds, lookup_secret, closers)
     return platform
 
@@ -285,6 +287,8 @@ class LaminaApp:
             await _json(send, 200, self._health())
         elif path.startswith("/_lamina/code/"):
             await self._code(scope, send, path.rsplit("/", 1)[-1])
+        elif path == "/_lamina/environments":
+            await self._environments(scope, send)
         elif self.platform.gateway is not None and path.startswith(("/v1/", "/gateway/")):
             await self.platform.gateway(scope, receive, send)
         else:
@@ -299,6 +303,19 @@ class LaminaApp:
             "region": self.settings.region,
             "runtimes": self.platform.runtimes,
         }
+
+    async def _environments(self, scope: Scope, send: Send) -> None:
+        """Live environments with their memory; for the root credentials only."""
+        assert self.platform is not None
+        secret = self.platform.credentials.secret_access_key
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(b"authorization", b"").decode("latin-1")
+        if not hmac.compare_digest(given, f"Bearer {secret}"):
+            await _json(send, 403, {"message": "Send the root secret as 'Authorization: Bearer <secret>'."})
+            return
+        rows = self.platform.pool.describe()
+        total = {k: sum(int(str(r[k])) for r in rows) for k in ("rss_kb", "pss_kb", "uss_kb")}
+        await _json(send, 200, {"environments": rows, "count": len(rows), "total": total})
 
     async def _code(self, scope: Scope, send: Send, digest: str) -> None:
         assert self.platform is not None

@@ -98,3 +98,28 @@ def test_provisioned_concurrency_needs_a_published_version(lambda_client: Any) -
             FunctionName=name, Qualifier="7", ProvisionedConcurrentExecutions=1
         )
     assert err.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_lamina_envs_reports_memory(lamina_server: Any, lambda_client: Any) -> None:
+    import subprocess
+    import sys
+
+    name = create_function(lambda_client, "def handler(e, c):\n    return 1\n")
+    lambda_client.invoke(FunctionName=name, Payload=b"{}")
+    import httpx
+
+    denied = httpx.get(f"{lamina_server.endpoint}/_lamina/environments")
+    assert denied.status_code == 403
+    data = httpx.get(
+        f"{lamina_server.endpoint}/_lamina/environments",
+        headers={"Authorization": f"Bearer {lamina_server.secret_access_key}"},
+    ).json()
+    mine = [e for e in data["environments"] if e["function"] == name]
+    assert len(mine) == 1 and mine[0]["state"] == "idle"
+    assert 0 < mine[0]["uss_kb"] <= mine[0]["pss_kb"] <= mine[0]["rss_kb"]
+    cli = subprocess.run(
+        [str(Path(sys.executable).parent / "lamina"), "envs"],
+        env=lamina_server.env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    assert name[:20] in cli.stdout or name in cli.stdout.replace("\n", "")

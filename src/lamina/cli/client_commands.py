@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from lamina.cli.deploy import deploy
+from lamina.cli.envs import envs
 from lamina.cli.invoke import invoke
 from lamina.cli.logs import logs
 from lamina.cli.ls import ls
@@ -22,3 +23,4 @@ def register(app: typer.Typer) -> None:
     app.command("logs")(logs)
     app.command("ls")(ls)
     app.command("runtimes")(runtimes)
+    app.command("envs")(envs)

@@ -227,6 +227,30 @@ class Environment:
         self.stop()
         return reason
 
+    def memory(self) -> dict[str, int]:
+        """Resident memory in KiB: rss, pss (shared pages split among sharers) and uss
+        (pages only this process has) — forks of a zygote share most of theirs."""
+        out = {"rss_kb": 0, "pss_kb": 0, "uss_kb": 0}
+        try:
+            with open(f"/proc/{self._pid}/smaps_rollup", "rb") as rollup:
+                for line in rollup:
+                    key, _, rest = line.partition(b":")
+                    if key in (b"Rss", b"Pss", b"Private_Clean", b"Private_Dirty"):
+                        value = int(rest.split()[0])
+                        if key == b"Rss":
+                            out["rss_kb"] = value
+                        elif key == b"Pss":
+                            out["pss_kb"] = value
+                        else:
+                            out["uss_kb"] += value
+        except (OSError, ValueError):
+            pass
+        return out
+
+    @property
+    def pid(self) -> int:
+        return self._pid
+
     async def exited(self) -> None:
         """Wait until the process is gone and its resources are released."""
         if self._exit_task is not None:

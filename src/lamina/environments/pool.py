@@ -102,6 +102,29 @@ class EnvironmentPool:
                 env.stop()
                 self._live.discard(env)
 
+    def describe(self) -> list[dict[str, object]]:
+        """Every live environment with its state and memory (for `lamina envs`)."""
+        now = self._clock()
+        rows: list[dict[str, object]] = []
+        for env in sorted(self._live, key=lambda e: (e.config.name, e.config.version, e.id)):
+            if not env.alive:
+                continue
+            rows.append(
+                {
+                    "id": env.id,
+                    "function": env.config.name,
+                    "version": env.config.version,
+                    "state": env.state.value,
+                    "pid": env.pid,
+                    "memory_mb": env.config.memory_mb,
+                    "provisioned": env.provisioned,
+                    "restored": env.restored,
+                    "idle_s": round(now - env.idle_since, 1) if env.state is EnvState.IDLE else 0,
+                    **env.memory(),
+                }
+            )
+        return rows
+
     def count(self, function: str | None = None) -> int:
         return sum(
             1 for e in self._live if e.alive and (function is None or e.config.name == function)
