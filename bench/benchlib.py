@@ -149,7 +149,7 @@ class Lamina:
         self.last_pid = 0  # the environment that served the last call (its handler's pid)
 
     def __enter__(self) -> Lamina:
-        out = open(self._log, "wb") if self._log else subprocess.DEVNULL  # noqa: SIM115
+        out = open(self._log, "wb") if self._log else subprocess.DEVNULL
         self.proc = subprocess.Popen(
             [str(VENV_BIN / "lamina"), "serve", "--port", str(self.port), "--data-dir", str(self.data)],
             env=self._env, stdout=out, stderr=subprocess.STDOUT,
@@ -202,7 +202,9 @@ class Lamina:
                 return
             time.sleep(0.05)
 
-    def create(self, name: str, zip_bytes: bytes, handler: str = "app.handler", **extra: Any) -> None:
+    def create(
+        self, name: str, zip_bytes: bytes, handler: str = "app.handler", **extra: Any
+    ) -> None:
         self.client.create_function(
             FunctionName=name, Runtime=RUNTIME, Role=ROLE, Handler=handler,
             Code={"ZipFile": zip_bytes}, **extra,
@@ -222,7 +224,9 @@ class Lamina:
         return SignedInvoker("127.0.0.1", self.port)
 
 
-def sign(host: str, port: int, name: str, payload: bytes, qualifier: str | None = None) -> tuple[str, dict[str, str]]:
+def sign(
+    host: str, port: int, name: str, payload: bytes, qualifier: str | None = None
+) -> tuple[str, dict[str, str]]:
     path = f"/2015-03-31/functions/{name}/invocations"
     if qualifier:
         path += f"?Qualifier={qualifier}"
@@ -241,7 +245,9 @@ class SignedInvoker:
         self.host, self.port = host, port
         self.conn = http.client.HTTPConnection(host, port, timeout=300)
 
-    def invoke(self, name: str, payload: bytes = b"{}", qualifier: str | None = None) -> tuple[float, int, bytes, dict[str, str]]:
+    def invoke(
+        self, name: str, payload: bytes = b"{}", qualifier: str | None = None
+    ) -> tuple[float, int, bytes, dict[str, str]]:
         """(milliseconds, status, body, headers)."""
         path, headers = sign(self.host, self.port, name, payload, qualifier)
         for attempt in (0, 1):
@@ -263,7 +269,10 @@ class SignedInvoker:
 
 
 async def burst(
-    host: str, port: int, requests: Sequence[tuple[str, dict[str, str], bytes]], timeout: float = 300
+    host: str,
+    port: int,
+    requests: Sequence[tuple[str, dict[str, str], bytes]],
+    timeout: float = 300,
 ) -> tuple[float, list[tuple[float, int, bytes]]]:
     """Send all requests at once over their own pre-opened connections.
 
@@ -284,7 +293,7 @@ async def burst(
             writer.write(blobs[i])
             await writer.drain()
             data = await asyncio.wait_for(reader.read(), timeout)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             return time.perf_counter() - start, 0, repr(exc).encode()
         finally:
             writer.close()
@@ -305,7 +314,9 @@ def children(pid: int) -> list[int]:
     with contextlib.suppress(OSError):
         for task in os.listdir(f"/proc/{pid}/task"):
             with contextlib.suppress(OSError):
-                out += [int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+                out += [
+                    int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()
+                ]
     return out
 
 
@@ -320,7 +331,9 @@ def descendants(pid: int) -> list[int]:
 
 def cmdline(pid: int) -> str:
     with contextlib.suppress(OSError):
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
     return ""
 
 
@@ -369,7 +382,9 @@ class FakeRuntimeApi:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def _reply(self, status: int, body: bytes = b"", headers: Mapping[str, str] | None = None) -> None:
+            def _reply(
+                self, status: int, body: bytes = b"", headers: Mapping[str, str] | None = None
+            ) -> None:
                 self.send_response(status)
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)
@@ -377,7 +392,7 @@ class FakeRuntimeApi:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 if not self.path.endswith("/runtime/invocation/next"):
                     return self._reply(404)
                 with api._cond:
@@ -396,7 +411,7 @@ class FakeRuntimeApi:
                 })  # fmt: skip
                 return None
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 now = time.perf_counter()
                 with api._cond:
@@ -507,7 +522,12 @@ class Results:
         for name in self.order:
             if name in self.data:
                 entry = self.data[name]
-                parts += [entry["markdown"].rstrip(), "", f"_Run {entry['when']} on {entry['machine']}._", ""]
+                parts += [
+                    entry["markdown"].rstrip(),
+                    "",
+                    f"_Run {entry['when']} on {entry['machine']}._",
+                    "",
+                ]
         self.path.write_text("\n".join(parts))
 
 
