@@ -1,0 +1,420 @@
+"""lamina beside its peers: warm invokes against serverless-offline, and density.
+
+    python bench/peers.py warm      # wrk at 1 and 32 connections: lamina, serverless-offline, floor
+    python bench/peers.py density   # up to 1,000 idle warm environments: memory, warm p50
+    python bench/peers.py all
+
+Each subcommand starts its own servers, prints its figures and rewrites its own section
+of bench/RESULTS-peers.md (raw numbers in bench/RESULTS-peers.json).
+
+serverless-offline 13 (with serverless 3, which it requires; serverless 4 needs a login)
+is installed with npm into bench/.work/sls on first use, and serves the Lambda Invoke
+API on its lambdaPort (POST /2015-03-31/functions/<name>/invocations), unsigned. lamina
+gets wrk replaying one SigV4-signed Invoke request, as bench/invoke.py does. The handler
+is `return {}` everywhere: serverless-offline 13's Python runner never answers a handler
+that returns None (its payload is JSON null, which it takes for "no payload yet") and
+times the call out after 6 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from benchlib import (
+    HERE,
+    WORK,
+    FakeRuntimeApi,
+    Lamina,
+    Results,
+    burst,
+    children,
+    descendants,
+    free_port,
+    launch_ric,
+    make_zip,
+    meminfo,
+    memory,
+    sign,
+    stop,
+    summary,
+    timed,
+    total_memory,
+    workdir,
+)  # fmt: skip
+from invoke import FLOOR_APP, signed_invoke_script, wait_healthy, wrk
+
+HANDLER = "def handler(event, context):\n    return {}\n"
+SLEEP50 = "import time\n\n\ndef handler(event, context):\n    time.sleep(0.05)\n    return {}\n"
+HOLD = """import os
+import time
+
+
+def handler(event, context):
+    flag = event.get("hold") if isinstance(event, dict) else None
+    if flag:
+        end = time.time() + event.get("max", 120)
+        while not os.path.exists(flag) and time.time() < end:
+            time.sleep(0.25)
+    return os.getpid()
+"""
+SLS_DIR = WORK / "sls"
+SLS_YML = """service: lamina-bench
+frameworkVersion: '3'
+provider:
+  name: aws
+  runtime: python3.11
+  region: us-east-1
+plugins:
+  - serverless-offline
+custom:
+  serverless-offline:
+    lambdaPort: {lambda_port}
+    httpPort: {http_port}
+    websocketPort: {ws_port}
+    noPrependStageInUrl: true
+functions:
+  noop:
+    handler: app.handler
+"""
+ORDER = ["warm", "density"]
+
+
+# ------------------------------------------------------------------ serverless-offline
+
+
+def ensure_serverless_offline() -> Path:
+    binary = SLS_DIR / "node_modules" / ".bin" / "serverless"
+    if not binary.exists():
+        if shutil.which("npm") is None:
+            raise SystemExit("npm is needed to install serverless-offline")
+        SLS_DIR.mkdir(parents=True, exist_ok=True)
+        if not (SLS_DIR / "package.json").exists():
+            (SLS_DIR / "package.json").write_text('{"name": "lamina-bench-sls", "private": true}\n')
+        done = timed("npm install serverless@3 serverless-offline@13")
+        subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "serverless@3", "serverless-offline@13"],
+            cwd=SLS_DIR, check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        done()
+    return binary
+
+
+class ServerlessOffline:
+    def __init__(self) -> None:
+        self.binary = ensure_serverless_offline()
+        self.port = free_port()
+        self.url = (
+            f"http://127.0.0.1:{self.port}/2015-03-31/functions/lamina-bench-dev-noop/invocations"
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.launch_s = float("nan")
+
+    def __enter__(self) -> ServerlessOffline:
+        (SLS_DIR / "serverless.yml").write_text(
+            SLS_YML.format(lambda_port=self.port, http_port=free_port(), ws_port=free_port())
+        )
+        (SLS_DIR / "app.py").write_text(HANDLER)
+        env = dict(
+            os.environ,
+            PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+            SLS_TELEMETRY_DISABLED="1", SLS_NOTIFICATIONS_MODE="off", SLS_DEPRECATION_DISABLE="*",
+            AWS_ACCESS_KEY_ID="offline", AWS_SECRET_ACCESS_KEY="offline",
+        )  # fmt: skip
+        start = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [str(self.binary), "offline", "start"], cwd=SLS_DIR, env=env,
+            stdout=open(SLS_DIR / "offline.log", "wb"), stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(
+                    f"serverless-offline exited: see {SLS_DIR / 'offline.log'}:\n"
+                    + (SLS_DIR / "offline.log").read_text()[-2000:]
+                )
+            try:
+                request = urllib.request.Request(self.url, data=b"{}", method="POST")
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    if response.status == 200:
+                        self.launch_s = time.perf_counter() - start
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        raise SystemExit("serverless-offline did not answer within 90 s")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+# ------------------------------------------------------------------ warm
+
+
+def run_warm(args: argparse.Namespace, results: Results) -> None:
+    raw: dict[str, Any] = {"lamina": {}, "sls": {}, "floor": {}}
+    conns = (1, 32)
+    with workdir("warm") as work, Lamina() as lamina:
+        # the floor: the same handler in-process under uvicorn (bench/invoke.py's)
+        (work / "floor.py").write_text(FLOOR_APP)
+        floor_port = free_port()
+        floor = subprocess.Popen(
+            [str(Path(sys.executable).parent / "uvicorn"), "floor:app", "--port", str(floor_port),
+             "--loop", "uvloop", "--http", "httptools", "--log-level", "warning", "--no-access-log"],
+            cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        floor_url = f"http://127.0.0.1:{floor_port}/"
+        try:
+            wait_healthy(floor_url, floor)
+            lamina.create("noop", make_zip({"app.py": HANDLER}))
+            lamina.create("sleep50", make_zip({"app.py": SLEEP50}))
+            script = signed_invoke_script(lamina.endpoint, "noop", work)
+            lamina_url = f"{lamina.endpoint}/2015-03-31/functions/noop/invocations"
+            post = work / "post.lua"
+            post.write_text('wrk.method = "POST"\nwrk.body = "{}"\n')
+            with ServerlessOffline() as sls:
+                raw["sls_launch_s"] = sls.launch_s
+                done = timed("warm-up (32 connections each)")
+                wrk(lamina_url, 32, 2, script)
+                wrk(sls.url, 32, 2, post)
+                wrk(floor_url, 32, 1, None)
+                done()
+                for c in conns:
+                    done = timed(f"{c} connection(s)")
+                    raw["floor"][str(c)] = wrk(floor_url, c, args.seconds, None)
+                    raw["lamina"][str(c)] = wrk(lamina_url, c, args.seconds, script)
+                    raw["sls"][str(c)] = wrk(sls.url, c, args.seconds, post)
+                    done()
+                sls_pids = [sls.proc.pid, *descendants(sls.proc.pid)] if sls.proc else []
+                raw["sls_memory_kb"] = total_memory(sls_pids)
+                raw["sls_processes"] = len(sls_pids)
+            raw["lamina_memory_kb"] = total_memory([lamina.pid, *descendants(lamina.pid)])
+            raw["lamina_processes"] = 1 + len(descendants(lamina.pid))
+            # 8 concurrent 50 ms invokes, warm (after one warm-up burst)
+            path, headers = sign("127.0.0.1", lamina.port, "sleep50", b"{}")
+            asyncio.run(burst("127.0.0.1", lamina.port, [(path, headers, b"{}")] * 8))
+            eights = []
+            for _ in range(5):
+                total, done_list = asyncio.run(
+                    burst("127.0.0.1", lamina.port, [(path, headers, b"{}")] * 8)
+                )
+                eights.append((total * 1000, sum(1 for d in done_list if d[1] != 200)))
+            raw["eight_50ms"] = eights
+        finally:
+            floor.terminate()
+            floor.wait()
+    rows = []
+    for c in conns:
+        f, m, s = raw["floor"][str(c)], raw["lamina"][str(c)], raw["sls"][str(c)]
+        rows.append(
+            f"| {c} | {m['p50_ms']:.3f} | {m['p99_ms']:.2f} | {m['rps']:.0f} | {m['errors']:.0f} | "
+            f"{s['p50_ms']:.3f} | {s['p99_ms']:.2f} | {s['rps']:.0f} | {s['errors']:.0f} | "
+            f"{f['p50_ms']:.3f} | {f['rps']:.0f} | "
+            f"**{m['rps'] / s['rps']:.2f}** | {m['p50_ms'] / s['p50_ms']:.2f} | {m['rps'] / f['rps']:.2f} |"
+        )
+    eight = min(e[0] for e in raw["eight_50ms"])
+    eight_med = summary([e[0] for e in raw["eight_50ms"]])["p50"]
+    sm, lm = raw["sls_memory_kb"], raw["lamina_memory_kb"]
+    md = f"""## Warm invoke: lamina against serverless-offline (`peers.py warm`)
+
+wrk over loopback keep-alive connections, {args.seconds:.0f} s per figure, after a 2 s warm-up at
+32 connections each. lamina: SigV4-signed Invoke replayed by wrk; serverless-offline 13
+(serverless 3.40, Node {node_version()}): its unsigned Invoke API on lambdaPort; floor: the same
+handler in-process under uvicorn (bench/invoke.py's). Handler `return {{}}`. Milliseconds.
+
+| conns | lamina p50 | lamina p99 | lamina req/s | lamina non-2xx | sls-offline p50 | sls-offline p99 | sls-offline req/s | sls non-2xx | floor p50 | floor req/s | lamina ÷ sls req/s | lamina ÷ sls p50 | lamina ÷ floor req/s |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+Targets: lamina p50 ≤ 0.3 ms at 1 connection; ≥ 6,000 req/s and ≥ 1.1x serverless-offline at 32.
+serverless-offline launch to first answer: {raw["sls_launch_s"]:.1f} s; after the run it held
+{raw["sls_processes"]} processes, RSS {sm["rss"] / 1024:.0f} MB, PSS {sm["pss"] / 1024:.0f} MB. lamina (server,
+zygote, environments): {raw["lamina_processes"]} processes, RSS {lm["rss"] / 1024:.0f} MB, PSS {lm["pss"] / 1024:.0f} MB.
+8 concurrent 50 ms invokes on lamina (warm, 5 tries): best {eight:.0f} ms, median {eight_med:.0f} ms,
+errors {sum(e[1] for e in raw["eight_50ms"])} (target ≤ 60 ms).
+"""
+    print(md)
+    results.put("warm", md, raw)
+
+
+def node_version() -> str:
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        return subprocess.run(
+            ["node", "--version"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    return "?"
+
+
+# ------------------------------------------------------------------ density
+
+
+def env_pids(lamina: Lamina) -> list[int]:
+    return [c for z in lamina.zygotes() for c in children(z)]
+
+
+def ric_idle_memory(count: int) -> dict[str, Any]:
+    """`count` awslambdaric processes after one invoke each, idle in /next: memory each."""
+    with workdir("ric-idle") as work:
+        (work / "app.py").write_text(HOLD)
+        api = FakeRuntimeApi()
+        api.give([b"{}"] * count)
+        procs = [launch_ric(api.address, work) for _ in range(count)]
+        api.wait_responses(count, 60)
+        time.sleep(0.5)
+        mem = total_memory([p.pid for p in procs])
+        stop(procs)
+        api.close()
+    return {"count": count, **{k: v / count for k, v in mem.items()}}
+
+
+async def _hold_all(
+    lamina: Lamina, target: int, flag: Path, log: list[dict[str, Any]]
+) -> tuple[float, list[tuple[float, int, bytes]]]:
+    payload = json.dumps({"hold": str(flag), "max": 150}).encode()
+    path, headers = sign("127.0.0.1", lamina.port, "hold", payload)
+    task = asyncio.create_task(
+        burst("127.0.0.1", lamina.port, [(path, headers, payload)] * target, timeout=200)
+    )
+    start = time.perf_counter()
+    best, best_at = 0, start
+    while not task.done():
+        await asyncio.sleep(0.5)
+        count = len(env_pids(lamina))
+        avail_mb = meminfo()["MemAvailable"] / 1024
+        log.append(
+            {"t": round(time.perf_counter() - start, 2), "envs": count, "avail_mb": round(avail_mb)}
+        )
+        if count > best:
+            best, best_at = count, time.perf_counter()
+        if (
+            count >= target
+            or avail_mb < 3000
+            or time.perf_counter() - best_at > 10
+            or time.perf_counter() - start > 120
+        ):
+            break
+    flag.touch()
+    return await task
+
+
+def run_density(args: argparse.Namespace, results: Results) -> None:
+    raw: dict[str, Any] = {}
+    target = args.envs
+    done = timed("awslambdaric idle processes, memory each")
+    raw["ric"] = ric_idle_memory(20)
+    done()
+    before = meminfo()
+    env = {
+        "LAMINA_CONCURRENCY_LIMIT": str(max(2000, target * 2)),
+        # the default budget (80% of RAM as a sum of MemorySize) admits ~150 x 128 MB
+        "LAMINA_MEMORY_BUDGET_MB": str(max(65536, target * 128 * 2)),
+    }
+    with workdir("density") as work, Lamina(env) as lamina:
+        lamina.create("hold", make_zip({"app.py": HOLD}), MemorySize=128)
+        lamina.invoker().invoke("hold")
+        zygote_mem = total_memory(lamina.zygotes())
+        server_before = memory(lamina.pid)
+        log: list[dict[str, Any]] = []
+        done = timed(f"holding up to {target} overlapping invocations")
+        start = time.perf_counter()
+        total, answers = asyncio.run(_hold_all(lamina, target, work / "release", log))
+        done()
+        statuses: dict[int, int] = {}
+        for a in answers:
+            statuses[a[1]] = statuses.get(a[1], 0) + 1
+        pids = {int(a[2]) for a in answers if a[1] == 200 and a[2].strip().isdigit()}
+        time.sleep(2)  # all idle now
+        envs = env_pids(lamina)
+        mem = total_memory(envs)
+        server = memory(lamina.pid)
+        after = meminfo()
+        raw.update(
+            target=target, reached=max((e["envs"] for e in log), default=0), distinct_pids=len(pids),
+            idle_envs=len(envs), statuses=statuses, fill_s=total, log=log[-5:], env_mem_kb=mem,
+            zygote_mem_kb=zygote_mem, server_kb=server, server_before_kb=server_before,
+            used_delta_mb=(before["MemAvailable"] - after["MemAvailable"]) / 1024,
+            elapsed_s=time.perf_counter() - start,
+        )  # fmt: skip
+        done = timed("warm invokes with the environments idle")
+        script = signed_invoke_script(lamina.endpoint, "hold", work)
+        raw["wrk1"] = wrk(
+            f"{lamina.endpoint}/2015-03-31/functions/hold/invocations", 1, args.seconds, script
+        )
+        inv = lamina.invoker()
+        raw["raw_client_ms"] = [inv.invoke("hold")[0] for _ in range(300)]
+        inv.close()
+        raw["idle_envs_after"] = len(env_pids(lamina))
+        done()
+        done = timed("stopping lamina")
+    done()
+    n = max(1, raw["idle_envs"])
+    mem, ric = raw["env_mem_kb"], raw["ric"]
+    per = {k: v / n for k, v in mem.items()}
+    stopped_early = raw["reached"] < target
+    md = f"""## Density: idle warm environments of a 128 MB no-op function (`peers.py density`)
+
+{target} overlapping invocations of a function that waits for a release file (so each needs
+its own environment) with LAMINA_CONCURRENCY_LIMIT={env["LAMINA_CONCURRENCY_LIMIT"]} and
+LAMINA_MEMORY_BUDGET_MB={env["LAMINA_MEMORY_BUDGET_MB"]} (the default budget, 80% of RAM as a sum of
+MemorySize, admits ~150 environments of 128 MB on this machine); released when all were up
+(or growth stalled for 10 s, or MemAvailable fell under 3 GB). Memory from
+/proc/<pid>/smaps_rollup of the zygote's children once idle; USS = private pages.
+Baseline: 20 `python -m awslambdaric` processes idle in /next after one invoke each.
+
+| figure | value |
+|---|---|
+| environments reached / requested | {raw["reached"]} / {target}{" (stopped early)" if stopped_early else ""} |
+| idle environments measured | {raw["idle_envs"]} (distinct pids served: {raw["distinct_pids"]}; statuses {raw["statuses"]}) |
+| time to fill and release | {raw["fill_s"]:.1f} s |
+| environments total RSS / PSS / USS | {mem["rss"] / 1024:.0f} / {mem["pss"] / 1024:.0f} / {mem["uss"] / 1024:.0f} MB |
+| per environment RSS / PSS / USS | {per["rss"] / 1024:.2f} / {per["pss"] / 1024:.2f} / {per["uss"] / 1024:.2f} MB |
+| awslambdaric per process RSS / PSS / USS | {ric["rss"] / 1024:.2f} / {ric["pss"] / 1024:.2f} / {ric["uss"] / 1024:.2f} MB |
+| **awslambdaric PSS ÷ lamina PSS per environment** | **{ric["pss"] / max(1, per["pss"]):.1f}x** |
+| zygote RSS / PSS | {raw["zygote_mem_kb"]["rss"] / 1024:.0f} / {raw["zygote_mem_kb"]["pss"] / 1024:.0f} MB |
+| server RSS before → with the environments | {raw["server_before_kb"]["rss"] / 1024:.0f} → {raw["server_kb"]["rss"] / 1024:.0f} MB |
+| host MemAvailable drop | {raw["used_delta_mb"]:.0f} MB |
+| warm invoke at 1 connection, wrk | p50 {raw["wrk1"]["p50_ms"]:.3f} ms, p99 {raw["wrk1"]["p99_ms"]:.2f} ms, {raw["wrk1"]["rps"]:.0f} req/s |
+| warm invoke, raw SigV4 client, 300 calls | p50 {summary(raw["raw_client_ms"])["p50"]:.2f} ms, p99 {summary(raw["raw_client_ms"])["p99"]:.2f} ms |
+
+Targets: ≥ 1,000 idle warm environments, warm p50 ≤ 1 ms with them idle.
+"""
+    print(md)
+    results.put("density", md, raw)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("section", choices=[*ORDER, "all"])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--envs", type=int, default=1000, help="density: environments to try for")
+    parser.add_argument("--out", type=Path, default=HERE / "RESULTS-peers.md")
+    args = parser.parse_args()
+    results = Results(args.out, "lamina beside its peers", ORDER)
+    runs = {"warm": run_warm, "density": run_density}
+    for section in ORDER if args.section == "all" else [args.section]:
+        runs[section](args, results)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
