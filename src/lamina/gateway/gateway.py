@@ -16,7 +16,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import httpx
 import yaml
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.routing import BaseRoute
@@ -32,6 +31,7 @@ from lamina.gateway.function_keys import (
     function_key,
     function_secret,
 )
+from lamina.gateway.http1 import HTTP1Client
 from lamina.gateway.keys import Keyring, hash_secret
 from lamina.gateway.keystore import KeyStore
 from lamina.gateway.service import Clocks, GatewayService
@@ -66,7 +66,7 @@ class Gateway:
                     env: Mapping[str, str] = _NO_ENV,
                     root_access_key_id: str | None = None,
                     clocks: Clocks | None = None,
-                    http_client: httpx.AsyncClient | None = None,
+                    http_client: HTTP1Client | None = None,
                     rng: random.Random | None = None) -> Gateway:
         """`env` is what `${NAME}` in the config is replaced from; `root_access_key_id`
         lets the root secret alone (`Authorization: Bearer SECRET`) authenticate."""

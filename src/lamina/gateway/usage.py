@@ -48,8 +48,9 @@ class Debit:
 
 
 class UsageWriter:
-    def __init__(self, engine: AsyncEngine, tables: Tables) -> None:
+    def __init__(self, engine: AsyncEngine, tables: Tables, linger_s: float = 0.05) -> None:
         self._engine = engine
+        self._linger_s = linger_s
         self._tables = tables
         self._queue: asyncio.Queue[UsageRecord | Debit] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -76,8 +77,20 @@ class UsageWriter:
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
-            while len(batch) < BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            # Linger a moment so a busy gateway writes many calls per transaction:
+            # each commit costs far more than each row.
+            deadline = asyncio.get_running_loop().time() + self._linger_s
+            while len(batch) < BATCH:
+                if self._queue.empty():
+                    remaining = deadline - asyncio.get_running_loop().time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                    except TimeoutError:
+                        break
+                else:
+                    batch.append(self._queue.get_nowait())
             try:
                 await self._write(batch)
             except Exception:  # a failed batch must not stop accounting for good
