@@ -1,0 +1,240 @@
+"""Secrets Manager API (botocore model `secretsmanager`, json protocol) over SecretStore.
+
+Versions, staging labels, deletion windows and encryption live in `lamina.secrets`.
+Values leave this module only in GetSecretValue's output; they are never logged or
+put into an error message.
+
+Who may read a secret is the IAM layer's decision, made before a request gets here
+(the router's policy check on `secretsmanager:GetSecretValue` and the secret's ARN).
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from lamina.errors import LaminaError
+from lamina.protocols.context import RequestContext
+from lamina.secrets.errors import InvalidParameterException
+from lamina.secrets.secret_model import Secret, value_from
+from lamina.secrets.secret_store import ListFilter, SecretStore
+
+Operation = Callable[[dict[str, Any], RequestContext], Awaitable[dict[str, Any]]]
+
+PUNCTUATION = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+
+
+def _required(params: dict[str, Any], member: str) -> Any:
+    value = params.get(member)
+    if value is None:
+        raise InvalidParameterException(f"You must provide a value for {member}.")
+    return value
+
+
+def _tags(secret: Secret) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in secret.tags]
+
+
+def _metadata(secret: Secret) -> dict[str, Any]:
+    """The members DescribeSecret and ListSecrets' entries share."""
+    out: dict[str, Any] = {
+        "ARN": secret.arn,
+        "Name": secret.name,
+        "RotationEnabled": False,
+        "LastChangedDate": secret.last_changed,
+        "CreatedDate": secret.created,
+    }
+    optional = {
+        "Description": secret.description,
+        "KmsKeyId": secret.kms_key_id,
+        "LastAccessedDate": secret.last_accessed,
+        "DeletedDate": secret.deleted,
+    }
+    out.update({k: v for k, v in optional.items() if v is not None})
+    if secret.tags:
+        out["Tags"] = _tags(secret)
+    return out
+
+
+def _labelled(secret: Secret) -> dict[str, list[str]]:
+    # Deprecated versions (no labels) are not listed, as in Secrets Manager.
+    return {vid: list(stages) for vid, stages in secret.version_stages.items() if stages}
+
+
+class SecretsManagerService:
+    """ServiceHandler for the `secretsmanager` signing name."""
+
+    def __init__(self, store: SecretStore) -> None:
+        self._store = store
+        self._operations: dict[str, Operation] = {
+            "CreateSecret": self.create_secret,
+            "GetSecretValue": self.get_secret_value,
+            "PutSecretValue": self.put_secret_value,
+            "UpdateSecret": self.update_secret,
+            "DescribeSecret": self.describe_secret,
+            "ListSecrets": self.list_secrets,
+            "DeleteSecret": self.delete_secret,
+            "RestoreSecret": self.restore_secret,
+            "GetRandomPassword": self.get_random_password,
+        }
+
+    async def __call__(
+        self, operation: str, params: dict[str, Any], ctx: RequestContext
+    ) -> dict[str, Any]:
+        handler = self._operations.get(operation)
+        if handler is None:
+            raise LaminaError(
+                f"Operation {operation} is not supported by lamina's Secrets Manager.",
+                code="UnknownOperationException",
+                status=400,
+            )
+        return await handler(params, ctx)
+
+    async def create_secret(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        secret, version_id = await self._store.create_secret(
+            _required(params, "Name"),
+            region=ctx.region,
+            value=value_from(params.get("SecretString"), params.get("SecretBinary")),
+            description=params.get("Description"),
+            kms_key_id=params.get("KmsKeyId"),
+            tags=[(t["Key"], t["Value"]) for t in params.get("Tags") or []],
+            client_request_token=params.get("ClientRequestToken"),
+        )
+        out: dict[str, Any] = {"ARN": secret.arn, "Name": secret.name}
+        if version_id is not None:
+            out["VersionId"] = version_id
+        return out
+
+    async def get_secret_value(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        version = await self._store.get_secret_value(
+            _required(params, "SecretId"),
+            version_id=params.get("VersionId"),
+            version_stage=params.get("VersionStage"),
+        )
+        out: dict[str, Any] = {
+            "ARN": version.secret.arn,
+            "Name": version.secret.name,
+            "VersionId": version.version_id,
+            "VersionStages": list(version.stages),
+            "CreatedDate": version.created,
+        }
+        if version.value.string is not None:
+            out["SecretString"] = version.value.string
+        else:
+            out["SecretBinary"] = version.value.binary
+        return out
+
+    async def put_secret_value(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        value = value_from(params.get("SecretString"), params.get("SecretBinary"))
+        if value is None:
+            raise InvalidParameterException("You must provide either SecretString or SecretBinary.")
+        stages = params.get("VersionStages")
+        if stages is not None and not 1 <= len(stages) <= 20:
+            raise InvalidParameterException("VersionStages must hold between 1 and 20 labels.")
+        version = await self._store.put_secret_value(
+            _required(params, "SecretId"),
+            value,
+            client_request_token=params.get("ClientRequestToken"),
+            stages=stages,
+        )
+        return {
+            "ARN": version.secret.arn,
+            "Name": version.secret.name,
+            "VersionId": version.version_id,
+            "VersionStages": list(version.stages),
+        }
+
+    async def update_secret(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        secret, version_id = await self._store.update_secret(
+            _required(params, "SecretId"),
+            value=value_from(params.get("SecretString"), params.get("SecretBinary")),
+            description=params.get("Description"),
+            kms_key_id=params.get("KmsKeyId"),
+            client_request_token=params.get("ClientRequestToken"),
+        )
+        out: dict[str, Any] = {"ARN": secret.arn, "Name": secret.name}
+        if version_id is not None:
+            out["VersionId"] = version_id
+        return out
+
+    async def describe_secret(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        secret = await self._store.describe_secret(_required(params, "SecretId"))
+        return {**_metadata(secret), "VersionIdsToStages": _labelled(secret)}
+
+    async def list_secrets(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        max_results = params.get("MaxResults")
+        if max_results is not None and not 1 <= max_results <= 100:
+            raise InvalidParameterException("MaxResults must be between 1 and 100.")
+        filters = [
+            ListFilter(f.get("Key", ""), tuple(f.get("Values") or ()))
+            for f in params.get("Filters") or []
+        ]
+        sort_order = params.get("SortOrder") or "asc"
+        secrets_page, token = await self._store.list_secrets(
+            include_planned_deletion=bool(params.get("IncludePlannedDeletion")),
+            filters=filters,
+            sort_order=sort_order,
+            max_results=max_results,
+            next_token=params.get("NextToken"),
+        )
+        out: dict[str, Any] = {
+            "SecretList": [
+                {**_metadata(s), "SecretVersionsToStages": _labelled(s)} for s in secrets_page
+            ]
+        }
+        if token is not None:
+            out["NextToken"] = token
+        return out
+
+    async def delete_secret(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        secret, deletion_date = await self._store.delete_secret(
+            _required(params, "SecretId"),
+            recovery_window_days=params.get("RecoveryWindowInDays"),
+            force=bool(params.get("ForceDeleteWithoutRecovery")),
+        )
+        return {"ARN": secret.arn, "Name": secret.name, "DeletionDate": deletion_date}
+
+    async def restore_secret(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        secret = await self._store.restore_secret(_required(params, "SecretId"))
+        return {"ARN": secret.arn, "Name": secret.name}
+
+    async def get_random_password(
+        self, params: dict[str, Any], ctx: RequestContext
+    ) -> dict[str, Any]:
+        return {"RandomPassword": random_password(params)}
+
+
+def random_password(params: dict[str, Any]) -> str:
+    """GetRandomPassword: a CSPRNG password from the classes the request leaves in."""
+    length = params.get("PasswordLength") or 32
+    if not 1 <= length <= 4096:
+        raise InvalidParameterException("PasswordLength must be between 1 and 4096.")
+    excluded = set(params.get("ExcludeCharacters") or "")
+    classes = [
+        chars
+        for chars, exclude in (
+            (string.ascii_lowercase, params.get("ExcludeLowercase")),
+            (string.ascii_uppercase, params.get("ExcludeUppercase")),
+            (string.digits, params.get("ExcludeNumbers")),
+            (PUNCTUATION, params.get("ExcludePunctuation")),
+            (" ", not params.get("IncludeSpace")),
+        )
+        if not exclude
+    ]
+    classes = [
+        c for c in ("".join(ch for ch in chars if ch not in excluded) for chars in classes) if c
+    ]
+    if not classes:
+        raise InvalidParameterException("The password request excludes every character.")
+    alphabet = "".join(classes)
+    require_each = params.get("RequireEachIncludedType", True)
+    if require_each and length < len(classes):
+        raise InvalidParameterException(
+            "PasswordLength is too short to include a character of each required type."
+        )
+    while True:
+        password = "".join(secrets.choice(alphabet) for _ in range(length))
+        if not require_each or all(any(ch in chars for ch in password) for chars in classes):
+            return password
