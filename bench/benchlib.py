@@ -82,9 +82,11 @@ def machine() -> str:
             if line.startswith("model name")
         )
     mem_gb = meminfo()["MemTotal"] / 1024 / 1024
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     return (
         f"{os.cpu_count()} cores ({cpu}), {mem_gb:.0f} GB RAM, Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}"
+        f"{platform.system()} {platform.release()}; load average at the end {load} (the machine "
+        "is shared: compare ratios within a run, not absolute figures across runs)"
     )
 
 
