@@ -1,0 +1,251 @@
+"""The `Condition` element: operators, `...IfExists`, `ForAnyValue:`/`ForAllValues:`.
+
+Semantics as AWS documents them ("IAM JSON policy elements: Condition operators" and
+"Multivalued context keys"):
+- several operators in one block, and several keys under one operator: all must hold;
+- several values for one key: any may match (for negated operators: none may);
+- a key missing from the request: a positive operator is false, a negated one
+  (`StringNotEquals`, `ArnNotLike`, `NotIpAddress`, ...) is true, `...IfExists` is true;
+- `ForAllValues:` is true when every request value matches (and when there are none);
+  `ForAnyValue:` when at least one does (false when there are none);
+- `Null` tests presence: `"true"` means the key must be absent.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from lamina.iam.errors import MalformedPolicyDocument
+from lamina.iam.patterns import Facts, Pattern, resolve_variable
+
+# (request value, policy value after variables) -> do they match
+Match = Callable[[str, str], bool]
+
+
+def _glob_marker(_actual: str, _expected: str) -> bool:
+    raise AssertionError("glob operators match through their compiled patterns")
+
+
+def _arn_glob_marker(_actual: str, _expected: str) -> bool:
+    raise AssertionError("glob operators match through their compiled patterns")
+
+
+# *Like and Arn* operators match through `Pattern`s (compiled once, variables
+# resolved literally); these markers only say which kind of pattern to build.
+_GLOB: Match = _glob_marker
+_ARN_GLOB: Match = _arn_glob_marker
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _date(text: str) -> float | None:
+    """ISO 8601 (date or date-time) or epoch seconds, as AWS accepts both."""
+    number = _number(text)
+    if number is not None:
+        return number
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def _compare(parse: Callable[[str], float | None], test: Callable[[float, float], bool]) -> Match:
+    def match(actual: str, expected: str) -> bool:
+        a, e = parse(actual), parse(expected)
+        return a is not None and e is not None and test(a, e)
+
+    return match
+
+
+def _in_network(actual: str, expected: str) -> bool:
+    try:
+        return ipaddress.ip_address(actual) in ipaddress.ip_network(expected, strict=False)
+    except ValueError:
+        return False
+
+
+def _binary_equals(actual: str, expected: str) -> bool:
+    try:
+        return base64.b64decode(actual) == base64.b64decode(expected)
+    except (binascii.Error, ValueError):
+        return False
+
+
+def _operators() -> dict[str, tuple[Match, bool]]:
+    """Base operator name -> (match, negated)."""
+    equal: Match = lambda a, e: a == e  # noqa: E731
+    equal_ci: Match = lambda a, e: a.lower() == e.lower()  # noqa: E731
+    return {
+        "StringEquals": (equal, False),
+        "StringNotEquals": (equal, True),
+        "StringEqualsIgnoreCase": (equal_ci, False),
+        "StringNotEqualsIgnoreCase": (equal_ci, True),
+        "StringLike": (_GLOB, False),
+        "StringNotLike": (_GLOB, True),
+        "NumericEquals": (_compare(_number, lambda a, e: a == e), False),
+        "NumericNotEquals": (_compare(_number, lambda a, e: a == e), True),
+        "NumericLessThan": (_compare(_number, lambda a, e: a < e), False),
+        "NumericLessThanEquals": (_compare(_number, lambda a, e: a <= e), False),
+        "NumericGreaterThan": (_compare(_number, lambda a, e: a > e), False),
+        "NumericGreaterThanEquals": (_compare(_number, lambda a, e: a >= e), False),
+        "DateEquals": (_compare(_date, lambda a, e: a == e), False),
+        "DateNotEquals": (_compare(_date, lambda a, e: a == e), True),
+        "DateLessThan": (_compare(_date, lambda a, e: a < e), False),
+        "DateLessThanEquals": (_compare(_date, lambda a, e: a <= e), False),
+        "DateGreaterThan": (_compare(_date, lambda a, e: a > e), False),
+        "DateGreaterThanEquals": (_compare(_date, lambda a, e: a >= e), False),
+        "Bool": (equal_ci, False),
+        "BinaryEquals": (_binary_equals, False),
+        "IpAddress": (_in_network, False),
+        "NotIpAddress": (_in_network, True),
+        # ArnEquals takes wildcards too: AWS documents both as per-part glob matches.
+        "ArnEquals": (_ARN_GLOB, False),
+        "ArnLike": (_ARN_GLOB, False),
+        "ArnNotEquals": (_ARN_GLOB, True),
+        "ArnNotLike": (_ARN_GLOB, True),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """One key under one operator, e.g. `"StringLike": {"s3:prefix": ["home/*"]}`."""
+
+    operator: str  # as written: "ForAnyValue:StringLikeIfExists"
+    key: str  # lower-cased: condition keys are case-insensitive
+    values: tuple[str, ...]
+    match: Match | None  # None for Null
+    negated: bool
+    if_exists: bool
+    qualifier: str | None  # "ForAnyValue" | "ForAllValues" | None
+    variables: bool  # policy variables allowed (policy Version 2012-10-17)
+    patterns: tuple[Pattern, ...] = ()  # for *Like / Arn* operators
+
+    def holds(self, facts: Facts) -> bool:
+        actual = facts.get(self.key)
+        if self.match is None:  # Null: "true" means the key must be absent
+            absent = actual is None or len(actual) == 0
+            return any((v.lower() == "true") == absent for v in self.values)
+        if actual is None or (self.qualifier is not None and not actual):
+            if self.if_exists or self.qualifier == "ForAllValues":
+                return True
+            if self.qualifier == "ForAnyValue":
+                return False
+            return self.negated
+        negated = self.negated
+        if self.patterns:
+            tests = [p.matcher(facts) for p in self.patterns]
+
+            def hit(value: str) -> bool:
+                return any(test(value) for test in tests)
+
+        else:
+            expected, match = self._expected(facts), self.match
+
+            def hit(value: str) -> bool:
+                return any(match(value, e) for e in expected)
+
+        def one(value: str) -> bool:
+            return not hit(value) if negated else hit(value)
+
+        if self.qualifier == "ForAllValues":
+            return all(one(v) for v in actual)
+        if self.qualifier == "ForAnyValue" or not negated:
+            return any(one(v) for v in actual)
+        return all(one(v) for v in actual)  # negated: no request value may match
+
+    def _expected(self, facts: Facts) -> list[str]:
+        if not self.variables:
+            return list(self.values)
+        out: list[str] = []
+        for value in self.values:
+            resolved = _substitute(value, facts)
+            if resolved is not None:
+                out.append(resolved)
+        return out
+
+
+def _substitute(value: str, facts: Facts) -> str | None:
+    if "${" not in value:
+        return value
+    out: list[str] = []
+    rest = value
+    while "${" in rest:
+        start = rest.index("${")
+        end = rest.find("}", start)
+        if end < 0:
+            break
+        resolved = resolve_variable(rest[start + 2 : end], facts)
+        if resolved is None:
+            return None
+        out.append(rest[:start])
+        out.append(resolved)
+        rest = rest[end + 1 :]
+    out.append(rest)
+    return "".join(out)
+
+
+class ConditionCompiler:
+    """Turns a statement's `Condition` block into `Condition`s, checking operators."""
+
+    def __init__(self) -> None:
+        self._operators = _operators()
+
+    def compile(self, block: object, *, variables: bool) -> tuple[Condition, ...]:
+        if not isinstance(block, dict):
+            raise MalformedPolicyDocument("Syntax errors in policy.")
+        out: list[Condition] = []
+        for operator, keys in block.items():
+            if not isinstance(keys, dict):
+                raise MalformedPolicyDocument("Syntax errors in policy.")
+            for key, raw in keys.items():
+                values = raw if isinstance(raw, list) else [raw]
+                out.append(self._one(str(operator), str(key), values, variables))
+        return tuple(out)
+
+    def _one(self, operator: str, key: str, raw: list[object], variables: bool) -> Condition:
+        qualifier: str | None = None
+        base = operator
+        prefix, sep, rest = operator.partition(":")
+        if sep:
+            if prefix not in ("ForAnyValue", "ForAllValues"):
+                raise MalformedPolicyDocument(f"Invalid Condition type : {operator}.")
+            qualifier, base = prefix, rest
+        if_exists = base.endswith("IfExists") and base != "IfExists"
+        base = base.removesuffix("IfExists") if if_exists else base
+        values = tuple(_text(v) for v in raw)
+        if not values:
+            raise MalformedPolicyDocument(f"Condition {operator} for key {key} has no values.")
+        if base == "Null":
+            return Condition(operator, key.lower(), values, None, False, False, None, False)
+        entry = self._operators.get(base)
+        if entry is None:
+            raise MalformedPolicyDocument(f"Invalid Condition type : {operator}.")
+        match, negated = entry
+        patterns: tuple[Pattern, ...] = ()
+        if match is _GLOB or match is _ARN_GLOB:
+            arn = match is _ARN_GLOB
+            patterns = tuple(Pattern.of(v, arn=arn, variables=variables) for v in values)
+        return Condition(
+            operator, key.lower(), values, match, negated, if_exists, qualifier, variables, patterns
+        )
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return str(value)
+    raise MalformedPolicyDocument("Syntax errors in policy.")
