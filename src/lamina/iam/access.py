@@ -68,12 +68,17 @@ def _values(value: object) -> tuple[str, ...]:
     return (str(value),)
 
 
+def context_facts(context: Mapping[str, object]) -> dict[str, tuple[str, ...]]:
+    """Condition keys as policies compare them: lower-cased names, string values."""
+    return {k.lower(): _values(v) for k, v in context.items()}
+
+
 def request_facts(
     principal: Principal, role: Role | None, context: Mapping[str, object], now: float
 ) -> Facts:
     """The condition keys of one request: the caller's `context` plus the global keys
     AWS sets from the principal and the clock (those cannot be overridden)."""
-    facts: dict[str, tuple[str, ...]] = {k.lower(): _values(v) for k, v in context.items()}
+    facts = context_facts(context)
     facts["aws:principalaccount"] = (principal.account,)
     facts["aws:principaltype"] = (_PRINCIPAL_TYPES[principal.kind],)
     facts["aws:userid"] = (principal.user_id,)

@@ -37,6 +37,7 @@ from lamina.iam.model import (
     TemporaryCredentials,
     User,
 )
+from lamina.iam.patterns import Facts
 from lamina.iam.policy import PolicyDocument, PolicyKind, PolicyParser
 from lamina.iam.store import Change, Delete, IamStore, Put
 
@@ -177,6 +178,14 @@ class IamDirectory:
             resource_policy=named_resource,
         )
 
+    def facts(self, principal: Principal | None, context: Mapping[str, object] | None) -> Facts:
+        """The condition keys a policy sees for a request (no principal: a service's)."""
+        if principal is None:
+            return access.context_facts(context or {})
+        return access.request_facts(
+            principal, self._role_of(principal), context or {}, self._clock()
+        )
+
     def requester(self, principal: Principal) -> Requester:
         return access.requester(principal, self._role_of(principal))
 
@@ -209,6 +218,9 @@ class IamDirectory:
         return cached
 
     # -- users and keys ------------------------------------------------------------------
+
+    def find_user(self, name: str) -> User | None:
+        return self._users.get(name.lower())
 
     def get_user(self, name: str) -> User:
         user = self._users.get(name.lower())
@@ -290,6 +302,9 @@ class IamDirectory:
             self._rebuild()
 
     # -- roles ---------------------------------------------------------------------------
+
+    def find_role(self, name: str) -> Role | None:
+        return self._roles.get(name.lower())
 
     def get_role(self, name: str) -> Role:
         role = self._roles.get(name.lower())

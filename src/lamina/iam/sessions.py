@@ -41,10 +41,11 @@ def role_trusts(
     directory: IamDirectory,
     role: Role,
     who: Requester,
+    caller: Principal | None = None,
     context: Mapping[str, object] | None = None,
 ) -> bool:
     trust = directory.parse_policy(role.trust_policy, PolicyKind.RESOURCE)
-    facts = {k.lower(): (str(v),) for k, v in (context or {}).items()}
+    facts = directory.facts(caller, context)
     return trusts(trust, ASSUME_ROLE, role.arn, facts, who)
 
 
@@ -84,7 +85,7 @@ async def issue_role_credentials(
             maximum = min(maximum, names.CHAINED_SESSION_SECONDS)
         if not directory.authorize(caller, ASSUME_ROLE, role_arn, context).allowed:
             raise _refused(who_text, role_arn)
-    if not role_trusts(directory, role, who, context):
+    if not role_trusts(directory, role, who, caller, context):
         raise _refused(who_text, role_arn)
     names.check_duration(duration_s, maximum)
     session = RoleSession(
