@@ -42,6 +42,7 @@ from lamina.environments.runtime_api import (
     RuntimeApiServer,
     error_reply,
 )
+from lamina.environments.sandbox import OOM_ERROR, Confinement
 from lamina.functions.model import FunctionConfig
 
 RESPONSE_MAX = 6 * 1024 * 1024
@@ -57,6 +58,8 @@ class LaunchSpec:
     # environment is forked from that interpreter's zygote instead of exec'd.
     python: str | None = None
     runtime_argv: tuple[str, ...] = ()
+    # The sandbox to start it in (environments/sandbox.py); None: none.
+    sandbox: Confinement | None = None
 
 
 class Child(Protocol):
@@ -132,6 +135,8 @@ class Environment:
         self.restored = restored
         # Kept warm by provisioned concurrency: never reaped for idleness.
         self.provisioned = False
+        # Called when an invocation ends and the environment is idle again (the pool).
+        self.on_idle: Callable[[Environment], None] | None = None
         self._spawner: Spawner = spawner or ExecSpawner()
         self.config = config
         self.state = EnvState.STARTING
@@ -157,6 +162,7 @@ class Environment:
         self._init_error: bytes | None = None
         self._tmp: Path | None = None
         self._exit_task: asyncio.Task[None] | None = None
+        self._orphan: asyncio.Task[None] | None = None
         self.exit_status: str | None = None
 
     # ----------------------------------------------------------------- lifecycle
@@ -227,6 +233,12 @@ class Environment:
         self.stop()
         return reason
 
+    def _peak_memory_mb(self) -> int:
+        """Max Memory Used: the sandbox's cgroup peak when there is one, else VmHWM."""
+        peak = getattr(self._process, "peak_memory_mb", None)
+        from_cgroup = peak() if callable(peak) else 0
+        return int(from_cgroup) or _peak_rss_mb(self._status_fd)
+
     def memory(self) -> dict[str, int]:
         """Resident memory in KiB: rss, pss (shared pages split among sharers) and uss
         (pages only this process has) — forks of a zygote share most of theirs."""
@@ -267,28 +279,45 @@ class Environment:
     # ---------------------------------------------------------------- invocation
 
     async def invoke(self, invocation: Invocation, timeout_s: float) -> InvocationResult:
-        """Run one invocation to its end: response, error, timeout or crash."""
+        """Run one invocation to its end: response, error, timeout or crash.
+
+        The environment goes back to its pool (`on_idle`) when the invocation ends —
+        also when the caller stops waiting (a cancelled request): the function's run
+        is not cut short by a client that went away, as in Lambda.
+        """
         loop = asyncio.get_running_loop()
         self._set_state(EnvState.BUSY)
         inflight = _InFlight(invocation, loop.create_future())
         self._current = inflight
         self._flush_pending()
         cold = not self._init_reported
-        # Init gets Lambda's 10 s on-demand allowance (or the timeout, if longer).
-        if not self._ready.done():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._ready), max(10.0, timeout_s))
+        try:
+            # Init gets Lambda's 10 s on-demand allowance (or the timeout, if longer).
             if not self._ready.done():
-                self._record_timeout(inflight, "Init")
-        if self.alive and not inflight.done.done():
-            # The deadline runs from delivery: init time is not the handler's time.
-            deadline = int(time.time() * 1000 + timeout_s * 1000)
-            self._hand_over(dataclasses.replace(invocation, deadline_ms=deadline))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(inflight.done), timeout_s)
-            if not inflight.done.done():
-                self._record_timeout(inflight, None)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._ready), max(10.0, timeout_s))
+                if not self._ready.done():
+                    self._record_timeout(inflight)
+            if self.alive and not inflight.done.done():
+                # The deadline runs from delivery: init time is not the handler's time.
+                deadline = int(time.time() * 1000 + timeout_s * 1000)
+                self._hand_over(dataclasses.replace(invocation, deadline_ms=deadline))
+                # A timer, not wait_for: wait_for wraps the wait in a task of its own,
+                # a cost on every warm invocation.
+                timer = loop.call_later(timeout_s, self._record_timeout, inflight)
+                try:
+                    await asyncio.shield(inflight.done)
+                finally:
+                    timer.cancel()
+        except asyncio.CancelledError:
+            # Owned by the environment like the exit watcher; done when the run ends.
+            self._orphan = loop.create_task(self._finish_when_done(inflight, cold))
+            raise
         return self._finish(inflight, cold)
+
+    async def _finish_when_done(self, inflight: _InFlight, cold: bool) -> None:
+        await inflight.done
+        self._finish(inflight, cold)
 
     def _hand_over(self, invocation: Invocation) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -303,7 +332,9 @@ class Environment:
             self._current.delivered_at = self._clock()
             self._add_line(start_line(self._current.invocation.request_id, self.config.version))
 
-    def _record_timeout(self, inflight: _InFlight, phase: str | None) -> None:
+    def _record_timeout(self, inflight: _InFlight) -> None:
+        if inflight.done.done():
+            return
         seconds = self.config.timeout_s
         rid = inflight.invocation.request_id
         message = f"RequestId: {rid} Error: Task timed out after {seconds:.2f} seconds"
@@ -330,7 +361,7 @@ class Environment:
             request_id=rid,
             duration_ms=duration_ms,
             memory_mb=self.config.memory_mb,
-            max_memory_mb=_peak_rss_mb(self._status_fd),
+            max_memory_mb=self._peak_memory_mb(),
             init_duration_ms=self._init_duration_ms if cold else None,
             restored=self.restored,
             status=inflight.status,
@@ -345,6 +376,8 @@ class Environment:
         if self.alive:
             self._set_state(EnvState.IDLE)
             self.idle_since = self._clock()
+        if self.on_idle is not None:
+            self.on_idle(self)
         return InvocationResult(
             payload=payload,
             function_error="Unhandled" if is_error else None,
@@ -434,12 +467,15 @@ class Environment:
             if self._init_error is not None:
                 self._fail_current(self._init_error)
             else:
+                # A sandboxed child knows whether its cgroup's OOM killer ended it.
+                oom = getattr(process, "out_of_memory", None)
+                error_type = OOM_ERROR if callable(oom) and oom() else "Runtime.ExitError"
                 message = f"RequestId: {rid} Error: Runtime exited with error: {self.exit_status}"
                 self._add_line(message)
-                self._add_line("Runtime.ExitError")
+                self._add_line(error_type)
                 self._current.status = "error"
                 self._fail_current(
-                    orjson.dumps({"errorType": "Runtime.ExitError", "errorMessage": message})
+                    orjson.dumps({"errorType": error_type, "errorMessage": message})
                 )
         if self.alive:
             self._stop_now()

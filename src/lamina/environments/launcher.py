@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lamina.environments.environment import LaunchSpec
+from lamina.environments.sandbox import Confinement, Sandbox
 from lamina.functions.model import FunctionConfig
 
 BOOTSTRAP = Path(__file__).resolve().parent.parent / "runtimes" / "python" / "bootstrap.py"
@@ -31,6 +32,8 @@ class HostFacts:
     # Libraries lamina lends every Python function, behind its own code on sys.path
     # (snapshot_restore_py, for SnapStart's runtime hooks).
     runtime_lib: Path | None = None
+    # The sandbox environments start in (None or disabled: none).
+    sandbox: Sandbox | None = None
 
 
 def function_arn(region: str, account: str, name: str, qualifier: str | None = None) -> str:
@@ -45,7 +48,10 @@ def build_spec(
     facts: HostFacts,
     log_stream: str,
     initialization: str | None = None,
+    egress: bool = True,
 ) -> LaunchSpec:
+    """How to start one environment. The paths are the host's; a spawner that confines
+    the environment shows them as the sandbox has them (`Confinement.inside`)."""
     task_root = facts.code_root / config.code_sha256
     tmp = facts.run_root / env_id / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
@@ -78,8 +84,20 @@ def build_spec(
     if config.log_format == "JSON":
         env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
     env.update(config.environment)
+    confinement = None
+    if facts.sandbox is not None and facts.sandbox.enabled:
+        confinement = Confinement(
+            env_id=env_id,
+            code_dir=task_root,
+            run_dir=tmp.parent,
+            memory_mb=config.memory_mb,
+            tmp_mb=config.ephemeral_storage_mb,
+            egress=egress,
+            runtime_api=runtime_api,
+        )
     if config.runtime.startswith("provided"):
-        return LaunchSpec((str(task_root / "bootstrap"),), env, str(task_root), tmp.parent)
+        argv = (str(task_root / "bootstrap"),)
+        return LaunchSpec(argv, env, str(task_root), tmp.parent, sandbox=confinement)
     if facts.runtime_lib is not None:
         env["LAMINA_LAYER_PATHS"] = str(facts.runtime_lib)
     python = facts.interpreters[config.runtime]
@@ -91,4 +109,5 @@ def build_spec(
         tmp_dir=tmp.parent,
         python=python,
         runtime_argv=(str(BOOTSTRAP),),
+        sandbox=confinement,
     )

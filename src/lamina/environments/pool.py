@@ -77,6 +77,7 @@ class EnvironmentPool:
             with contextlib.suppress(SnapshotFailed):
                 spawner, restored = TemplateSpawner(await self._snapshots.ensure(config)), True
         env = Environment(env_id, config, self._logs, self._clock, spawner, restored)
+        env.on_idle = self.release
         self._live.add(env)
         stream = env.log_stream_name
         await env.start(

@@ -1,16 +1,20 @@
 """Environments forked from per-interpreter zygotes, with `exec` as the fallback.
 
 Either way the process is a session leader (its pid is its process group, so a kill
-reaches whatever it started) with `wait()` for its exit code.
+reaches whatever it started) with `wait()` for its exit code. A spec that carries a
+sandbox (`LaunchSpec.sandbox`) is started in it: a fork enters it in the child, an
+exec runs under bubblewrap (see sandbox.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 
 from lamina.environments.environment import Child, ExecSpawner, LaunchSpec
+from lamina.environments.sandbox import Sandbox, SandboxedChild
 from lamina.environments.zygote import ForkServer, Zygote, ZygoteUnavailable
 
 log = logging.getLogger("lamina.spawn")
@@ -21,11 +25,16 @@ class ZygoteSpawner:
     at start-up; anything else, or a Python whose zygote is not (yet) up, is exec'd."""
 
     def __init__(
-        self, interpreters: Sequence[str], preload: Sequence[str], env: Mapping[str, str]
+        self,
+        interpreters: Sequence[str],
+        preload: Sequence[str],
+        env: Mapping[str, str],
+        sandbox: Sandbox | None = None,
     ) -> None:
         self._zygotes = {python: Zygote(python, preload, env) for python in set(interpreters)}
         self._starting: dict[str, asyncio.Task[None]] = {}
-        self._exec = ExecSpawner()
+        self._sandbox = sandbox
+        self._exec = ConfinedExecSpawner(sandbox)
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -59,7 +68,7 @@ class ZygoteSpawner:
         server = await self.server_for(spec.python)
         if server is not None:
             try:
-                return await server.fork(spec.runtime_argv, spec.env, spec.cwd, out_fd)
+                return await fork(server, spec, out_fd, self._sandbox)
             except ZygoteUnavailable as exc:
                 log.warning("%s; exec'ing instead", exc)
         return await self._exec.spawn(spec, out_fd)
@@ -69,3 +78,46 @@ class ZygoteSpawner:
             task.cancel()
         for zygote in self._zygotes.values():
             zygote.close()
+
+
+async def fork(server: ForkServer, spec: LaunchSpec, out_fd: int, sandbox: Sandbox | None) -> Child:
+    """Fork an environment from `server` (a zygote or a SnapStart template), in its
+    sandbox when the spec asks for one and this machine allows it."""
+    confinement = spec.sandbox
+    if sandbox is None or confinement is None or not sandbox.forks_confined:
+        return await server.fork(spec.runtime_argv, spec.env, spec.cwd, out_fd)
+    prepared = sandbox.prepare(confinement)
+    try:
+        child = await server.fork(
+            spec.runtime_argv, confinement.inside(spec.env), spec.cwd, out_fd, prepared.plan
+        )
+    except BaseException:
+        prepared.release()
+        raise
+    return SandboxedChild(child, prepared)
+
+
+class ConfinedExecSpawner:
+    """exec'd environments, under bubblewrap when the spec asks for a sandbox and this
+    machine has bubblewrap; plain `exec` otherwise."""
+
+    def __init__(self, sandbox: Sandbox | None) -> None:
+        self._sandbox = sandbox
+        self._exec = ExecSpawner()
+
+    async def spawn(self, spec: LaunchSpec, out_fd: int) -> Child:
+        sandbox, confinement = self._sandbox, spec.sandbox
+        if sandbox is None or confinement is None or not sandbox.execs_confined:
+            return await self._exec.spawn(spec, out_fd)
+        prepared = sandbox.prepare(confinement)
+        confined = dataclasses.replace(
+            spec,
+            argv=sandbox.bwrap_argv(map(confinement.inside_path, spec.argv), prepared),
+            env=confinement.inside(spec.env),
+        )
+        try:
+            child = await self._exec.spawn(confined, out_fd)
+        except BaseException:
+            prepared.release()
+            raise
+        return SandboxedChild(child, prepared)

@@ -101,9 +101,18 @@ class ForkServer:
         return self._sock is not None
 
     async def fork(
-        self, argv: Sequence[str], env: Mapping[str, str], cwd: str, out_fd: int
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        cwd: str,
+        out_fd: int,
+        sandbox: Mapping[str, Any] | None = None,
     ) -> ForkedChild:
-        return await self._request({"argv": list(argv), "env": dict(env), "cwd": cwd}, [out_fd])
+        """Fork an environment; `sandbox` is the plan its child enters (sandbox.py)."""
+        body: dict[str, Any] = {"argv": list(argv), "env": dict(env), "cwd": cwd}
+        if sandbox:
+            body["sandbox"] = sandbox
+        return await self._request(body, [out_fd])
 
     async def template(
         self, argv: Sequence[str], env: Mapping[str, str], cwd: str, out_fd: int

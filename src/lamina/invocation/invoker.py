@@ -85,7 +85,5 @@ class Invoker:
         env = self._pool.take_idle(config)
         if env is None:
             env = await self._pool.launch(config)
-        try:
-            return await env.invoke(invocation, float(config.timeout_s))
-        finally:
-            self._pool.release(env)
+        # The environment returns itself to the pool when the invocation ends.
+        return await env.invoke(invocation, float(config.timeout_s))

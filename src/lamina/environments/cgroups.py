@@ -1,0 +1,233 @@
+"""Per-environment control groups: memory (from MemorySize), pids, CPU share.
+
+cgroup v2 is used when its unified hierarchy has the memory controller, else the v1
+controllers mounted under /sys/fs/cgroup/<controller>. Environments' groups live
+under lamina's own group (``<lamina's cgroup>/lamina/<environment id>``), so whatever
+limits the host puts on lamina also bound its functions.
+
+lamina creates and sizes an environment's group before the process starts; the process
+joins it itself (writes its pid to each ``cgroup.procs``) before any user code runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+# Lambda gives one full vCPU at 1,769 MB; cpu.shares' (v1) default of 1024 is one CPU.
+MB_PER_VCPU = 1769
+# Processes and threads per environment (Lambda's documented limit is 1,024).
+PIDS_MAX = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupLayout:
+    """Where lamina makes environments' groups, per controller; None = not available."""
+
+    version: int  # 1 or 2
+    memory: Path | None
+    pids: Path | None
+    cpu: Path | None
+
+    @property
+    def any(self) -> bool:
+        return any((self.memory, self.pids, self.cpu))
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "version": self.version,
+            "memory": self.memory is not None,
+            "pids": self.pids is not None,
+            "cpu": self.cpu is not None,
+            "path": str(self.memory or self.pids or self.cpu or ""),
+        }
+
+    def create(self, env_id: str, memory_mb: int) -> EnvironmentCgroup:
+        """Make and size the environment's groups (about half a millisecond for three)."""
+        groups: list[Path] = []
+        try:
+            if self.version == 2:
+                assert self.memory is not None
+                group = self.memory / env_id
+                group.mkdir()
+                groups.append(group)
+                _write(group / "memory.max", str(memory_mb << 20))
+                _write_if(group / "memory.swap.max", "0")
+                if self.pids is not None:
+                    _write(group / "pids.max", str(PIDS_MAX))
+                if self.cpu is not None:  # cpu.weight: 100 is one share of the default
+                    _write(
+                        group / "cpu.weight",
+                        str(max(1, min(10000, memory_mb * 100 // MB_PER_VCPU))),
+                    )
+                return EnvironmentCgroup(2, tuple(groups), group, group)
+            memory = pids = None
+            if self.memory is not None:
+                memory = self.memory / env_id
+                memory.mkdir()
+                groups.append(memory)
+                _write(memory / "memory.limit_in_bytes", str(memory_mb << 20))
+                _write_if(memory / "memory.memsw.limit_in_bytes", str(memory_mb << 20))
+            if self.pids is not None:
+                pids = self.pids / env_id
+                pids.mkdir()
+                groups.append(pids)
+                _write(pids / "pids.max", str(PIDS_MAX))
+            if self.cpu is not None:
+                cpu = self.cpu / env_id
+                cpu.mkdir()
+                groups.append(cpu)
+                _write(cpu / "cpu.shares", str(max(2, memory_mb * 1024 // MB_PER_VCPU)))
+            return EnvironmentCgroup(1, tuple(groups), memory, pids)
+        except OSError:
+            EnvironmentCgroup(self.version, tuple(groups), None, None).remove()
+            raise
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentCgroup:
+    version: int
+    groups: tuple[Path, ...]
+    memory: Path | None
+    pids: Path | None
+
+    @property
+    def procs_files(self) -> list[str]:
+        return [str(group / "cgroup.procs") for group in self.groups]
+
+    def peak_bytes(self) -> int:
+        """The group's peak memory (v2 memory.peak, v1 memory.max_usage_in_bytes); 0 if
+        unknown."""
+        if self.memory is None:
+            return 0
+        name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
+        try:
+            return int((self.memory / name).read_text())
+        except (OSError, ValueError):
+            return 0
+
+    def oom_killed(self) -> bool:
+        """Whether the kernel's OOM killer killed a process of this group."""
+        if self.memory is None:
+            return False
+        name = "memory.events" if self.version == 2 else "memory.oom_control"
+        try:
+            text = (self.memory / name).read_text()
+        except OSError:
+            return False
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill" and value.strip().isdigit():
+                return int(value) > 0
+        return False
+
+    def remove(self) -> bool:
+        """Remove the groups; False while a process is still in one (try again later)."""
+        done = True
+        for group in self.groups:
+            try:
+                group.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                done = False
+        return done
+
+
+def probe(root: Path = CGROUP_ROOT, own: Path = Path("/proc/self/cgroup")) -> CgroupLayout | None:
+    """Find usable controllers, and make lamina's parent groups; None if there are none."""
+    try:
+        membership = _membership(own.read_text())
+    except OSError:
+        return None
+    layout = _probe_v2(root, membership.get("", "/"))
+    if layout is None:
+        layout = _probe_v1(root, membership)
+    return layout
+
+
+def _membership(text: str) -> dict[str, str]:
+    """/proc/self/cgroup as controller -> path ("" for the v2 hierarchy)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        for controller in parts[1].split(","):
+            out[controller.removeprefix("name=")] = parts[2]
+    return out
+
+
+def _probe_v2(root: Path, own: str) -> CgroupLayout | None:
+    for mount in (root, root / "unified"):
+        controllers = _read(mount / "cgroup.controllers").split()
+        if "memory" not in controllers:
+            continue
+        parent = mount / own.lstrip("/") / "lamina"
+        try:
+            parent.mkdir(exist_ok=True)
+            # A v2 group with processes may not enable controllers for its children;
+            # lamina's own group normally has lamina in it, so the group lives beside.
+            wanted = [c for c in ("memory", "pids", "cpu") if c in controllers]
+            _write(parent.parent / "cgroup.subtree_control", " ".join("+" + c for c in wanted))
+            _write(parent / "cgroup.subtree_control", " ".join("+" + c for c in wanted))
+        except OSError:
+            continue
+        enabled = _read(parent / "cgroup.subtree_control").split()
+        if "memory" not in enabled:
+            continue
+        return CgroupLayout(
+            2, parent, parent if "pids" in enabled else None, parent if "cpu" in enabled else None
+        )
+    return None
+
+
+def _probe_v1(root: Path, membership: dict[str, str]) -> CgroupLayout | None:
+    found: dict[str, Path | None] = {}
+    for controller, limit_file in (
+        ("memory", "memory.limit_in_bytes"),
+        ("pids", "pids.max"),
+        ("cpu", "cpu.shares"),
+    ):
+        found[controller] = None
+        mount = root / controller
+        own = membership.get(controller)
+        if own is None or not (mount / own.lstrip("/")).is_dir():
+            continue
+        parent = mount / own.lstrip("/") / "lamina"
+        try:
+            parent.mkdir(exist_ok=True)
+            trial = parent / f"probe-{os.getpid()}"
+            trial.mkdir(exist_ok=True)
+            usable = (trial / limit_file).exists()
+            trial.rmdir()
+        except OSError:
+            continue
+        if usable:
+            found[controller] = parent
+    layout = CgroupLayout(1, found["memory"], found["pids"], found["cpu"])
+    return layout if layout.any else None
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _write(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def _write_if(path: Path, text: str) -> None:
+    """Files only some kernels have (swap accounting is often off)."""
+    with contextlib.suppress(FileNotFoundError, PermissionError):
+        _write(path, text)
