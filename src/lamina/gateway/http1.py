@@ -61,6 +61,7 @@ class _Connection(asyncio.Protocol):
         self.error: HTTPError | None = None
         self.received_any = False
         self.status = 0
+        self.keep_alive = False
 
     # -- asyncio.Protocol --------------------------------------------------------------
 
@@ -88,6 +89,8 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.status = self._parser.get_status_code()
+        # Asked here: once the message is complete the parser has forgotten.
+        self.keep_alive = self._parser.should_keep_alive()
         if not self._head.done():
             self._head.set_result(None)
 
@@ -139,8 +142,7 @@ class _Connection(asyncio.Protocol):
 
     @property
     def reusable(self) -> bool:
-        return (self.complete and not self.closed and self.error is None
-                and self._parser.should_keep_alive())
+        return self.complete and not self.closed and self.error is None and self.keep_alive
 
     def close(self) -> None:
         self.closed = True

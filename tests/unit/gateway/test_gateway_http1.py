@@ -1,0 +1,103 @@
+"""The upstream HTTP/1.1 client against tiny raw servers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+
+from lamina.gateway.http1 import HTTP1Client, RemoteProtocolError, Timeout
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@asynccontextmanager
+async def raw_server(handler: Handler) -> AsyncIterator[str]:
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length"))
+    return await reader.readexactly(length)
+
+
+async def test_keep_alive_reuses_one_connection() -> None:
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while True:
+            try:
+                body = await read_request(reader)
+            except asyncio.IncompleteReadError:
+                break
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+        writer.close()
+
+    client = HTTP1Client()
+    async with raw_server(handler) as url:
+        for i in range(3):
+            async with client.request("POST", f"{url}/x", {}, b"ping%d" % i, 5) as response:
+                assert response.status == 200
+                assert await response.read() == b"ping%d" % i
+        await client.aclose()
+    assert connections == 1
+
+
+async def test_a_pooled_connection_closed_by_the_server_is_retried_once() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        # Keep-alive promised, then the server drops the idle connection.
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    client = HTTP1Client()
+    async with raw_server(handler) as url:
+        for _ in range(2):
+            async with client.request("POST", url, {}, b"", 5) as response:
+                assert await response.read() == b"ok"
+        await client.aclose()
+
+
+async def test_chunked_stream_and_early_close() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+                     b"5\r\nhello\r\n6\r\n world\r\n")
+        await writer.drain()
+        writer.close()  # no terminating chunk: the stream broke off
+
+    client = HTTP1Client()
+    async with raw_server(handler) as url:
+        got = []
+        with pytest.raises(RemoteProtocolError):
+            async with client.request("POST", url, {}, b"", 5) as response:
+                async for chunk in response.chunks():
+                    got.append(chunk)
+        await client.aclose()
+    assert b"".join(got) == b"hello world"
+
+
+async def test_timeout_waiting_for_the_head() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await reader.read()  # never answers; returns when the client gives up
+
+    client = HTTP1Client()
+    async with raw_server(handler) as url:
+        with pytest.raises(Timeout):
+            async with client.request("POST", url, {}, b"", 0.2):
+                pass
+        await client.aclose()
