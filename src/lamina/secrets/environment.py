@@ -21,9 +21,11 @@ from lamina.errors import InvalidParameterValue, LaminaError
 from lamina.secrets.envelope import Envelope
 from lamina.secrets.errors import (
     DisabledException,
+    InvalidCiphertextException,
     KmsError,
     KMSInvalidStateException,
     NotFoundException,
+    SealedDataCorrupt,
 )
 
 PURPOSE = "environment"
@@ -58,6 +60,13 @@ class EnvironmentCipher:
     async def open(self, function_name: str, blob: bytes) -> dict[str, str]:
         try:
             plaintext = await self._envelope.open(blob, environment_context(function_name))
+        except InvalidCiphertextException:
+            # The context is fixed by the function's name, so a blob that does not open
+            # was altered at rest or copied from another function: lamina's fault to
+            # report, not a KMS setting the caller could fix.
+            raise SealedDataCorrupt(
+                f"The stored environment variables of function {function_name} do not open."
+            ) from None
         except KmsError as exc:
             raise _lambda_kms_error(exc) from None
         variables = orjson.loads(plaintext)

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import orjson
-from sqlalchemy import MetaData, RowMapping, delete, insert, select, update
+from sqlalchemy import MetaData, RowMapping, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -58,6 +59,14 @@ DATA_KEY_SPECS = {"AES_256": 32, "AES_128": 16}
 _DAY_S = 86_400.0
 
 
+class _Expired(NotFoundException):
+    """An item whose deletion window has ended: not found, and due to be purged."""
+
+    def __init__(self, message: str, ident: str) -> None:
+        super().__init__(message)
+        self.ident = ident
+
+
 class KeyStore:
     metadata: ClassVar[MetaData] = kms_metadata
 
@@ -94,7 +103,7 @@ class KeyStore:
         key_id = new_key_id()
         now = self._clock()
         material = os.urandom(KEY_BYTES)
-        async with self._engine.begin() as conn:
+        async with self._transaction() as conn:
             await conn.execute(
                 insert(kms_keys).values(
                     key_id=key_id,
@@ -118,11 +127,11 @@ class KeyStore:
         return await self.describe_key(key_id)
 
     async def describe_key(self, key_ref: str) -> KmsKey:
-        async with self._engine.begin() as conn:
+        async with self._transaction() as conn:
             return await self._load(conn, key_ref)
 
     async def list_keys(self) -> list[KmsKey]:
-        async with self._engine.begin() as conn:
+        async with self._transaction() as conn:
             rows = (await conn.execute(select(kms_keys).order_by(kms_keys.c.created_at))).all()
             keys = [self._key_from_row(row._mapping) for row in rows]
             live = [key for key in keys if not self._expired(key)]
@@ -153,7 +162,7 @@ class KeyStore:
     async def purge_expired(self) -> int:
         """Delete every key whose deletion window has ended; how many were."""
         now = self._clock()
-        async with self._engine.begin() as conn:
+        async with self._transaction() as conn:
             ids = (
                 await conn.execute(
                     select(kms_keys.c.key_id).where(
@@ -171,7 +180,7 @@ class KeyStore:
 
     async def create_alias(self, alias_name: str, target_key_ref: str) -> KmsAlias:
         check_alias_name(alias_name)
-        async with self._engine.begin() as conn:
+        async with self._transaction() as conn:
             key = await self._load(conn, target_key_ref)
             if key.state is KeyState.PENDING_DELETION:
                 key.check_usable()
@@ -197,7 +206,7 @@ class KeyStore:
         )
 
     async def delete_alias(self, alias_name: str) -> None:
-        async with self._engine.begin() as conn:
+        async with self._transaction() as conn:
             deleted = await conn.execute(
                 delete(kms_aliases).where(kms_aliases.c.alias_name == alias_name)
             )
@@ -205,8 +214,15 @@ class KeyStore:
             raise NotFoundException(f"Alias {alias_name} is not found.")
 
     async def list_aliases(self, key_ref: str | None = None) -> list[KmsAlias]:
-        async with self._engine.begin() as conn:
-            query = select(kms_aliases).order_by(kms_aliases.c.alias_name)
+        async with self._transaction() as conn:
+            # Aliases of keys whose deletion window ended are gone, purged or not yet.
+            live = or_(kms_keys.c.deletion_at.is_(None), kms_keys.c.deletion_at > self._clock())
+            query = (
+                select(kms_aliases)
+                .join(kms_keys, kms_keys.c.key_id == kms_aliases.c.key_id)
+                .where(live)
+                .order_by(kms_aliases.c.alias_name)
+            )
             if key_ref is not None:
                 key = await self._load(conn, key_ref)
                 query = query.where(kms_aliases.c.key_id == key.key_id)
@@ -312,8 +328,20 @@ class KeyStore:
 
     # -- internals --------------------------------------------------------------------
 
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction; one that found an expired item purges it in a second one
+        (the first rolls back with the not-found error it raises)."""
+        try:
+            async with self._engine.begin() as conn:
+                yield conn
+        except _Expired as expired:
+            async with self._engine.begin() as conn:
+                await self._purge(conn, expired.ident)
+            raise
+
     async def _transition(self, key_ref: str, action: KeyAction, **changes: Any) -> KmsKey:
-        async with self._engine.begin() as conn:
+        async with self._transaction() as conn:
             key = await self._load(conn, key_ref)
             state = key.next_state(action)
             if state is not KeyState.PENDING_DELETION:
@@ -341,8 +369,7 @@ class KeyStore:
             raise NotFoundException(f"Key '{key_ref}' does not exist")
         key = self._key_from_row(row._mapping)
         if self._expired(key):
-            await self._purge(conn, key.key_id)
-            raise NotFoundException(f"Key '{key.arn}' does not exist")
+            raise _Expired(f"Key '{key.arn}' does not exist", key.key_id)
         return key
 
     def _expired(self, key: KmsKey) -> bool:
@@ -364,7 +391,7 @@ class KeyStore:
         cached = self._materials.get((key_id, version))
         if cached is not None:
             return cached
-        async with self._engine.begin() as conn:
+        async with self._transaction() as conn:
             wrapped = (
                 await conn.execute(
                     select(kms_key_materials.c.wrapped).where(

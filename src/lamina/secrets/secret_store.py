@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -47,6 +48,14 @@ from lamina.secrets.secret_model import (
 from lamina.secrets.secret_tables import secrets_metadata, sm_secrets, sm_versions
 
 _DAY_S = 86_400.0
+
+
+class _Expired(ResourceNotFoundException):
+    """An item whose deletion window has ended: not found, and due to be purged."""
+
+    def __init__(self, message: str, ident: str) -> None:
+        super().__init__(message)
+        self.ident = ident
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +104,7 @@ class SecretStore:
             else None
         )
         now = self._clock()
-        async with self._engine.begin() as conn:
+        async with self._transaction() as conn:
             existing = (
                 await conn.execute(select(sm_secrets).where(sm_secrets.c.name == name))
             ).first()
@@ -151,7 +160,7 @@ class SecretStore:
         """A new version of the secret; by default it becomes AWSCURRENT."""
         stages = list(stages) if stages is not None else [AWSCURRENT]
         version_id = _version_id(client_request_token)
-        async with self._engine.begin() as conn:
+        async with self._transaction() as conn:
             secret = await self._load(conn, secret_id)
         secret.require_active()
         if version_id in secret.version_stages:
@@ -165,7 +174,7 @@ class SecretStore:
             return existing
         sealed = await self._seal(secret.arn, version_id, value, secret.kms_key_id)
         now = self._clock()
-        async with self._engine.begin() as conn:
+        async with self._transaction() as conn:
             secret = await self._load(conn, secret.arn)
             secret.require_active()
             labels = move_stages(secret.version_stages, version_id, stages)
@@ -204,7 +213,7 @@ class SecretStore:
         client_request_token: str | None = None,
     ) -> tuple[Secret, str | None]:
         """Change metadata and/or add a new AWSCURRENT version; (secret, new version id)."""
-        async with self._engine.begin() as conn:
+        async with self._transaction() as conn:
             secret = await self._load(conn, secret_id)
             secret.require_active()
             changes: dict[str, Any] = {}
@@ -220,7 +229,7 @@ class SecretStore:
                     update(sm_secrets).where(sm_secrets.c.arn == secret.arn).values(**changes)
                 )
         if value is None:
-            async with self._engine.begin() as conn:
+            async with self._transaction() as conn:
                 return await self._load(conn, secret.arn), None
         version = await self.put_secret_value(
             secret.arn, value, client_request_token=client_request_token
@@ -233,7 +242,7 @@ class SecretStore:
         """(the secret as it was, the date it is or will be gone)."""
         days = check_recovery_window(recovery_window_days, force)
         now = self._clock()
-        async with self._engine.begin() as conn:
+        async with self._transaction() as conn:
             secret = await self._load(conn, secret_id)
             if days is None:
                 await self._purge(conn, secret.arn)
@@ -248,7 +257,7 @@ class SecretStore:
         return secret, _dt(deletion_at)
 
     async def restore_secret(self, secret_id: str) -> Secret:
-        async with self._engine.begin() as conn:
+        async with self._transaction() as conn:
             secret = await self._load(conn, secret_id)
             await conn.execute(
                 update(sm_secrets)
@@ -259,7 +268,7 @@ class SecretStore:
 
     async def purge_expired(self) -> int:
         """Delete every secret whose recovery window has ended; how many were."""
-        async with self._engine.begin() as conn:
+        async with self._transaction() as conn:
             arns = list(
                 (
                     await conn.execute(
@@ -274,7 +283,7 @@ class SecretStore:
     # -- reads ------------------------------------------------------------------------
 
     async def describe_secret(self, secret_id: str) -> Secret:
-        async with self._engine.begin() as conn:
+        async with self._transaction() as conn:
             return await self._load(conn, secret_id)
 
     async def get_secret_value(
@@ -284,7 +293,7 @@ class SecretStore:
         version_id: str | None = None,
         version_stage: str | None = None,
     ) -> SecretVersion:
-        async with self._engine.begin() as conn:
+        async with self._transaction() as conn:
             secret = await self._load(conn, secret_id)
             secret.require_active()
             query = select(sm_versions).where(sm_versions.c.secret_arn == secret.arn)
@@ -320,7 +329,7 @@ class SecretStore:
     ) -> tuple[list[Secret], str | None]:
         """One page of secrets and the token of the next page (None at the end)."""
         start = _page_start(next_token)
-        async with self._engine.begin() as conn:
+        async with self._transaction() as conn:
             rows = (await conn.execute(select(sm_secrets))).all()
             secrets = [
                 await self._secret_from_row(conn, row._mapping)
@@ -339,6 +348,18 @@ class SecretStore:
         return page, str(start + size) if more else None
 
     # -- internals --------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction; one that found an expired item purges it in a second one
+        (the first rolls back with the not-found error it raises)."""
+        try:
+            async with self._engine.begin() as conn:
+                yield conn
+        except _Expired as expired:
+            async with self._engine.begin() as conn:
+                await self._purge(conn, expired.ident)
+            raise
 
     async def _seal(
         self, arn: str, version_id: str, value: SecretValue, kms_key_id: str | None
@@ -374,7 +395,7 @@ class SecretStore:
         today = _dt(self._clock()).replace(hour=0, minute=0, second=0, microsecond=0)
         if secret.last_accessed == today:
             return
-        async with self._engine.begin() as conn:
+        async with self._transaction() as conn:
             await conn.execute(
                 update(sm_secrets)
                 .where(sm_secrets.c.arn == secret.arn)
@@ -404,10 +425,10 @@ class SecretStore:
 
     async def _load(self, conn: AsyncConnection, secret_id: str) -> Secret:
         row = await self._find(conn, secret_id)
-        if row is None or self._expired(row):
-            if row is not None:
-                await self._purge(conn, row["arn"])
+        if row is None:
             raise ResourceNotFoundException("Secrets Manager can't find the specified secret.")
+        if self._expired(row):
+            raise _Expired("Secrets Manager can't find the specified secret.", row["arn"])
         return await self._secret_from_row(conn, row)
 
     async def _find(self, conn: AsyncConnection, secret_id: str) -> RowMapping | None:
