@@ -99,7 +99,7 @@ class InvocationResult:
 class _InFlight:
     invocation: Invocation
     done: asyncio.Future[tuple[bytes, bool]]  # (payload, is_error)
-    lines: list[str] = field(default_factory=list)
+    lines: list[tuple[int, str]] = field(default_factory=list)  # (epoch ms, line)
     log_bytes: int = 0
     delivered_at: float | None = None
     status: str | None = None
@@ -371,7 +371,7 @@ class Environment:
         self._add_line(report.line())
         self._current = None
         self._logs.append(
-            self._group, self._stream, [(self._now_ms(), line) for line in inflight.lines]
+            self._group, self._stream, inflight.lines
         )
         if self.alive:
             self._set_state(EnvState.IDLE)
@@ -381,7 +381,7 @@ class Environment:
         return InvocationResult(
             payload=payload,
             function_error="Unhandled" if is_error else None,
-            log_tail=tail(inflight.lines),
+            log_tail=tail([line for _, line in inflight.lines]),
             duration_ms=duration_ms,
             init_duration_ms=report.init_duration_ms,
             max_memory_mb=report.max_memory_mb,
@@ -520,9 +520,9 @@ class Environment:
             return
         current.log_bytes += len(line)
         if current.log_bytes <= INVOCATION_LOG_MAX:
-            current.lines.append(line)
+            current.lines.append((self._now_ms(), line))  # stamped as it is read
         elif current.log_bytes - len(line) <= INVOCATION_LOG_MAX:
-            current.lines.append("[lamina] log output of this invocation truncated at 8 MB")
+            current.lines.append((self._now_ms(), "[lamina] log output of this invocation truncated at 8 MB"))
 
     def _emit_platform(self, line: str) -> None:
         self._pending_lines.append((self._now_ms(), line))
