@@ -28,8 +28,9 @@ from lamina.environments.launcher import HostFacts
 from lamina.environments.pool import EnvironmentPool
 from lamina.environments.provisioned import ProvisionedFleets
 from lamina.environments.runtime_lib import lend_runtime_libraries
+from lamina.environments.sandbox import Sandbox, interpreter_prefixes, probe_sandbox
 from lamina.environments.snapshots import Snapshots
-from lamina.environments.spawn import ZygoteSpawner
+from lamina.environments.spawn import ConfinedExecSpawner, ZygoteSpawner
 from lamina.functions.aliases import FunctionSettings
 from lamina.functions.model import Function, FunctionConfig
 from lamina.functions.registry import FunctionRegistry
@@ -43,9 +44,9 @@ from lamina.protocols.sigv4 import SigV4Verifier
 from lamina.services.lambda_.code_urls import CodeUrls
 from lamina.services.lambda_.functions_api import FunctionsApi
 from lamina.services.lambda_.invoke_api import InvokeApi
-from lamina.services.lambda_.service import LambdaService
 from lamina.services.lambda_.shapes import Shapes
 from lamina.services.logs import LogsService
+from lamina.services.operations import OperationTable
 from lamina.settings import Settings
 from lamina.storage.blobs import LocalBlobStore
 from lamina.storage.credentials import RootCredentials, load_or_create
@@ -74,6 +75,7 @@ class Platform:
     code_urls: CodeUrls
     blobs: LocalBlobStore
     gateway: ASGIApp | None = None
+    sandbox: Sandbox | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def close(self) -> None:
@@ -98,6 +100,11 @@ async def start_platform(settings: Settings) -> Platform:
     closers.append(logs.close)
 
     shapes = Shapes(settings.region, settings.account_id)
+    runtime_lib = lend_runtime_libraries(data / "runtime-lib")
+    lent = [runtime_lib] if runtime_lib else []
+    sandbox = await probe_sandbox(
+        settings.sandbox, runtime_dirs=[*interpreter_prefixes(interpreters.values()), *lent]
+    )
     facts = HostFacts(
         region=settings.region,
         account_id=settings.account_id,
@@ -106,16 +113,23 @@ async def start_platform(settings: Settings) -> Platform:
         code_root=data / "code",
         run_root=data / "run",
         path=settings.function_path,
-        runtime_lib=lend_runtime_libraries(data / "runtime-lib"),
+        runtime_lib=runtime_lib,
+        sandbox=sandbox,
     )
-    spawner, snapshots = None, None
+    spawner: ZygoteSpawner | ConfinedExecSpawner | None = None
+    snapshots = None
     if settings.zygotes:
         zygote_env = {"PATH": settings.function_path, "LANG": "en_US.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
-        spawner = ZygoteSpawner(list(interpreters.values()), settings.zygote_preload, zygote_env)
-        spawner.start()  # in the background: start-up does not wait for the zygotes
-        closers.append(spawner.close)
-        snapshots = Snapshots(spawner, facts, logs)
+        zygotes = ZygoteSpawner(
+            list(interpreters.values()), settings.zygote_preload, zygote_env, sandbox
+        )
+        zygotes.start()  # in the background: start-up does not wait for the zygotes
+        closers.append(zygotes.close)
+        snapshots = Snapshots(zygotes, facts, logs)
+        spawner = zygotes
         closers.append(_async(snapshots.close))
+    else:
+        spawner = ConfinedExecSpawner(sandbox)
     budget = settings.memory_budget_mb or _host_memory_mb() * 4 // 5
     capacity = Capacity(budget, settings.scale_burst, settings.scale_rate_per_s)
     pool = EnvironmentPool(
@@ -184,7 +198,9 @@ async def start_platform(settings: Settings) -> Platform:
         registry, fn_settings, shapes, lambda: runtimes, lambda c: code_urls.url(c.code_sha256),
         fleets.state,
     )
-    lambda_service = LambdaService({**functions_api.operations(), "Invoke": invoke_api.invoke})
+    lambda_service = OperationTable(
+        "Lambda", {**functions_api.operations(), "Invoke": invoke_api.invoke}
+    )
 
     def lookup_secret(access_key_id: str) -> str | None:
         return creds.secret_access_key if access_key_id == creds.access_key_id else None
@@ -199,7 +215,9 @@ async def start_platform(settings: Settings) -> Platform:
         settings.account_id,
         settings.region,
     )
-    platform = Platform(creds, runtimes, router, pool, code_urls, blobs, closers=closers)
+    platform = Platform(
+        creds, runtimes, router, pool, code_urls, blobs, closers=closers, sandbox=sandbox
+    )
     platform.gateway = await _start_gateway(settings, engine, creds, lookup_secret, closers)
     return platform
 
@@ -256,7 +274,24 @@ def _announce(settings: Settings, platform: Platform) -> None:
     lines.append(f"  AWS_DEFAULT_REGION={settings.region}")
     for runtime, where in platform.runtimes.items():
         lines.append(f"  runtime {runtime:16} {where}")
+    if platform.sandbox is not None:
+        lines.extend(_sandbox_lines(platform.sandbox.describe()))
     print("\n".join(lines), flush=True)
+
+
+def _sandbox_lines(described: dict[str, Any]) -> list[str]:
+    """Which protections are on and which are off, plainly."""
+    on = described.get("on") or {}
+    if not described.get("enabled"):
+        return ["  sandbox: OFF (LAMINA_SANDBOX=off): functions run unconfined"]
+    namespaces = ",".join(on.get("namespaces", [])) or "none"
+    lines = [
+        f"  sandbox: namespaces {namespaces}; memory {on.get('memory_limit')};"
+        f" pids {on.get('pids_limit')}; cpu {on.get('cpu_share')}"
+    ]
+    lines += [f"  sandbox OFF: {reason}" for reason in described.get("off", [])]
+    lines += [f"  sandbox error: {error}" for error in described.get("errors", [])]
+    return lines
 
 
 async def _json(send: Send, status: int, body: Any) -> None:
@@ -302,6 +337,7 @@ class LaminaApp:
             "account_id": self.settings.account_id,
             "region": self.settings.region,
             "runtimes": self.platform.runtimes,
+            "sandbox": self.platform.sandbox.describe() if self.platform.sandbox else None,
         }
 
     async def _environments(self, scope: Scope, send: Send) -> None:

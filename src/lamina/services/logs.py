@@ -7,16 +7,13 @@ and filter patterns live in `lamina.telemetry`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from itertools import pairwise
 from typing import Any
 
-from lamina.errors import LaminaError
 from lamina.protocols.context import RequestContext
+from lamina.services.operations import OperationTable
 from lamina.telemetry.log_model import LogEvent, LogGroup, LogStream, invalid_parameter
 from lamina.telemetry.logstore import LogStore
-
-Operation = Callable[[dict[str, Any], RequestContext], Awaitable[dict[str, Any]]]
 
 # PutLogEvents' limits, as CloudWatch documents them.
 MAX_BATCH_BYTES = 1_048_576
@@ -100,7 +97,7 @@ class LogsService:
 
     def __init__(self, store: LogStore) -> None:
         self._store = store
-        self._operations: dict[str, Operation] = {
+        self._table = OperationTable("CloudWatch Logs", {
             "CreateLogGroup": self.create_log_group,
             "DeleteLogGroup": self.delete_log_group,
             "DescribeLogGroups": self.describe_log_groups,
@@ -112,19 +109,12 @@ class LogsService:
             "DeleteRetentionPolicy": self.delete_retention_policy,
             "GetLogEvents": self.get_log_events,
             "FilterLogEvents": self.filter_log_events,
-        }
+        })
 
     async def __call__(
         self, operation: str, params: dict[str, Any], ctx: RequestContext
     ) -> dict[str, Any]:
-        handler = self._operations.get(operation)
-        if handler is None:
-            raise LaminaError(
-                f"Operation {operation} is not supported by lamina's CloudWatch Logs.",
-                code="UnknownOperationException",
-                status=400,
-            )
-        return await handler(params, ctx)
+        return await self._table(operation, params, ctx)
 
     async def create_log_group(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         await self._store.create_group(_required(params, "logGroupName"))

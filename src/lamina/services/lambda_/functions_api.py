@@ -19,7 +19,9 @@ from lamina.functions.validation import (
     validate_handler,
     validate_limits,
 )
+from lamina.protocols.context import RequestContext
 from lamina.services.lambda_.shapes import Shapes
+from lamina.services.operations import Operation
 
 Params = dict[str, Any]
 PAGE_DEFAULT, PAGE_MAX = 50, 10000
@@ -76,7 +78,7 @@ class FunctionsApi:
         self._runtimes = runtimes
         self._code_location = code_location
 
-    def operations(self) -> dict[str, Callable[[Params], Any]]:
+    def operations(self) -> dict[str, Operation]:
         return {
             "CreateFunction": self.create_function,
             "GetFunction": self.get_function,
@@ -123,7 +125,7 @@ class FunctionsApi:
             )
         return packages.inspect(zip_file)
 
-    async def create_function(self, p: Params) -> Params:
+    async def create_function(self, p: Params, ctx: RequestContext) -> Params:
         ref = parse_function_ref(p["FunctionName"])
         if ref.qualifier is not None:
             raise InvalidParameterValue(
@@ -171,7 +173,7 @@ class FunctionsApi:
         ref = parse_function_ref(p["FunctionName"], p.get("Qualifier"))
         return self._registry.config(ref.name, ref.qualifier)
 
-    async def get_function(self, p: Params) -> Params:
+    async def get_function(self, p: Params, ctx: RequestContext) -> Params:
         config = self._config(p)
         fn = self._registry.get(config.name)
         out: Params = {
@@ -182,10 +184,10 @@ class FunctionsApi:
             out["Concurrency"] = {"ReservedConcurrentExecutions": fn.reserved_concurrency}
         return out
 
-    async def get_function_configuration(self, p: Params) -> Params:
+    async def get_function_configuration(self, p: Params, ctx: RequestContext) -> Params:
         return self._shapes.configuration(self._config(p))
 
-    async def list_functions(self, p: Params) -> Params:
+    async def list_functions(self, p: Params, ctx: RequestContext) -> Params:
         everything = p.get("FunctionVersion") == "ALL"
         configs: list[FunctionConfig] = []
         for name in self._registry.names():
@@ -199,7 +201,7 @@ class FunctionsApi:
             out["NextMarker"] = marker
         return out
 
-    async def update_function_code(self, p: Params) -> Params:
+    async def update_function_code(self, p: Params, ctx: RequestContext) -> Params:
         ref = parse_function_ref(p["FunctionName"])
         package = self._package(p.get("ZipFile"))
         if p.get("DryRun"):
@@ -209,7 +211,7 @@ class FunctionsApi:
         )
         return self._shapes.configuration(updated)
 
-    async def update_function_configuration(self, p: Params) -> Params:
+    async def update_function_configuration(self, p: Params, ctx: RequestContext) -> Params:
         ref = parse_function_ref(p["FunctionName"])
         current = self._registry.get(ref.name).latest
         changes: dict[str, Any] = {}
@@ -243,21 +245,21 @@ class FunctionsApi:
         updated = await self._registry.update_config(ref.name, changes, p.get("RevisionId"))
         return self._shapes.configuration(updated)
 
-    async def delete_function(self, p: Params) -> Params:
+    async def delete_function(self, p: Params, ctx: RequestContext) -> Params:
         ref = parse_function_ref(p["FunctionName"], p.get("Qualifier"))
         await self._registry.delete(ref.name, ref.qualifier)
         return {"StatusCode": 204}
 
     # ---------------------------------------------------------------- versions
 
-    async def publish_version(self, p: Params) -> Params:
+    async def publish_version(self, p: Params, ctx: RequestContext) -> Params:
         ref = parse_function_ref(p["FunctionName"])
         version = await self._registry.publish(
             ref.name, p.get("Description", ""), p.get("CodeSha256"), p.get("RevisionId")
         )
         return self._shapes.configuration(version)
 
-    async def list_versions(self, p: Params) -> Params:
+    async def list_versions(self, p: Params, ctx: RequestContext) -> Params:
         ref = parse_function_ref(p["FunctionName"])
         fn = self._registry.get(ref.name)
         configs = [fn.latest] + [fn.versions[v] for v in sorted(fn.versions, key=int)]
@@ -276,7 +278,7 @@ class FunctionsApi:
             return None
         return {k: float(v) for k, v in (routing.get("AdditionalVersionWeights") or {}).items()}
 
-    async def create_alias(self, p: Params) -> Params:
+    async def create_alias(self, p: Params, ctx: RequestContext) -> Params:
         ref = parse_function_ref(p["FunctionName"])
         alias = await self._settings.create_alias(
             ref.name,
@@ -287,11 +289,11 @@ class FunctionsApi:
         )
         return self._shapes.alias(alias)
 
-    async def get_alias(self, p: Params) -> Params:
+    async def get_alias(self, p: Params, ctx: RequestContext) -> Params:
         ref = parse_function_ref(p["FunctionName"])
         return self._shapes.alias(self._settings.get_alias(ref.name, p["Name"]))
 
-    async def update_alias(self, p: Params) -> Params:
+    async def update_alias(self, p: Params, ctx: RequestContext) -> Params:
         ref = parse_function_ref(p["FunctionName"])
         alias = await self._settings.update_alias(
             ref.name, p["Name"], p.get("FunctionVersion"), p.get("Description"),
@@ -299,12 +301,12 @@ class FunctionsApi:
         )  # fmt: skip
         return self._shapes.alias(alias)
 
-    async def delete_alias(self, p: Params) -> Params:
+    async def delete_alias(self, p: Params, ctx: RequestContext) -> Params:
         ref = parse_function_ref(p["FunctionName"])
         await self._settings.delete_alias(ref.name, p["Name"])
         return {}
 
-    async def list_aliases(self, p: Params) -> Params:
+    async def list_aliases(self, p: Params, ctx: RequestContext) -> Params:
         ref = parse_function_ref(p["FunctionName"])
         aliases = sorted(self._registry.get(ref.name).aliases.values(), key=lambda a: a.name)
         if p.get("FunctionVersion"):
@@ -317,7 +319,7 @@ class FunctionsApi:
 
     # ------------------------------------------------------------- concurrency
 
-    async def put_concurrency(self, p: Params) -> Params:
+    async def put_concurrency(self, p: Params, ctx: RequestContext) -> Params:
         ref = parse_function_ref(p["FunctionName"])
         count = p["ReservedConcurrentExecutions"]
         if count < 0:
@@ -325,12 +327,12 @@ class FunctionsApi:
         await self._settings.put_concurrency(ref.name, count)
         return {"ReservedConcurrentExecutions": count}
 
-    async def get_concurrency(self, p: Params) -> Params:
+    async def get_concurrency(self, p: Params, ctx: RequestContext) -> Params:
         ref = parse_function_ref(p["FunctionName"])
         count = self._registry.get(ref.name).reserved_concurrency
         return {} if count is None else {"ReservedConcurrentExecutions": count}
 
-    async def delete_concurrency(self, p: Params) -> Params:
+    async def delete_concurrency(self, p: Params, ctx: RequestContext) -> Params:
         ref = parse_function_ref(p["FunctionName"])
         await self._settings.delete_concurrency(ref.name)
         return {}
@@ -357,18 +359,18 @@ class FunctionsApi:
         )
         return self._shapes.invoke_config(ref.name, key, config)
 
-    async def put_invoke_config(self, p: Params) -> Params:
+    async def put_invoke_config(self, p: Params, ctx: RequestContext) -> Params:
         return await self._put_invoke_config(p, merge=False)
 
-    async def update_invoke_config(self, p: Params) -> Params:
+    async def update_invoke_config(self, p: Params, ctx: RequestContext) -> Params:
         return await self._put_invoke_config(p, merge=True)
 
-    async def get_invoke_config(self, p: Params) -> Params:
+    async def get_invoke_config(self, p: Params, ctx: RequestContext) -> Params:
         ref = parse_function_ref(p["FunctionName"], p.get("Qualifier"))
         key, config = self._settings.get_invoke_config(ref.name, ref.qualifier)
         return self._shapes.invoke_config(ref.name, key, config)
 
-    async def delete_invoke_config(self, p: Params) -> Params:
+    async def delete_invoke_config(self, p: Params, ctx: RequestContext) -> Params:
         ref = parse_function_ref(p["FunctionName"], p.get("Qualifier"))
         await self._settings.delete_invoke_config(ref.name, ref.qualifier)
         return {}
@@ -391,23 +393,23 @@ class FunctionsApi:
             out["FunctionArn"] = self._shapes.arn(name, qualifier)
         return out
 
-    async def put_provisioned(self, p: Params) -> Params:
+    async def put_provisioned(self, p: Params, ctx: RequestContext) -> Params:
         ref = parse_function_ref(p["FunctionName"], p.get("Qualifier"))
         await self._settings.put_provisioned(
             ref.name, ref.qualifier, p["ProvisionedConcurrentExecutions"]
         )
         return self._provisioned_shape(ref.name, ref.qualifier or "")
 
-    async def get_provisioned(self, p: Params) -> Params:
+    async def get_provisioned(self, p: Params, ctx: RequestContext) -> Params:
         ref = parse_function_ref(p["FunctionName"], p.get("Qualifier"))
         return self._provisioned_shape(ref.name, ref.qualifier or "")
 
-    async def delete_provisioned(self, p: Params) -> Params:
+    async def delete_provisioned(self, p: Params, ctx: RequestContext) -> Params:
         ref = parse_function_ref(p["FunctionName"], p.get("Qualifier"))
         await self._settings.delete_provisioned(ref.name, ref.qualifier)
         return {}
 
-    async def list_provisioned(self, p: Params) -> Params:
+    async def list_provisioned(self, p: Params, ctx: RequestContext) -> Params:
         ref = parse_function_ref(p["FunctionName"])
         qualifiers = sorted(self._registry.get(ref.name).provisioned)
         page, marker = _paginate(qualifiers, p)

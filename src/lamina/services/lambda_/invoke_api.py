@@ -27,6 +27,7 @@ from lamina.functions.validation import parse_function_ref
 from lamina.invocation.dispatcher import Dispatcher, Outcome
 from lamina.invocation.event_queue import AsyncEvent, EventQueue
 from lamina.invocation.invoker import Invoker, InvokeRequest
+from lamina.protocols.context import RequestContext
 
 Params = dict[str, Any]
 SYNC_PAYLOAD_MAX = 6 * 1024 * 1024
@@ -62,7 +63,7 @@ class InvokeApi:
         self._dispatcher = dispatcher
         self._clock = clock
 
-    async def invoke(self, p: Params) -> Params:
+    async def invoke(self, p: Params, ctx: RequestContext) -> Params:
         ref = parse_function_ref(p["FunctionName"], p.get("Qualifier"))
         kind = p.get("InvocationType") or "RequestResponse"
         payload: bytes = p.get("Payload") or b""
