@@ -8,7 +8,9 @@ to mount at the root of lamina's app (/v1/..., /gateway/...).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
+import logging
 import random
 import secrets
 from collections.abc import Callable, Mapping
@@ -41,6 +43,7 @@ from lamina.gateway.upstream import Upstream
 from lamina.gateway.usage import UsageWriter
 
 RootSecret = Callable[[str], str | None]
+CONFIG_POLL_S = 2.0
 _NO_ENV: Mapping[str, str] = MappingProxyType({})
 
 
@@ -59,6 +62,11 @@ class Gateway:
         self._config_file = config_file
         self._env = env
         self._signing_key = signing_key
+        self._log = logging.getLogger("lamina.gateway")
+        self._config_mtime = self._mtime()
+        self._watcher: asyncio.Task[None] | None = None
+        if config_file is not None:
+            self._watcher = asyncio.create_task(self._watch(), name="gateway-config-watch")
 
     @classmethod
     async def start(cls, config: Mapping[str, Any], engine: AsyncEngine,
@@ -119,6 +127,33 @@ class Gateway:
             raise ConfigError(f"{self._config_file} must hold a YAML mapping")
         self.service.reconfigure(parse_config(document.get("gateway") or {}, self._env))
 
+    def _mtime(self) -> float | None:
+        try:
+            return self._config_file.stat().st_mtime if self._config_file else None
+        except OSError:
+            return None
+
+    async def reload_if_changed(self) -> bool:
+        """Reload when the config file's mtime moved; an invalid file is logged and
+        the running configuration kept."""
+        mtime = self._mtime()
+        if mtime is None or mtime == self._config_mtime:
+            return False
+        self._config_mtime = mtime
+        try:
+            await self.reload()
+        except ConfigError as exc:
+            self._log.error("gateway config %s not reloaded: %s", self._config_file,
+                            exc.message)
+            return False
+        self._log.info("gateway config %s reloaded", self._config_file)
+        return True
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(CONFIG_POLL_S)
+            await self.reload_if_changed()
+
     async def drain(self) -> None:
         """Wait until every call so far is accounted in SQL (tests, shutdown)."""
         await self._writer.drain()
@@ -132,6 +167,10 @@ class Gateway:
         return self._tables
 
     async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
         await self._writer.close()
         await self._upstream.close()
 

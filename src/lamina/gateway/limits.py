@@ -87,13 +87,14 @@ class Limiter:
             raise RateLimited(f"{name}: over {limits.tpm} tokens per minute",
                               retry_after_s=wait)
 
-    def admit(self, scopes: list[tuple[str, Limits]], tokens: int) -> Ticket:
-        """Admit a request into every scope, or into none (raises `RateLimited`)."""
+    def admit(self, scopes: list[tuple[str, str, Limits]], tokens: int) -> Ticket:
+        """Admit a request into every scope (id, label for messages, limits), or into
+        none (raises `RateLimited`)."""
         now = self._clock()
-        active = [(name, self._scope(name, now), limits) for name, limits in scopes
-                  if limits != Limits()]
-        for name, scope, limits in active:
-            self._check(name, scope, limits, tokens, now)
+        active = [(label, self._scope(scope_id, now), limits)
+                  for scope_id, label, limits in scopes if limits != Limits()]
+        for label, scope, limits in active:
+            self._check(label, scope, limits, tokens, now)
         holds = []
         for _, scope, _ in active:
             entry = _Entry(now, tokens)

@@ -109,8 +109,9 @@ class GatewayService:
 
     def _admit(self, key: VirtualKey, model: ModelConfig, size: int) -> Ticket:
         return self._limiter.admit(
-            [(f"key {key.name!r}", Limits(key.rpm, key.tpm, key.max_parallel)),
-             (f"model {model.name!r}", Limits(model.rpm, model.tpm, model.max_parallel))],
+            [(f"key:{key.id}", f"key {key.name!r}", Limits(key.rpm, key.tpm, key.max_parallel)),
+             (f"model:{model.name}", f"model {model.name!r}",
+              Limits(model.rpm, model.tpm, model.max_parallel))],
             estimate_tokens(size))
 
     def _cost(self, candidate: Candidate | None, usage: Usage) -> float:

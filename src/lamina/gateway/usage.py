@@ -67,8 +67,11 @@ class UsageWriter:
         if self._task is not None:
             await self._queue.join()
 
-    async def close(self) -> None:
-        await self.drain()
+    async def close(self, timeout_s: float = 10.0) -> None:
+        # A database that stays broken must not hold shutdown forever.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self.drain()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -101,7 +104,7 @@ class UsageWriter:
                 self._queue.task_done()
 
     async def _write(self, batch: list[UsageRecord | Debit]) -> None:
-        records = [asdict(i) for i in batch if isinstance(i, UsageRecord)]
+        records = [_row(i) for i in batch if isinstance(i, UsageRecord)]
         debits: dict[tuple[str, str], float] = {}
         for item in batch:
             if isinstance(item, Debit):
@@ -125,6 +128,11 @@ class UsageWriter:
             index_elements=[table.c.key_id, table.c.period],
             set_={"spent_usd": table.c.spent_usd + stmt.excluded.spent_usd},
         )
+
+
+def _row(r: UsageRecord) -> dict[str, Any]:
+    # dataclasses.asdict deep-copies; these fields are all scalars.
+    return {name: getattr(r, name) for name in UsageRecord.__slots__}
 
 
 def _log_line(r: UsageRecord) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import os
 import random
 from pathlib import Path
 
@@ -160,3 +161,19 @@ async def test_weighted_routes_spread_load(launch: Launch, mocks: Mocks) -> None
                 model="gpt", messages=HELLO)
             providers[reply.headers["x-lamina-provider"]] += 1
     assert providers["openai-main"] > providers["claude"] > 0
+
+
+async def test_config_file_change_is_picked_up(launch: Launch, mocks: Mocks,
+                                               tmp_path: Path) -> None:
+    config = base_config(mocks)
+    config_file = tmp_path / "lamina.yaml"
+    config_file.write_text(yaml.safe_dump({"gateway": config}))
+    async with launch(config, config_file=config_file) as gw:
+        assert not await gw.gateway.reload_if_changed()
+        config["models"].append({"name": "later", "routes": [
+            {"provider": "claude", "model": "claude-3-5-haiku-latest"}]})
+        config_file.write_text(yaml.safe_dump({"gateway": config}))
+        os.utime(config_file, (1, 1))  # a different mtime, whatever the clock's grain
+        assert await gw.gateway.reload_if_changed()
+        models = [m.id async for m in gw.openai().models.list()]
+    assert "later" in models

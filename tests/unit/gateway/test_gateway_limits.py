@@ -17,7 +17,7 @@ class Clock:
 def test_rpm_window_slides() -> None:
     clock = Clock()
     limiter = Limiter(clock)
-    scope = [("key", Limits(rpm=2))]
+    scope = [("key", "key", Limits(rpm=2))]
     limiter.admit(scope, 1).release()
     clock.now += 30
     limiter.admit(scope, 1).release()
@@ -32,7 +32,7 @@ def test_rpm_window_slides() -> None:
 def test_tpm_is_corrected_by_real_usage() -> None:
     clock = Clock()
     limiter = Limiter(clock)
-    scope = [("key", Limits(tpm=100))]
+    scope = [("key", "key", Limits(tpm=100))]
     ticket = limiter.admit(scope, 10)
     ticket.settle(95)
     ticket.release()
@@ -44,7 +44,7 @@ def test_tpm_is_corrected_by_real_usage() -> None:
 
 def test_parallel_and_all_or_nothing() -> None:
     limiter = Limiter(Clock())
-    key, model = ("key", Limits(max_parallel=1)), ("model", Limits(rpm=1))
+    key, model = ("key", "key", Limits(max_parallel=1)), ("model", "model", Limits(rpm=1))
     first = limiter.admit([key], 1)
     with pytest.raises(RateLimited):
         limiter.admit([model, key], 1)
