@@ -67,6 +67,8 @@ class Settings:
     scale_rate_per_s: float = 100.0
     # Fork Python environments from per-interpreter zygotes (else exec each one).
     zygotes: bool = True
+    # Start environments in a sandbox (namespaces, cgroups) as far as the kernel allows.
+    sandbox: bool = True
     # Modules each Python zygote imports up front (those an interpreter lacks are skipped).
     zygote_preload: tuple[str, ...] = (
         "json", "decimal", "datetime", "uuid", "base64", "hashlib", "urllib.request",
@@ -110,6 +112,7 @@ class Settings:
             config_env=dict(env),
             async_retry_base_s=float(env.get("LAMINA_ASYNC_RETRY_BASE_S", "1")),
             zygotes=env.get("LAMINA_ZYGOTES", "1").lower() not in ("0", "false", "no", "off"),
+            sandbox=env.get("LAMINA_SANDBOX", "1").lower() not in ("0", "false", "no", "off"),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **clean) if clean else settings

@@ -281,11 +281,15 @@ class SandboxedChild:
         self._prepared = prepared
         self.pid = child.pid
         self._oom: bool | None = None
+        self._peak: int | None = None
 
     async def wait(self) -> int:
         code = await self._child.wait()
+        # Read what the group knows before it goes.
         if self._oom is None:
             self._oom = self._prepared.cgroup is not None and self._prepared.cgroup.oom_killed()
+        if self._peak is None:
+            self._peak = self.peak_memory_mb()
         # Everything in the group dies with the process group, a moment later.
         for _ in range(50):
             if self._prepared.cgroup is None or self._prepared.cgroup.remove():
@@ -306,6 +310,8 @@ class SandboxedChild:
 
     def peak_memory_mb(self) -> int:
         """Max Memory Used: the cgroup's peak (0 when there is no memory cgroup)."""
+        if self._peak is not None:
+            return self._peak
         if self._prepared.cgroup is None:
             return 0
         return self._prepared.cgroup.peak_bytes() >> 20

@@ -17,6 +17,10 @@ The control fd is one end of a SOCK_SEQPACKET socketpair to lamina. Messages are
     lamina -> zygote  {"id": n, "template": true, "argv", "env", "cwd"} + [out-fd, control-fd]
                       fork a SnapStart template for one function version (below)
 
+A request may carry "sandbox": a plan the child carries out (sandbox.py, next to this
+file) before the runtime starts: cgroups, rlimits, namespaces, its own root. The pid
+reported is then the sandbox's keeper, whose exit status is the function's.
+
 The zygote stays single-threaded (forking a threaded process is unsafe) and never runs
 user code itself. Each child starts a new session, so lamina can kill its whole
 process group; its stdout and stderr go to the out-fd lamina passed.
@@ -51,6 +55,8 @@ def _load_runtime():
     import bootstrap
 
     runtime = bootstrap.load_runtime()
+    # The sandbox's code (and ctypes) are loaded once here, not in every child.
+    __import__(bootstrap.PACKAGE + ".sandbox")
     # bootstrap removed its folder from sys.path for the function's sake; make sure.
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
     sys.modules.pop("bootstrap", None)
@@ -92,6 +98,10 @@ def _become(request, out_fd, closing):
 
     time.tzset()
     sys.argv = list(request["argv"])
+    plan = request.get("sandbox")
+    if plan:
+        # Returns in the function's process only: the keeper and PID 1 end in there.
+        sys.modules["_lamina_runtime.sandbox"].enter(plan)
 
 
 def _run_hooks(kind):

@@ -1,0 +1,268 @@
+"""Functions that try to break out of their sandbox: every attempt must fail, and the
+server and other functions keep serving.
+
+The probes run wherever the kernel grants the protection (lamina says which in
+`GET /health`); a protection the machine lacks is skipped, never faked.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.support import LaminaServer, create_function
+
+
+def _sandbox(server: LaminaServer) -> dict[str, Any]:
+    described: dict[str, Any] = httpx.get(f"{server.endpoint}/health").json()["sandbox"]
+    return described
+
+
+def _requires(server: LaminaServer, *, filesystem: bool = False, memory: bool = False,
+              pids: bool = False) -> dict[str, Any]:  # fmt: skip
+    described = _sandbox(server)
+    on = described.get("on") or {}
+    if filesystem and not on.get("filesystem"):
+        pytest.skip(f"no private filesystem on this machine: {described.get('off')}")
+    if memory and on.get("memory_limit") != "cgroup":
+        pytest.skip(f"no memory cgroup on this machine: {described.get('off')}")
+    if pids and on.get("pids_limit") != "cgroup":
+        pytest.skip(f"no pids cgroup on this machine: {described.get('off')}")
+    return described
+
+
+def _invoke(client: Any, name: str, event: Any = None) -> tuple[Any, str | None]:
+    response = client.invoke(FunctionName=name, Payload=json.dumps(event or {}).encode())
+    return json.loads(response["Payload"].read()), response.get("FunctionError")
+
+
+# What a function finds when it goes looking; each probe reports what it could do.
+PROBE = """
+import json, os, socket
+
+def attempt(fn):
+    try:
+        return "OK " + str(fn())[:200]
+    except Exception as exc:
+        return "DENIED " + type(exc).__name__
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read(100)
+
+def write(path):
+    with open(path, "w") as f:
+        f.write("x")
+    return path
+
+def handler(event, context):
+    targets = event.get("read", [])
+    return {
+        "read": {p: attempt(lambda p=p: read(p)) for p in targets},
+        "list": {p: attempt(lambda p=p: os.listdir(p)) for p in event.get("list", [])},
+        "write": {p: attempt(lambda p=p: write(p)) for p in event.get("write", [])},
+        "uid": os.getuid(),
+        "pid": os.getpid(),
+        "task_root": os.environ.get("LAMBDA_TASK_ROOT"),
+        "cwd": os.getcwd(),
+        "tmpdir": os.environ.get("TMPDIR"),
+        "hostname": socket.gethostname(),
+        "environ": sorted(os.environ),
+        "here": os.listdir("/var/task") if os.path.isdir("/var/task") else None,
+    }
+"""
+
+
+def test_health_says_what_is_enforced(lamina_server: LaminaServer) -> None:
+    described = _sandbox(lamina_server)
+    assert described["enabled"] is True
+    assert isinstance(described["off"], list)
+    assert "namespaces" in described["on"]
+
+
+def test_a_function_cannot_see_lamina_or_other_functions(
+    lamina_server: LaminaServer, lambda_client: Any
+) -> None:
+    _requires(lamina_server, filesystem=True)
+    data = lamina_server.data_dir.resolve()
+    other = create_function(lambda_client, "SECRET = 'other function code'\ndef handler(e, c):\n    return 1\n")
+    other_code = lambda_client.get_function(FunctionName=other)["Configuration"]["CodeSha256"]
+    name = create_function(lambda_client, PROBE)
+    targets = [
+        str(data / "credentials.json"),
+        str(data / "lamina.db"),
+        "/proc/1/environ",
+        "/root/.bashrc",
+        "/etc/shadow",
+        str(data / "code"),
+    ]
+    body, error = _invoke(lambda_client, name, {
+        "read": targets,
+        "list": [str(data), str(data / "code"), "/root", "/home"],
+        "write": ["/var/task/x.py", "/etc/x", "/x", "/usr/x", "/tmp/fine"],
+    })  # fmt: skip
+    assert error is None, body
+    for path, outcome in body["read"].items():
+        assert outcome.startswith("DENIED"), (path, outcome)
+    for path, outcome in body["list"].items():
+        if path == "/root":  # the interpreters may live under /root: only they are there
+            assert "DENIED" in outcome or "'.pyenv'" in outcome or outcome == "OK []", outcome
+        else:
+            assert outcome.startswith("DENIED") or outcome == "OK []", (path, outcome)
+    for path, outcome in body["write"].items():
+        expected = "OK" if path.startswith("/tmp/") else "DENIED"
+        assert outcome.startswith(expected), (path, outcome)
+    assert body["uid"] != 0
+    assert body["task_root"] == "/var/task" and body["cwd"] == "/var/task"
+    assert body["here"] == ["app.py"]
+    assert body["tmpdir"] == "/tmp"
+    # lamina's own variables do not leak in
+    leaked = {"LAMINA_SECRET_ACCESS_KEY", "LAMINA_ACCESS_KEY_ID", "LAMINA_DATA_DIR", "LAMINA_ENDPOINT"}
+    assert not leaked & set(body["environ"])
+    assert "SECRET" not in json.dumps(body) and other_code not in json.dumps(body)
+
+
+def test_the_function_is_not_pid_1_and_sees_only_its_own_processes(
+    lamina_server: LaminaServer, lambda_client: Any
+) -> None:
+    _requires(lamina_server, filesystem=True)
+    code = (
+        "import os\n"
+        "def handler(e, c):\n"
+        "    return {'pid': os.getpid(), 'procs': sorted(int(p) for p in os.listdir('/proc') if p.isdigit())}\n"
+    )
+    body, error = _invoke(lambda_client, create_function(lambda_client, code))
+    assert error is None, body
+    assert body["pid"] == 2
+    assert body["procs"] == [1, 2]
+
+
+def test_tmp_is_private_per_environment_and_sized(
+    lamina_server: LaminaServer, lambda_client: Any
+) -> None:
+    _requires(lamina_server, filesystem=True)
+    code = (
+        "import os, shutil\n"
+        "def handler(e, c):\n"
+        "    seen = sorted(os.listdir('/tmp'))\n"
+        "    open('/tmp/' + c.aws_request_id, 'w').write('x')\n"
+        "    total = shutil.disk_usage('/tmp').total\n"
+        "    try:\n"
+        "        with open('/tmp/big', 'wb') as f:\n"
+        "            for _ in range(700):\n"
+        "                f.write(b'0' * (1 << 20))\n"
+        "        filled = 'no limit'\n"
+        "    except OSError as exc:\n"
+        "        filled = type(exc).__name__\n"
+        "    os.remove('/tmp/big')\n"
+        "    return {'seen': seen, 'total_mb': total >> 20, 'filled': filled}\n"
+    )
+    first = create_function(
+        lambda_client, code, MemorySize=1024, EphemeralStorage={"Size": 600}, Timeout=30
+    )
+    second = create_function(lambda_client, code, MemorySize=1024, Timeout=30)
+    body, error = _invoke(lambda_client, first)
+    assert error is None, body
+    assert body["seen"] == [] and body["total_mb"] == 600 and body["filled"] == "OSError"
+    warm, _ = _invoke(lambda_client, first)
+    assert len(warm["seen"]) == 1  # the same environment keeps its /tmp
+    other, _ = _invoke(lambda_client, second)
+    assert other["seen"] == [] and other["total_mb"] == 512
+
+
+def test_a_memory_bomb_is_killed_as_out_of_memory(
+    lamina_server: LaminaServer, lambda_client: Any
+) -> None:
+    _requires(lamina_server, memory=True)
+    code = (
+        "def handler(e, c):\n"
+        "    hog = []\n"
+        "    while True:\n"
+        "        hog.append(bytearray(16 << 20))\n"
+    )
+    name = create_function(lambda_client, code, MemorySize=128, Timeout=30)
+    body, error = _invoke(lambda_client, name)
+    assert error == "Unhandled"
+    assert body["errorType"] == "Runtime.OutOfMemory", body
+    # the server and other functions are fine
+    fine = create_function(lambda_client, "def handler(e, c):\n    return 'fine'\n")
+    assert _invoke(lambda_client, fine) == ("fine", None)
+    # and the function gets a new environment next time
+    small = create_function(lambda_client, "def handler(e, c):\n    return 'ok'\n", MemorySize=128)
+    assert _invoke(lambda_client, small) == ("ok", None)
+
+
+def test_max_memory_used_comes_from_the_cgroup(
+    lamina_server: LaminaServer, lambda_client: Any
+) -> None:
+    _requires(lamina_server, memory=True)
+    code = "def handler(e, c):\n    x = bytearray(60 << 20)\n    return len(x)\n"
+    name = create_function(lambda_client, code, MemorySize=256)
+    response = lambda_client.invoke(FunctionName=name, LogType="Tail")
+    import base64
+
+    tail = base64.b64decode(response["LogResult"]).decode()
+    used = int(tail.split("Max Memory Used: ")[1].split(" MB")[0])
+    assert 60 <= used <= 256, tail
+
+
+def test_a_fork_bomb_is_contained(lamina_server: LaminaServer, lambda_client: Any) -> None:
+    _requires(lamina_server, pids=True)
+    code = (
+        "import os, time\n"
+        "def handler(e, c):\n"
+        "    made, failed = 0, None\n"
+        "    for _ in range(5000):\n"
+        "        try:\n"
+        "            if os.fork() == 0:\n"
+        "                time.sleep(30)\n"
+        "                os._exit(0)\n"
+        "            made += 1\n"
+        "        except OSError as exc:\n"
+        "            failed = type(exc).__name__\n"
+        "            break\n"
+        "    return {'made': made, 'failed': failed}\n"
+    )
+    # 2 GB, so that the pids limit (1,024) is reached before the memory limit.
+    name = create_function(lambda_client, code, MemorySize=2048, Timeout=60)
+    body, error = _invoke(lambda_client, name)
+    if error is not None:  # the forks' own memory ran out first: contained all the same
+        assert body["errorType"] == "Runtime.OutOfMemory", body
+    else:
+        assert body["failed"] == "BlockingIOError" and body["made"] < 1024, body
+    fine = create_function(lambda_client, "def handler(e, c):\n    return 'fine'\n")
+    assert _invoke(lambda_client, fine) == ("fine", None)
+
+
+def test_a_custom_runtime_is_sandboxed_too(lamina_server: LaminaServer, lambda_client: Any) -> None:
+    _requires(lamina_server, filesystem=True)
+    if not _sandbox(lamina_server).get("bubblewrap"):
+        pytest.skip("no bubblewrap on this machine")
+    from tests.integration.support import make_zip
+
+    data = lamina_server.data_dir.resolve()
+    bootstrap = f"""#!/bin/sh
+set -u
+api="http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime"
+while true; do
+  headers=$(mktemp)
+  curl -sS -D "$headers" -o /dev/null "$api/invocation/next" || exit 0
+  rid=$(grep -i '^lambda-runtime-aws-request-id:' "$headers" | tr -d '\\r' | cut -d' ' -f2)
+  seen=no; cat {data}/credentials.json >/dev/null 2>&1 && seen=yes
+  wrote=no; touch /var/task/x 2>/dev/null && wrote=yes
+  printf '{{"uid": %s, "pwd": "%s", "creds": "%s", "wrote": "%s", "root": "%s"}}' \\
+    "$(id -u)" "$(pwd)" "$seen" "$wrote" "$LAMBDA_TASK_ROOT" > /tmp/out
+  curl -sS -o /dev/null -X POST --data-binary @/tmp/out "$api/invocation/$rid/response"
+done
+"""
+    name = create_function(lambda_client, {"x": "1"}, runtime="provided.al2023", handler="x")
+    lambda_client.update_function_code(
+        FunctionName=name, ZipFile=make_zip({"bootstrap": bootstrap}, {"bootstrap": 0o755})
+    )
+    lambda_client.get_waiter("function_updated_v2").wait(FunctionName=name)
+    body, error = _invoke(lambda_client, name)
+    assert error is None, body
+    assert body == {"uid": 65534, "pwd": "/var/task", "creds": "no", "wrote": "no", "root": "/var/task"}
