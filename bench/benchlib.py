@@ -148,7 +148,6 @@ class Lamina:
         self._env.update(env or {})
         self._log = log
         self.proc: subprocess.Popen[bytes] | None = None
-        self.last_pid = 0  # the environment that served the last call (its handler's pid)
 
     def __enter__(self) -> Lamina:
         out = open(self._log, "wb") if self._log else subprocess.DEVNULL
@@ -221,6 +220,36 @@ class Lamina:
             FunctionName=f"{name}:{version}", WaiterConfig={"Delay": 0.05, "MaxAttempts": 6000}
         )
         return str(version)
+
+    def environments(self) -> list[dict[str, Any]] | None:
+        """lamina's live environments (root-only /_lamina/environments); None without it."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request(
+                "GET", "/_lamina/environments", headers={"Authorization": f"Bearer {SECRET}"}
+            )
+            response = conn.getresponse()
+            body = response.read()
+        finally:
+            conn.close()
+        if response.status != 200:
+            return None
+        return list(json.loads(body)["environments"])
+
+    def wait_no_environments(
+        self, function: str, version: str = "$LATEST", timeout: float = 10
+    ) -> bool:
+        """Until `function:version` has no live environment (the reaper took it)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rows = self.environments()
+            if rows is None:  # no such endpoint: give the reaper time instead
+                time.sleep(1.0)
+                return True
+            if not any(r["function"] == function and r["version"] == version for r in rows):
+                return True
+            time.sleep(0.05)
+        return False
 
     def invoker(self) -> SignedInvoker:
         return SignedInvoker("127.0.0.1", self.port)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import threading
 import time
@@ -48,24 +47,21 @@ from benchlib import (
     workdir,
 )  # fmt: skip
 
-NOOP = "import os\n\n\ndef handler(event, context):\n    return os.getpid()\n"
-BOTO3_APP = "import os\n\nimport boto3  # noqa: F401\n\n\ndef handler(event, context):\n    return os.getpid()\n"
+# Each environment answers with an id drawn on its first call (after any fork), so
+# distinct answers count distinct environments, sandboxed (PID namespaces) or not.
+IDENT = "if not ID:\n        ID.append(os.urandom(8).hex())\n    return ID[0]"
+NOOP = f"import os\n\nID = []\n\n\ndef handler(event, context):\n    {IDENT}\n"
+BOTO3_APP = (
+    "import os\n\nimport boto3  # noqa: F401\n\nID = []\n\n\n"
+    f"def handler(event, context):\n    {IDENT}\n"
+)
 SLEEPY = (
-    "import os\nimport time\n\n\n"
-    "def handler(event, context):\n    time.sleep(0.1)\n    return os.getpid()\n"
+    "import os\nimport time\n\nID = []\n\n\n"
+    f"def handler(event, context):\n    time.sleep(0.1)\n    {IDENT}\n"
 )
 REAP_ENV = {"LAMINA_IDLE_ENVIRONMENT_S": "0.25"}
 NO_BOTO3_PRELOAD = "json,decimal,datetime,uuid,base64,hashlib,urllib.request"
 ORDER = ["noop", "boto3", "scaleout"]
-
-
-def gone(pid: int, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not os.path.exists(f"/proc/{pid}"):
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def new_env_series(
@@ -74,12 +70,12 @@ def new_env_series(
     """First invoke of a new environment, `samples` times; the previous one is reaped first."""
     inv = lamina.invoker()
     times: list[float] = []
-    pids: list[int] = []
+    pids: list[str] = []
     errors = 0
     for _ in range(samples):
-        if lamina.last_pid and not gone(lamina.last_pid):
+        if not lamina.wait_no_environments(name, qualifier or "$LATEST"):
             raise SystemExit(
-                f"environment {lamina.last_pid} was not reaped: is LAMINA_IDLE_ENVIRONMENT_S honoured?"
+                f"{name}: environment not reaped: is LAMINA_IDLE_ENVIRONMENT_S honoured?"
             )
         time.sleep(0.05)
         ms, status, body, headers = inv.invoke(name, b"{}", qualifier)
@@ -88,8 +84,7 @@ def new_env_series(
             print("   error:", status, body[:300])
             continue
         times.append(ms)
-        pids.append(int(json.loads(body)))
-        lamina.last_pid = pids[-1]
+        pids.append(str(json.loads(body)))
     inv.close()
     return {"ms": times, "distinct_pids": len(set(pids)), "errors": errors}
 
@@ -97,13 +92,12 @@ def new_env_series(
 def boto3_client_series(lamina: Lamina, name: str, samples: int) -> list[float]:
     times: list[float] = []
     for _ in range(samples):
-        if lamina.last_pid:
-            gone(lamina.last_pid)
+        lamina.wait_no_environments(name)
         time.sleep(0.05)
         start = time.perf_counter()
         response = lamina.client.invoke(FunctionName=name, Payload=b"{}")
         times.append((time.perf_counter() - start) * 1000)
-        lamina.last_pid = int(json.loads(response["Payload"].read()))
+        response["Payload"].read()
     return times
 
 
@@ -112,9 +106,7 @@ def warm_series(lamina: Lamina, name: str, calls: int, qualifier: str | None = N
     times = []
     inv.invoke(name, b"{}", qualifier)  # may start an environment: not counted
     for _ in range(calls):
-        ms, _status, body, _headers = inv.invoke(name, b"{}", qualifier)
-        times.append(ms)
-    lamina.last_pid = int(json.loads(body))
+        times.append(inv.invoke(name, b"{}", qualifier)[0])
     inv.close()
     return times
 
@@ -306,8 +298,8 @@ def lamina_burst(lamina: Lamina, name: str, n: int) -> dict[str, Any]:
     total, done = asyncio.run(burst("127.0.0.1", lamina.port, [(path, headers, payload)] * n))
     flag.set()
     poller.join()
-    ok = [d for d in done if d[1] == 200 and d[2].strip().isdigit()]
-    pids = {int(d[2]) for d in ok}
+    ok = [d for d in done if d[1] == 200 and len(d[2]) == 18]
+    pids = {d[2] for d in ok}
     peak = max((c for _, c in counts), default=0)
     reached = next(((t - t0) for t, c in counts if c - before >= min(n, len(pids))), float("nan"))
     statuses: dict[int, int] = {}

@@ -60,6 +60,8 @@ SLEEP50 = "import time\n\n\ndef handler(event, context):\n    time.sleep(0.05)\n
 HOLD = """import os
 import time
 
+ID = []
+
 
 def handler(event, context):
     flag = event.get("hold") if isinstance(event, dict) else None
@@ -67,7 +69,9 @@ def handler(event, context):
         end = time.time() + event.get("max", 120)
         while not os.path.exists(flag) and time.time() < end:
             time.sleep(0.25)
-    return os.getpid()
+    if not ID:
+        ID.append(os.urandom(8).hex())
+    return ID[0]
 """
 SLS_DIR = WORK / "sls"
 SLS_YML = """service: lamina-bench
@@ -341,18 +345,22 @@ def run_density(args: argparse.Namespace, results: Results) -> None:
         statuses: dict[int, int] = {}
         for a in answers:
             statuses[a[1]] = statuses.get(a[1], 0) + 1
-        pids = {int(a[2]) for a in answers if a[1] == 200 and a[2].strip().isdigit()}
+        pids = {a[2] for a in answers if a[1] == 200 and len(a[2]) == 18}
         time.sleep(2)  # all idle now
         envs = env_pids(lamina)
-        mem = total_memory(envs)
+        # sandboxed, an environment is several processes (keeper, init, function): all count
+        procs = [d for z in lamina.zygotes() for d in descendants(z)]
+        mem = total_memory(procs)
+        reported = lamina.environments() or []
         server = memory(lamina.pid)
         after = meminfo()
         raw.update(
             target=target, reached=max((e["envs"] for e in log), default=0), distinct_pids=len(pids),
-            idle_envs=len(envs), statuses=statuses, fill_s=total, log=log[-5:], env_mem_kb=mem,
+            idle_envs=len(envs), env_processes=len(procs), statuses=statuses, fill_s=total, log=log[-5:], env_mem_kb=mem,
             zygote_mem_kb=zygote_mem, server_kb=server, server_before_kb=server_before,
             used_delta_mb=(before["MemAvailable"] - after["MemAvailable"]) / 1024,
-            elapsed_s=time.perf_counter() - start,
+            elapsed_s=time.perf_counter() - start, reported_envs=len(reported),
+            reported_kb={k: sum(int(r.get(k, 0)) for r in reported) for k in ("rss_kb", "pss_kb", "uss_kb")},
         )  # fmt: skip
         done = timed("warm invokes with the environments idle")
         script = signed_invoke_script(lamina.endpoint, "hold", work)
@@ -377,13 +385,15 @@ its own environment) with LAMINA_CONCURRENCY_LIMIT={env["LAMINA_CONCURRENCY_LIMI
 LAMINA_MEMORY_BUDGET_MB={env["LAMINA_MEMORY_BUDGET_MB"]} (the default budget, 80% of RAM as a sum of
 MemorySize, admits ~150 environments of 128 MB on this machine); released when all were up
 (or growth stalled for 10 s, or MemAvailable fell under 3 GB). Memory from
-/proc/<pid>/smaps_rollup of the zygote's children once idle; USS = private pages.
+/proc/<pid>/smaps_rollup of every process under the zygote once idle (a sandboxed
+environment is several processes); USS = private pages.
 Baseline: 20 `python -m awslambdaric` processes idle in /next after one invoke each.
 
 | figure | value |
 |---|---|
 | environments reached / requested | {raw["reached"]} / {target}{" (stopped early)" if stopped_early else ""} |
-| idle environments measured | {raw["idle_envs"]} (distinct pids served: {raw["distinct_pids"]}; statuses {raw["statuses"]}) |
+| idle environments measured | {raw["idle_envs"]} in {raw["env_processes"]} processes (distinct envs served: {raw["distinct_pids"]}; statuses {raw["statuses"]}) |
+| lamina's own count and PSS (/_lamina/environments) | {raw["reported_envs"]} environments, PSS {raw["reported_kb"]["pss_kb"] / 1024:.0f} MB |
 | time to fill and release | {raw["fill_s"]:.1f} s |
 | environments total RSS / PSS / USS | {mem["rss"] / 1024:.0f} / {mem["pss"] / 1024:.0f} / {mem["uss"] / 1024:.0f} MB |
 | per environment RSS / PSS / USS | {per["rss"] / 1024:.2f} / {per["pss"] / 1024:.2f} / {per["uss"] / 1024:.2f} MB |
