@@ -4,7 +4,8 @@
     python bench/profile.py warm [--seconds 5]      # warm invokes, wrk at 1 connection
 
 Records with `py-spy record --subprocesses --format raw` (py-spy is in the test extras)
-into bench/.work/profile-<what>.txt (collapsed stacks, for flamegraph tools) and prints
+and `--gil` (samples only threads running Python, so waiting in select/recv does not
+count) into bench/.work/profile-<what>.txt (collapsed stacks, for flamegraph tools); prints
 the heaviest frames per process kind (server / zygote / environment): self time and
 inclusive time. Profiling slows everything it watches; use it for shares, not figures.
 """
@@ -29,19 +30,24 @@ def record(lamina: Lamina, out: Path) -> subprocess.Popen[bytes]:
     out.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         [str(VENV_BIN / "py-spy"), "record", "--pid", str(lamina.pid), "--subprocesses",
-         "--rate", "1000", "--format", "raw", "--output", str(out), "--nonblocking"],
+         "--rate", "1000", "--gil", "--format", "raw", "--output", str(out), "--nonblocking"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     time.sleep(1.5)  # py-spy attaches
     return proc
 
 
-def kind(process: str) -> str:
-    if "zygote" in process:
-        return "zygote/environment"
-    if "lamina" in process and "serve" in process:
+def kind(frames: list[str]) -> str:
+    """Nested `process ...` frames name the process; forks of a zygote share its command
+    line, so an environment is told from the zygote by its frames."""
+    process = next((f for f in reversed(frames) if f.startswith("process ")), "?")
+    if "zygote.py" in process:
+        if any(m in f for f in frames for m in ("_child (", "runtime.py", "sandbox.py")):
+            return "environment (forked from the zygote)"
+        return "zygote"
+    if "lamina serve" in process or "lamina/cli" in ";".join(frames):
         return "server"
-    return process[:60]
+    return process[:80]
 
 
 def summarize(path: Path, top: int) -> str:
@@ -53,8 +59,8 @@ def summarize(path: Path, top: int) -> str:
         if not count.isdigit():
             continue
         frames = stack.split(";")
-        who = kind(frames[0]) if frames and frames[0].startswith("process") else "?"
-        frames = [re.sub(r" \(/[^)]*/", " (", f) for f in frames[1:]]
+        who = kind(frames)
+        frames = [re.sub(r" \(/[^)]*/", " (", f) for f in frames if not f.startswith("process ")]
         n = int(count)
         totals[who] += n
         if frames:
