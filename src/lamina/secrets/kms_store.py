@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from lamina.secrets import blob_format
 from lamina.secrets.blob_format import KmsHeader, MalformedBlob
+from lamina.secrets.envelope import Envelope
 from lamina.secrets.errors import (
     AlreadyExistsException,
     IncorrectKeyException,
@@ -78,7 +79,9 @@ class KeyStore:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._engine = engine
-        self._master = master
+        # Material is stored as a master-key envelope: self-describing (format version,
+        # master key fingerprint), so a master key rotation can re-wrap it later.
+        self._sealer = Envelope(master)
         self._account_id = account_id
         self._clock = clock
         self._materials: dict[tuple[str, int], bytes] = {}
@@ -103,6 +106,7 @@ class KeyStore:
         key_id = new_key_id()
         now = self._clock()
         material = os.urandom(KEY_BYTES)
+        wrapped = await self._wrap_material(key_id, 1, material)
         async with self._transaction() as conn:
             await conn.execute(
                 insert(kms_keys).values(
@@ -119,9 +123,7 @@ class KeyStore:
                 )
             )
             await conn.execute(
-                insert(kms_key_materials).values(
-                    key_id=key_id, version=1, wrapped=self._wrap_material(key_id, 1, material)
-                )
+                insert(kms_key_materials).values(key_id=key_id, version=1, wrapped=wrapped)
             )
         self._materials[(key_id, 1)] = material
         return await self.describe_key(key_id)
@@ -405,19 +407,18 @@ class KeyStore:
                 "The ciphertext refers to key material that does not exist."
             )
         try:
-            material = blob_format.unseal(
-                self._master.material, bytes(wrapped), _material_context(key_id, version)
-            )
-        except MalformedBlob:
+            material = await self._sealer.open(bytes(wrapped), _material_context(key_id, version))
+        except SealedDataCorrupt:
+            raise  # names the master key it was sealed with
+        except InvalidCiphertextException:
             raise SealedDataCorrupt(
-                f"The material of KMS key {key_id} does not open with this master key; "
-                "was the data dir started with a different LAMINA_MASTER_KEY?"
+                f"The stored material of KMS key {key_id} was altered or belongs to another key."
             ) from None
         self._materials[(key_id, version)] = material
         return material
 
-    def _wrap_material(self, key_id: str, version: int, material: bytes) -> bytes:
-        return blob_format.seal(self._master.material, material, _material_context(key_id, version))
+    async def _wrap_material(self, key_id: str, version: int, material: bytes) -> bytes:
+        return await self._sealer.seal(material, _material_context(key_id, version))
 
     def _key_from_row(self, row: RowMapping) -> KmsKey:
         deletion_at = row["deletion_at"]
@@ -438,9 +439,9 @@ class KeyStore:
         )
 
 
-def _material_context(key_id: str, version: int) -> bytes:
+def _material_context(key_id: str, version: int) -> dict[str, str]:
     # Binds wrapped material to its row: swapping two keys' materials fails to open.
-    return b"lamina kms key material\x00" + f"{key_id}\x00{version}".encode()
+    return {"lamina:kms-key": key_id, "lamina:material-version": str(version)}
 
 
 def _data_key_size(number_of_bytes: int | None, key_spec: str | None) -> int:

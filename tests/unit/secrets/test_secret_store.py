@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from tests.unit.secrets.support import FakeClock
 
-from lamina.secrets import KeyStore, SecretStore, SecretValue
+from lamina.secrets import KeyStore, ListFilter, SecretStore, SecretValue
 from lamina.secrets.errors import (
     DecryptionFailure,
     EncryptionFailure,
@@ -16,7 +16,13 @@ from lamina.secrets.errors import (
     ResourceExistsException,
     ResourceNotFoundException,
 )
-from lamina.secrets.secret_model import AWSCURRENT, AWSPREVIOUS, MARKED_FOR_DELETION, move_stages
+from lamina.secrets.secret_model import (
+    AWSCURRENT,
+    AWSPREVIOUS,
+    MARKED_FOR_DELETION,
+    Secret,
+    move_stages,
+)
 from lamina.secrets.secret_tables import sm_versions
 
 REGION = "us-east-1"
@@ -182,6 +188,10 @@ async def test_update_secret(secrets_store: SecretStore) -> None:
     assert (await secrets_store.get_secret_value("s")).value.string == "v2"
 
 
+def names(page: list[Secret]) -> list[str]:
+    return [s.name for s in page]
+
+
 async def test_list_filters_and_paging(secrets_store: SecretStore, clock: FakeClock) -> None:
     for i, name in enumerate(["prod/db", "prod/api", "dev/db"]):
         clock.now += 1
@@ -192,9 +202,6 @@ async def test_list_filters_and_paging(secrets_store: SecretStore, clock: FakeCl
             tags=[("env", name.split("/")[0])],
             description=f"n{i}",
         )
-    from lamina.secrets import ListFilter
-
-    names = lambda page: [s.name for s in page]  # noqa: E731
     page, _ = await secrets_store.list_secrets(filters=[ListFilter("name", ("PROD/",))])
     assert names(page) == ["prod/db", "prod/api"]
     page, _ = await secrets_store.list_secrets(filters=[ListFilter("tag-value", ("!prod",))])
