@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from lamina.environments.environment import Child, LaunchSpec
 from lamina.environments.launcher import HostFacts, build_spec
 from lamina.environments.logs import LineSplitter, LogSink, log_group, log_stream
-from lamina.environments.spawn import ZygoteSpawner
+from lamina.environments.sandbox import Sandbox
+from lamina.environments.spawn import ZygoteSpawner, fork
 from lamina.environments.zygote import ForkedChild, ForkServer, TemplateInitError, ZygoteUnavailable
 from lamina.errors import ResourceConflict
 from lamina.functions.model import FunctionConfig
@@ -40,6 +41,8 @@ class Template:
     process: ForkedChild
     server: ForkServer
     init_ms: float
+    # Its environments start in this sandbox (the template itself runs outside it).
+    sandbox: Sandbox | None = None
 
     def close(self) -> None:
         self.server.close()
@@ -53,7 +56,7 @@ class TemplateSpawner:
         self._template = template
 
     async def spawn(self, spec: LaunchSpec, out_fd: int) -> Child:
-        return await self._template.server.fork(spec.runtime_argv, spec.env, spec.cwd, out_fd)
+        return await fork(self._template.server, spec, out_fd, self._template.sandbox)
 
 
 class _OutputPump:
@@ -140,7 +143,8 @@ class Snapshots:
         finally:
             os.close(write_fd)
         ready = await template_server.ready
-        template = Template(config, process, template_server, float(ready.get("init_ms", 0.0)))
+        init_ms = float(ready.get("init_ms", 0.0))
+        template = Template(config, process, template_server, init_ms, self._facts.sandbox)
         self._templates[config.code_key] = template
         return template
 

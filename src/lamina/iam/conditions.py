@@ -21,24 +21,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from lamina.iam.errors import MalformedPolicyDocument
-from lamina.iam.patterns import Facts, Pattern, resolve_variable
+from lamina.iam.patterns import Facts, Pattern, substitute
 
 # (request value, policy value after variables) -> do they match
 Match = Callable[[str, str], bool]
-
-
-def _glob_marker(_actual: str, _expected: str) -> bool:
-    raise AssertionError("glob operators match through their compiled patterns")
-
-
-def _arn_glob_marker(_actual: str, _expected: str) -> bool:
-    raise AssertionError("glob operators match through their compiled patterns")
-
-
-# *Like and Arn* operators match through `Pattern`s (compiled once, variables
-# resolved literally); these markers only say which kind of pattern to build.
-_GLOB: Match = _glob_marker
-_ARN_GLOB: Match = _arn_glob_marker
 
 
 def _number(text: str) -> float | None:
@@ -84,39 +70,52 @@ def _binary_equals(actual: str, expected: str) -> bool:
         return False
 
 
-def _operators() -> dict[str, tuple[Match, bool]]:
-    """Base operator name -> (match, negated)."""
-    equal: Match = lambda a, e: a == e  # noqa: E731
-    equal_ci: Match = lambda a, e: a.lower() == e.lower()  # noqa: E731
-    return {
-        "StringEquals": (equal, False),
-        "StringNotEquals": (equal, True),
-        "StringEqualsIgnoreCase": (equal_ci, False),
-        "StringNotEqualsIgnoreCase": (equal_ci, True),
-        "StringLike": (_GLOB, False),
-        "StringNotLike": (_GLOB, True),
-        "NumericEquals": (_compare(_number, lambda a, e: a == e), False),
-        "NumericNotEquals": (_compare(_number, lambda a, e: a == e), True),
-        "NumericLessThan": (_compare(_number, lambda a, e: a < e), False),
-        "NumericLessThanEquals": (_compare(_number, lambda a, e: a <= e), False),
-        "NumericGreaterThan": (_compare(_number, lambda a, e: a > e), False),
-        "NumericGreaterThanEquals": (_compare(_number, lambda a, e: a >= e), False),
-        "DateEquals": (_compare(_date, lambda a, e: a == e), False),
-        "DateNotEquals": (_compare(_date, lambda a, e: a == e), True),
-        "DateLessThan": (_compare(_date, lambda a, e: a < e), False),
-        "DateLessThanEquals": (_compare(_date, lambda a, e: a <= e), False),
-        "DateGreaterThan": (_compare(_date, lambda a, e: a > e), False),
-        "DateGreaterThanEquals": (_compare(_date, lambda a, e: a >= e), False),
-        "Bool": (equal_ci, False),
-        "BinaryEquals": (_binary_equals, False),
-        "IpAddress": (_in_network, False),
-        "NotIpAddress": (_in_network, True),
+@dataclass(frozen=True, slots=True)
+class _Operator:
+    match: Match | None  # None: the *Like and Arn* operators, which match by `Pattern`
+    negated: bool = False
+    arn: bool = False  # patterns compare ARNs part by part
+
+
+def _operators() -> dict[str, _Operator]:
+    """Base operator name (no qualifier, no IfExists) -> how it matches."""
+
+    def equal(a: str, e: str) -> bool:
+        return a == e
+
+    def equal_ci(a: str, e: str) -> bool:
+        return a.lower() == e.lower()
+
+    table = {
+        "StringEquals": _Operator(equal, False),
+        "StringNotEquals": _Operator(equal, True),
+        "StringEqualsIgnoreCase": _Operator(equal_ci, False),
+        "StringNotEqualsIgnoreCase": _Operator(equal_ci, True),
+        "StringLike": _Operator(None, False),
+        "StringNotLike": _Operator(None, True),
+        "NumericEquals": _Operator(_compare(_number, lambda a, e: a == e), False),
+        "NumericNotEquals": _Operator(_compare(_number, lambda a, e: a == e), True),
+        "NumericLessThan": _Operator(_compare(_number, lambda a, e: a < e), False),
+        "NumericLessThanEquals": _Operator(_compare(_number, lambda a, e: a <= e), False),
+        "NumericGreaterThan": _Operator(_compare(_number, lambda a, e: a > e), False),
+        "NumericGreaterThanEquals": _Operator(_compare(_number, lambda a, e: a >= e), False),
+        "DateEquals": _Operator(_compare(_date, lambda a, e: a == e), False),
+        "DateNotEquals": _Operator(_compare(_date, lambda a, e: a == e), True),
+        "DateLessThan": _Operator(_compare(_date, lambda a, e: a < e), False),
+        "DateLessThanEquals": _Operator(_compare(_date, lambda a, e: a <= e), False),
+        "DateGreaterThan": _Operator(_compare(_date, lambda a, e: a > e), False),
+        "DateGreaterThanEquals": _Operator(_compare(_date, lambda a, e: a >= e), False),
+        "Bool": _Operator(equal_ci, False),
+        "BinaryEquals": _Operator(_binary_equals, False),
+        "IpAddress": _Operator(_in_network, False),
+        "NotIpAddress": _Operator(_in_network, True),
         # ArnEquals takes wildcards too: AWS documents both as per-part glob matches.
-        "ArnEquals": (_ARN_GLOB, False),
-        "ArnLike": (_ARN_GLOB, False),
-        "ArnNotEquals": (_ARN_GLOB, True),
-        "ArnNotLike": (_ARN_GLOB, True),
+        "ArnEquals": _Operator(None, False, arn=True),
+        "ArnLike": _Operator(None, False, arn=True),
+        "ArnNotEquals": _Operator(None, True, arn=True),
+        "ArnNotLike": _Operator(None, True, arn=True),
     }
+    return table
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +125,7 @@ class Condition:
     operator: str  # as written: "ForAnyValue:StringLikeIfExists"
     key: str  # lower-cased: condition keys are case-insensitive
     values: tuple[str, ...]
-    match: Match | None  # None for Null
+    match: Match | None  # None for Null and for pattern operators
     negated: bool
     if_exists: bool
     qualifier: str | None  # "ForAnyValue" | "ForAllValues" | None
@@ -135,7 +134,7 @@ class Condition:
 
     def holds(self, facts: Facts) -> bool:
         actual = facts.get(self.key)
-        if self.match is None:  # Null: "true" means the key must be absent
+        if self.match is None and not self.patterns:  # Null: "true" means absent
             absent = actual is None or len(actual) == 0
             return any((v.lower() == "true") == absent for v in self.values)
         if actual is None or (self.qualifier is not None and not actual):
@@ -153,6 +152,7 @@ class Condition:
 
         else:
             expected, match = self._expected(facts), self.match
+            assert match is not None
 
             def hit(value: str) -> bool:
                 return any(match(value, e) for e in expected)
@@ -171,30 +171,10 @@ class Condition:
             return list(self.values)
         out: list[str] = []
         for value in self.values:
-            resolved = _substitute(value, facts)
+            resolved = substitute(value, facts)
             if resolved is not None:
                 out.append(resolved)
         return out
-
-
-def _substitute(value: str, facts: Facts) -> str | None:
-    if "${" not in value:
-        return value
-    out: list[str] = []
-    rest = value
-    while "${" in rest:
-        start = rest.index("${")
-        end = rest.find("}", start)
-        if end < 0:
-            break
-        resolved = resolve_variable(rest[start + 2 : end], facts)
-        if resolved is None:
-            return None
-        out.append(rest[:start])
-        out.append(resolved)
-        rest = rest[end + 1 :]
-    out.append(rest)
-    return "".join(out)
 
 
 class ConditionCompiler:
@@ -233,13 +213,19 @@ class ConditionCompiler:
         entry = self._operators.get(base)
         if entry is None:
             raise MalformedPolicyDocument(f"Invalid Condition type : {operator}.")
-        match, negated = entry
         patterns: tuple[Pattern, ...] = ()
-        if match is _GLOB or match is _ARN_GLOB:
-            arn = match is _ARN_GLOB
-            patterns = tuple(Pattern.of(v, arn=arn, variables=variables) for v in values)
+        if entry.match is None:
+            patterns = tuple(Pattern.of(v, arn=entry.arn, variables=variables) for v in values)
         return Condition(
-            operator, key.lower(), values, match, negated, if_exists, qualifier, variables, patterns
+            operator,
+            key.lower(),
+            values,
+            entry.match,
+            entry.negated,
+            if_exists,
+            qualifier,
+            variables,
+            patterns,
         )
 
 

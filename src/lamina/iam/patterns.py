@@ -43,6 +43,22 @@ def resolve_variable(expression: str, facts: Facts) -> str | None:
     return default
 
 
+def substitute(text: str, facts: Facts) -> str | None:
+    """`text` with its policy variables replaced; None when one has no value."""
+    if "${" not in text:
+        return text
+    out: list[str] = []
+    pos = 0
+    for match in _VARIABLE.finditer(text):
+        value = resolve_variable(match.group(1), facts)
+        if value is None:
+            return None
+        out += (text[pos : match.start()], value)
+        pos = match.end()
+    out.append(text[pos:])
+    return "".join(out)
+
+
 def _tokens(pattern: str, facts: Facts | None) -> list[tuple[bool, str]] | None:
     """(is_literal_value, text) pieces: glob text, or a variable's value to match as is."""
     if facts is None or "${" not in pattern:

@@ -175,6 +175,12 @@ class SecretStore:
         sealed = await self._seal(secret.arn, version_id, value, secret.kms_key_id)
         now = self._clock()
         async with self._transaction() as conn:
+            # Writing the secret's row first takes its lock (SQLite's write lock, a row
+            # lock in PostgreSQL) before the labels are read, so concurrent puts move
+            # the labels one after the other, never both from the same picture.
+            await conn.execute(
+                update(sm_secrets).where(sm_secrets.c.arn == secret.arn).values(last_changed_at=now)
+            )
             secret = await self._load(conn, secret.arn)
             secret.require_active()
             labels = move_stages(secret.version_stages, version_id, stages)
@@ -187,18 +193,21 @@ class SecretStore:
                         )
                         .values(stages=orjson.dumps(list(version_labels)).decode())
                     )
-            await conn.execute(
-                insert(sm_versions).values(
-                    secret_arn=secret.arn,
-                    version_id=version_id,
-                    stages=orjson.dumps(list(labels[version_id])).decode(),
-                    created_at=now,
-                    sealed=sealed,
+            try:
+                await conn.execute(
+                    insert(sm_versions).values(
+                        secret_arn=secret.arn,
+                        version_id=version_id,
+                        stages=orjson.dumps(list(labels[version_id])).decode(),
+                        created_at=now,
+                        sealed=sealed,
+                    )
                 )
-            )
-            await conn.execute(
-                update(sm_secrets).where(sm_secrets.c.arn == secret.arn).values(last_changed_at=now)
-            )
+            except IntegrityError:
+                # A concurrent call with the same ClientRequestToken won the race.
+                raise ResourceExistsException(
+                    "You can't modify an existing version, you can only create new versions."
+                ) from None
             await self._prune_versions(conn, secret.arn)
             secret = await self._load(conn, secret.arn)
         return SecretVersion(secret, version_id, labels[version_id], _dt(now), value)

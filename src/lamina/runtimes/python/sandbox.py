@@ -111,7 +111,8 @@ def enter(plan, libc=None):
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     flags = 0
     for name in plan.get("namespaces", ()):
-        flags |= NAMESPACES[name]
+        # The keeper stays in lamina's network: it forwards the Runtime API into init's.
+        flags |= NAMESPACES[name] if name != "net" else 0
     if flags:
         libc.unshare(flags)
     status_read, status_write = os.pipe()
@@ -156,8 +157,9 @@ def _exit_like(status):
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         sys.stdout.flush()
-        signal.signal(sig, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):  # those two cannot be handled
+            signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
         os.kill(os.getpid(), sig)
     os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)
 
@@ -173,6 +175,7 @@ def _init(plan, libc, status_write, listener):
         if "uts" in plan.get("namespaces", ()) and plan.get("hostname"):
             socket.sethostname(plan["hostname"])
         if "net" in plan.get("namespaces", ()):
+            libc.unshare(CLONE_NEWNET)
             _loopback_up()
             if listener is not None:
                 _listen_for_runtime_api(plan["net_forward"], listener)
