@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -261,3 +262,16 @@ async def test_values_never_reach_the_database_in_the_clear(
     raw = b"".join(p.read_bytes() for p in db_path.parent.glob("lamina.db*"))
     assert b"correct-horse-battery" not in raw and b"binary-staple-value" not in raw
     assert b"s" in raw  # the name is metadata, stored as is
+
+
+async def test_concurrent_puts_leave_one_current_and_one_previous(
+    secrets_store: SecretStore,
+) -> None:
+    await secrets_store.create_secret("s", region=REGION, value=text("v0"))
+    puts = [secrets_store.put_secret_value("s", text(f"v{i}")) for i in range(1, 21)]
+    versions = await asyncio.gather(*puts)
+    stages = (await secrets_store.describe_secret("s")).version_stages
+    labelled = sorted(label for labels in stages.values() for label in labels)
+    assert labelled == [AWSCURRENT, AWSPREVIOUS]
+    current = await secrets_store.get_secret_value("s")
+    assert current.version_id in {v.version_id for v in versions}
