@@ -12,6 +12,7 @@ Names of users and roles are unique regardless of case, as in IAM.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -128,9 +129,15 @@ class IamDirectory:
         """`lookup`, and the request's session token must be the credential's: required
         for temporary credentials, refused with long-term ones (as AWS does)."""
         credential = self.lookup(access_key_id)
-        if credential is None or credential.principal.session_token_expected != session_token:
+        if credential is None:
             return None
-        return credential
+        expected = credential.principal.session_token_expected
+        if expected is None or session_token is None:
+            return credential if expected is session_token else None
+        # Constant time: the token is a secret the caller is guessing at.
+        return (
+            credential if hmac.compare_digest(expected.encode(), session_token.encode()) else None
+        )
 
     # -- authorisation -------------------------------------------------------------------
 

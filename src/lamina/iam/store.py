@@ -4,14 +4,20 @@ The directory keeps everything in memory (requests are authorised without SQL) a
 writes through this store; `load` rebuilds that memory at start. Each entity class
 in `model.py` maps to one table whose columns are its fields, so a write is "put
 this record" or "delete the record with this key", several of them in one transaction.
+
+Secret access keys must be readable (SigV4 signs with the secret itself), so they
+cannot be hashed; given a `SecretSealer` (lamina.secrets.Envelope), the store keeps
+them envelope-encrypted, bound to their access key id, and opens them at load.
+Without one they are stored as given (rows say which: sealed text starts "sealed:").
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, and_, delete, insert
 from sqlalchemy import select as sql_select
@@ -42,6 +48,19 @@ class Delete:
 
 
 Change = Put | Delete
+_SEALED = "sealed:"
+
+
+class SecretSealer(Protocol):
+    """Envelope encryption bound to a context; `lamina.secrets.Envelope` is one."""
+
+    async def seal(self, plaintext: bytes, context: Mapping[str, str]) -> bytes: ...
+
+    async def open(self, blob: bytes, context: Mapping[str, str]) -> bytes: ...
+
+
+class SealedSecretUnreadable(Exception):
+    """A sealed secret was found but this store has no sealer to open it."""
 
 
 @dataclass(slots=True)
@@ -99,11 +118,12 @@ def _tables(metadata: MetaData) -> dict[type[Entity], Table]:
 class IamStore:
     """SQL persistence of IAM entities (SQLite or PostgreSQL through SQLAlchemy)."""
 
-    metadata = MetaData()
-    tables = _tables(metadata)
+    metadata: ClassVar[MetaData] = MetaData()
+    tables: ClassVar[dict[type[Entity], Table]] = _tables(metadata)
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, sealer: SecretSealer | None = None) -> None:
         self._engine = engine
+        self._sealer = sealer
 
     async def load(self, *, sessions_after: float) -> Snapshot:
         """Everything, except role sessions that expired at or before `sessions_after`."""
@@ -115,7 +135,7 @@ class IamStore:
                 if kind is RoleSession:
                     query = query.where(table.c.expires > sessions_after)
                 result = await conn.execute(query)
-                return [kind(**row._mapping) for row in result]
+                return [await self._opened(kind(**row._mapping)) for row in result]
 
             return Snapshot(
                 users=await rows(User),
@@ -129,14 +149,16 @@ class IamStore:
 
     async def write(self, changes: Sequence[Change]) -> None:
         """Apply `changes` in one transaction; a put replaces a record with its key."""
+        # Seal before the transaction: no awaits on a KMS while holding the writer.
+        records = [await self._sealed(c.record) if isinstance(c, Put) else None for c in changes]
         async with self._engine.begin() as conn:
-            for change in changes:
-                if isinstance(change, Put):
-                    table = self.tables[type(change.record)]
-                    values = dataclasses.asdict(change.record)
+            for change, record in zip(changes, records, strict=True):
+                if record is not None:
+                    table = self.tables[type(record)]
+                    values = dataclasses.asdict(record)
                     await conn.execute(delete(table).where(self._key(table, values)))
                     await conn.execute(insert(table).values(**values))
-                else:
+                elif isinstance(change, Delete):
                     table = self.tables[change.kind]
                     await conn.execute(delete(table).where(self._key(table, change.key)))
 
@@ -145,9 +167,34 @@ class IamStore:
         async with self._engine.begin() as conn:
             await conn.execute(delete(table).where(table.c.expires <= before))
 
+    async def _sealed(self, record: Entity) -> Entity:
+        if self._sealer is None or not isinstance(record, AccessKey | RoleSession):
+            return record
+        blob = await self._sealer.seal(record.secret.encode(), _context(record))
+        text = _SEALED + base64.b64encode(blob).decode()
+        return dataclasses.replace(record, secret=text)
+
+    async def _opened(self, record: Any) -> Any:
+        if not isinstance(record, AccessKey | RoleSession):
+            return record
+        if not record.secret.startswith(_SEALED):
+            return record
+        if self._sealer is None:
+            raise SealedSecretUnreadable(
+                f"The secret of {record.access_key_id} is sealed; start with the master key."
+            )
+        blob = base64.b64decode(record.secret[len(_SEALED) :])
+        secret = await self._sealer.open(blob, _context(record))
+        return dataclasses.replace(record, secret=secret.decode())
+
     @staticmethod
     def _key(table: Table, values: dict[str, Any]) -> Any:
         """Match on the given columns of the primary key (a prefix deletes many)."""
         if not any(c.name in values for c in table.primary_key.columns):
             raise ValueError(f"a change to {table.name} must name its key")
         return and_(*(c == values[c.name] for c in table.primary_key.columns if c.name in values))
+
+
+def _context(record: AccessKey | RoleSession) -> dict[str, str]:
+    # Bound to the key id: a sealed secret copied onto another key's row will not open.
+    return {"lamina:purpose": "iam-secret", "AccessKeyId": record.access_key_id}
