@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import hashlib
 import hmac
 import os
@@ -84,7 +85,15 @@ def load_or_create_master_key(data_dir: Path, configured: str | None = None) -> 
 
 def read_master_key_file(path: Path) -> MasterKey:
     """Read a key file, refusing one that others can read or that is not a key."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        # O_NOFOLLOW: a symlink could point the server at a key someone else controls.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise MasterKeyError(
+                f"{path} is a symbolic link; the master key must be a file."
+            ) from None
+        raise
     with os.fdopen(fd, "rb") as file:
         info = os.fstat(file.fileno())
         if not stat.S_ISREG(info.st_mode):

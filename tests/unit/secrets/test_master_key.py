@@ -57,7 +57,7 @@ def test_refuses_a_symlinked_key_file(tmp_path: Path) -> None:
     real.write_bytes(base64.b64encode(b"k" * 32))
     os.chmod(real, 0o600)
     (tmp_path / FILE_NAME).symlink_to(real)
-    with pytest.raises(OSError):
+    with pytest.raises(MasterKeyError, match="symbolic link"):
         load_or_create_master_key(tmp_path)
 
 
