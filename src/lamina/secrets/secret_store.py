@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -340,11 +340,20 @@ class SecretStore:
         start = _page_start(next_token)
         async with self._transaction() as conn:
             rows = (await conn.execute(select(sm_secrets))).all()
-            secrets = [
-                await self._secret_from_row(conn, row._mapping)
-                for row in rows
-                if not self._expired(row._mapping)
-            ]
+            # One query for every secret's labels, not one per secret.
+            labels: dict[str, dict[str, tuple[str, ...]]] = {}
+            versions = select(
+                sm_versions.c.secret_arn, sm_versions.c.version_id, sm_versions.c.stages
+            )
+            for version in await conn.execute(versions):
+                labels.setdefault(version.secret_arn, {})[version.version_id] = tuple(
+                    orjson.loads(version.stages)
+                )
+        secrets = [
+            _secret(row._mapping, labels.get(row.arn, {}))
+            for row in rows
+            if not self._expired(row._mapping)
+        ]
         wanted = [
             s
             for s in secrets
@@ -478,19 +487,23 @@ class SecretStore:
                 )
             )
         ).all()
-        return Secret(
-            arn=row["arn"],
-            name=row["name"],
-            description=row["description"],
-            kms_key_id=row["kms_key_id"],
-            created=_dt(row["created_at"]),
-            last_changed=_dt(row["last_changed_at"]),
-            last_accessed=_optional_dt(row["last_accessed_at"]),
-            deleted=_optional_dt(row["deleted_at"]),
-            deletion_date=_optional_dt(row["deletion_at"]),
-            tags=tuple((str(k), str(v)) for k, v in orjson.loads(row["tags"])),
-            version_stages={v.version_id: tuple(orjson.loads(v.stages)) for v in versions},
-        )
+        return _secret(row, {v.version_id: tuple(orjson.loads(v.stages)) for v in versions})
+
+
+def _secret(row: RowMapping, version_stages: Mapping[str, tuple[str, ...]]) -> Secret:
+    return Secret(
+        arn=row["arn"],
+        name=row["name"],
+        description=row["description"],
+        kms_key_id=row["kms_key_id"],
+        created=_dt(row["created_at"]),
+        last_changed=_dt(row["last_changed_at"]),
+        last_accessed=_optional_dt(row["last_accessed_at"]),
+        deleted=_optional_dt(row["deleted_at"]),
+        deletion_date=_optional_dt(row["deletion_at"]),
+        tags=tuple((str(k), str(v)) for k, v in orjson.loads(row["tags"])),
+        version_stages=version_stages,
+    )
 
 
 def _context(arn: str, version_id: str) -> dict[str, str]:
