@@ -27,7 +27,7 @@ from lamina.gateway.pricing import PriceBook, Usage, cost_usd
 from lamina.gateway.providers import JSON, Provider, provider_for
 from lamina.gateway.providers.base import usage_of
 from lamina.gateway.router import Candidate, Router
-from lamina.gateway.spend import SpendLedger
+from lamina.gateway.spend import Hold, SpendLedger
 from lamina.gateway.streaming import OpenStream, Relay
 from lamina.gateway.upstream import Upstream
 from lamina.gateway.usage import Debit, UsageRecord, UsageWriter
@@ -52,6 +52,21 @@ class StreamReply:
     headers: Mapping[str, str]
     # Ends the upstream call and accounts it even if `chunks` was never iterated.
     close: Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What a call holds while in flight: its rate-limit ticket and budget hold."""
+
+    ticket: Ticket
+    hold: Hold
+
+    def settle(self, tokens: int) -> None:
+        self.ticket.settle(tokens)
+
+    def release(self) -> None:
+        self.ticket.release()
+        self.hold.release()
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +122,32 @@ class GatewayService:
         self.ledger.check(key)
         return model
 
-    def _admit(self, key: VirtualKey, model: ModelConfig, size: int) -> Ticket:
-        return self._limiter.admit(
-            [(f"key:{key.id}", f"key {key.name!r}", Limits(key.rpm, key.tpm, key.max_parallel)),
-             (f"model:{model.name}", f"model {model.name!r}",
-              Limits(model.rpm, model.tpm, model.max_parallel))],
-            estimate_tokens(size))
+    def _admit(self, key: VirtualKey, model: ModelConfig, body: JSON, size: int) -> Admission:
+        tokens = estimate_tokens(size)
+        hold = self.ledger.reserve(key, self._estimate_usd(key, model, body, tokens))
+        try:
+            ticket = self._limiter.admit(
+                [(f"key:{key.id}", f"key {key.name!r}",
+                  Limits(key.rpm, key.tpm, key.max_parallel)),
+                 (f"model:{model.name}", f"model {model.name!r}",
+                  Limits(model.rpm, model.tpm, model.max_parallel))], tokens)
+        except BaseException:
+            hold.release()
+            raise
+        return Admission(ticket, hold)
+
+    def _estimate_usd(self, key: VirtualKey, model: ModelConfig, body: JSON,
+                      tokens: int) -> float:
+        if key.budget_usd is None:
+            return 0.0
+        route = model.routes[0]
+        provider = self.config.providers[route.provider]
+        price = self._prices.price(provider.type, route.model)
+        if price is None:
+            return 0.0
+        limit = body.get("max_completion_tokens") or body.get("max_tokens") or 0
+        completion = limit if isinstance(limit, int) else 0
+        return cost_usd(price, Usage(prompt_tokens=tokens, completion_tokens=completion))
 
     def _cost(self, candidate: Candidate | None, usage: Usage) -> float:
         if candidate is None:
@@ -161,7 +196,7 @@ class GatewayService:
         if cached_key is not None and (hit := self._cache.get(cached_key)) is not None:
             self.account(call, None, 200, usage_of(hit.get("usage")), cache_hit=True)
             return Reply(hit, {"x-lamina-cache": "hit"})
-        ticket = self._admit(key, model, size)
+        ticket = self._admit(key, model, body, size)
         usage: Usage | None = None
         candidate: Candidate | None = None
         status = 500
@@ -199,7 +234,7 @@ class GatewayService:
             self.account(call, None, 200, usage_of(hit.get("usage")), cache_hit=True)
             return StreamReply(_replay(unfold(hit, include_usage)), {"x-lamina-cache": "hit"},
                                _nothing)
-        ticket = self._admit(key, model, size)
+        ticket = self._admit(key, model, body, size)
         try:
             routed = await self._router.run(model, lambda c: self._open_stream(c, body))
         except Exception as exc:
@@ -257,7 +292,7 @@ class GatewayService:
         if body.get("input") in (None, "", []):
             raise InvalidGatewayRequest("'input' is required (a string or a list)")
         call = Call(key, model.name, "embeddings", False, self._clocks.monotonic())
-        ticket = self._admit(key, model, size)
+        ticket = self._admit(key, model, body, size)
         usage: Usage | None = None
         candidate: Candidate | None = None
         status = 500

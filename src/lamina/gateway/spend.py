@@ -26,10 +26,25 @@ def period_of(budget_period: str, now: float) -> str:
     return day.strftime("%Y-%m-%d") if budget_period == "day" else day.strftime("%Y-%m")
 
 
+class Hold:
+    """An in-flight call's estimated cost, counted against the budget until settled."""
+
+    def __init__(self, ledger: SpendLedger | None, key_id: str, usd: float) -> None:
+        self._ledger, self._key_id, self._usd = ledger, key_id, usd
+
+    def release(self) -> None:
+        ledger, self._ledger = self._ledger, None
+        if ledger is not None:
+            ledger._reserved[self._key_id] -= self._usd
+
+
 class SpendLedger:
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock  # wall clock: periods are calendar days and months
         self._spent: dict[tuple[str, str], float] = {}
+        # Estimated cost of calls in flight, per key: a burst of concurrent calls
+        # cannot all pass the check on the same unspent budget.
+        self._reserved: dict[str, float] = {}
 
     async def load(self, engine: AsyncEngine, tables: Tables) -> None:
         async with engine.connect() as conn:
@@ -44,10 +59,18 @@ class SpendLedger:
         if key.budget_usd is None:
             return
         spent = self.spent(key)
-        if spent >= key.budget_usd:
+        if spent + self._reserved.get(key.id, 0.0) >= key.budget_usd:
             raise BudgetExceeded(
                 f"key {key.name!r} has spent ${spent:.4f} of its ${key.budget_usd:g} "
-                f"{key.budget_period} budget")
+                f"{key.budget_period} budget (calls in flight included)")
+
+    def reserve(self, key: VirtualKey, estimate_usd: float) -> Hold:
+        """Check the budget and hold the call's estimated cost until it settles."""
+        self.check(key)
+        if key.budget_usd is None or estimate_usd <= 0:
+            return Hold(None, key.id, 0.0)
+        self._reserved[key.id] = self._reserved.get(key.id, 0.0) + estimate_usd
+        return Hold(self, key.id, estimate_usd)
 
     def debit(self, key: VirtualKey, cost_usd: float) -> tuple[str, str] | None:
         """Move the mirror; returns the (key id, period) row the writer must add to."""

@@ -13,9 +13,9 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from typing import Protocol
 
 from lamina.gateway.folding import Folder
-from lamina.gateway.limits import Ticket
 from lamina.gateway.pricing import Usage
 from lamina.gateway.providers.base import JSON, EventSource, StreamDecoder
 
@@ -23,6 +23,14 @@ from lamina.gateway.providers.base import JSON, EventSource, StreamDecoder
 Done = Callable[[int, Usage | None, float | None, JSON | None], None]
 
 CLIENT_CLOSED = 499
+
+
+class Admitted(Protocol):
+    """The call's hold on limits and budget (service.Admission)."""
+
+    def settle(self, tokens: int) -> None: ...
+
+    def release(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -34,7 +42,7 @@ class OpenStream:
 
 
 class Relay:
-    def __init__(self, stream: OpenStream, ticket: Ticket, include_usage: bool,
+    def __init__(self, stream: OpenStream, ticket: Admitted, include_usage: bool,
                  clock: Callable[[], float], done: Done) -> None:
         self._stream = stream
         self._ticket = ticket

@@ -151,3 +151,21 @@ async def test_exact_match_cache(launch: Launch, mocks: Mocks, stream: bool) -> 
     assert text.endswith("says: hello")
     assert len(mocks.anthropic.requests) == 1
     assert [r.cache_hit for r in rows] == [False, True] and rows[1].cost_usd == 0
+
+
+async def test_budget_counts_calls_in_flight(launch: Launch, mocks: Mocks) -> None:
+    config = base_config(mocks, timeout_s=30)
+    config["pricing"] = {"gpt-4o-mini": {"input_per_mtok": 1_000_000,
+                                         "output_per_mtok": 1_000_000}}
+    config["keys"][0]["budget_usd"] = 10  # below one call's estimate (~$17)
+    mocks.openai.fail(Fault(hang=True))
+    async with launch(config) as gw:
+        client = gw.openai()
+        slow = asyncio.create_task(client.chat.completions.create(model="gpt", messages=HELLO))
+        while not mocks.openai.requests:
+            await asyncio.sleep(0.01)
+        with pytest.raises(openai.RateLimitError) as refused:
+            await client.chat.completions.create(model="gpt", messages=HELLO)
+        slow.cancel()
+    assert refused.value.code == "budget_exceeded"
+    assert "in flight" in refused.value.message
