@@ -20,8 +20,9 @@ from lamina.secrets.master_key import (
     load_or_create_master_key,
     master_key_from_base64,
 )
+from lamina.secrets.secret_listing import ListFilter
 from lamina.secrets.secret_model import SecretValue
-from lamina.secrets.secret_store import ListFilter, SecretStore
+from lamina.secrets.secret_store import SecretStore
 
 __all__ = [
     "DataKeyWrapper",

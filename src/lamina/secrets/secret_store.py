@@ -13,7 +13,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -27,13 +26,13 @@ from lamina.secrets.errors import (
     DecryptionFailure,
     EncryptionFailure,
     InvalidCiphertextException,
-    InvalidNextTokenException,
     InvalidParameterException,
     InvalidRequestException,
     KmsError,
     ResourceExistsException,
     ResourceNotFoundException,
 )
+from lamina.secrets.secret_listing import ListFilter, matches, page_start
 from lamina.secrets.secret_model import (
     AWSCURRENT,
     MAX_VERSIONS,
@@ -56,14 +55,6 @@ class _Expired(ResourceNotFoundException):
     def __init__(self, message: str, ident: str) -> None:
         super().__init__(message)
         self.ident = ident
-
-
-@dataclass(frozen=True, slots=True)
-class ListFilter:
-    """One of ListSecrets' Filters: `key` is name, description, tag-key, tag-value or all."""
-
-    key: str
-    values: tuple[str, ...]
 
 
 class SecretStore:
@@ -337,7 +328,7 @@ class SecretStore:
         next_token: str | None = None,
     ) -> tuple[list[Secret], str | None]:
         """One page of secrets and the token of the next page (None at the end)."""
-        start = _page_start(next_token)
+        start = page_start(next_token)
         async with self._transaction() as conn:
             rows = (await conn.execute(select(sm_secrets))).all()
             # One query for every secret's labels, not one per secret.
@@ -357,7 +348,7 @@ class SecretStore:
         wanted = [
             s
             for s in secrets
-            if (include_planned_deletion or s.deleted is None) and _matches(s, filters)
+            if (include_planned_deletion or s.deleted is None) and matches(s, filters)
         ]
         wanted.sort(key=lambda s: (s.created, s.name), reverse=sort_order == "desc")
         size = max_results or 100
@@ -519,47 +510,6 @@ def _version_id(token: str | None) -> str:
             "ClientRequestToken must be between 32 and 64 characters long."
         )
     return token
-
-
-def _page_start(token: str | None) -> int:
-    if token is None:
-        return 0
-    if not token.isdigit():
-        raise InvalidNextTokenException("The NextToken value is not valid.")
-    return int(token)
-
-
-def _matches(secret: Secret, filters: Iterable[ListFilter]) -> bool:
-    """Every filter matches; a filter matches when any of its values does (prefix, any
-    case), and a value starting with "!" matches what it would not."""
-    for item in filters:
-        fields = _filter_fields(secret, item.key)
-        if not any(_prefix_match(fields, value) for value in item.values):
-            return False
-    return True
-
-
-def _filter_fields(secret: Secret, key: str) -> list[str]:
-    tag_keys = [k for k, _ in secret.tags]
-    tag_values = [v for _, v in secret.tags]
-    if key == "name":
-        return [secret.name]
-    if key == "description":
-        return [secret.description or ""]
-    if key == "tag-key":
-        return tag_keys
-    if key == "tag-value":
-        return tag_values
-    if key == "all":
-        return [secret.name, secret.description or "", *tag_keys, *tag_values]
-    raise InvalidParameterException(f"Invalid filter key: {key}")
-
-
-def _prefix_match(fields: list[str], value: str) -> bool:
-    negate = value.startswith("!")
-    prefix = value.removeprefix("!").lower()
-    hit = any(f.lower().startswith(prefix) for f in fields)
-    return hit != negate
 
 
 def _dt(epoch_s: float) -> datetime:

@@ -8,7 +8,7 @@ member names out. Plaintext is never logged or put into an error message.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from lamina.errors import LaminaError
@@ -16,8 +16,8 @@ from lamina.protocols.context import RequestContext
 from lamina.secrets.errors import InvalidMarkerException, KmsValidationException
 from lamina.secrets.kms_model import SYMMETRIC_DEFAULT, KmsAlias, KmsKey, check_context
 from lamina.secrets.kms_store import KeyStore
+from lamina.services.operations import OperationTable
 
-Operation = Callable[[dict[str, Any], RequestContext], Awaitable[dict[str, Any]]]
 T = TypeVar("T")
 
 DEFAULT_PAGE = 100
@@ -103,36 +103,32 @@ class KmsService:
 
     def __init__(self, keys: KeyStore) -> None:
         self._keys = keys
-        self._operations: dict[str, Operation] = {
-            "CreateKey": self.create_key,
-            "DescribeKey": self.describe_key,
-            "ListKeys": self.list_keys,
-            "EnableKey": self.enable_key,
-            "DisableKey": self.disable_key,
-            "ScheduleKeyDeletion": self.schedule_key_deletion,
-            "CancelKeyDeletion": self.cancel_key_deletion,
-            "CreateAlias": self.create_alias,
-            "DeleteAlias": self.delete_alias,
-            "ListAliases": self.list_aliases,
-            "Encrypt": self.encrypt,
-            "Decrypt": self.decrypt,
-            "ReEncrypt": self.re_encrypt,
-            "GenerateDataKey": self.generate_data_key,
-            "GenerateDataKeyWithoutPlaintext": self.generate_data_key_without_plaintext,
-            "GenerateRandom": self.generate_random,
-        }
+        self._table = OperationTable(
+            "KMS",
+            {
+                "CreateKey": self.create_key,
+                "DescribeKey": self.describe_key,
+                "ListKeys": self.list_keys,
+                "EnableKey": self.enable_key,
+                "DisableKey": self.disable_key,
+                "ScheduleKeyDeletion": self.schedule_key_deletion,
+                "CancelKeyDeletion": self.cancel_key_deletion,
+                "CreateAlias": self.create_alias,
+                "DeleteAlias": self.delete_alias,
+                "ListAliases": self.list_aliases,
+                "Encrypt": self.encrypt,
+                "Decrypt": self.decrypt,
+                "ReEncrypt": self.re_encrypt,
+                "GenerateDataKey": self.generate_data_key,
+                "GenerateDataKeyWithoutPlaintext": self.generate_data_key_without_plaintext,
+                "GenerateRandom": self.generate_random,
+            },
+        )
 
     async def __call__(
         self, operation: str, params: dict[str, Any], ctx: RequestContext
     ) -> dict[str, Any]:
-        handler = self._operations.get(operation)
-        if handler is None:
-            raise LaminaError(
-                f"Operation {operation} is not supported by lamina's KMS.",
-                code="UnknownOperationException",
-                status=400,
-            )
-        return await handler(params, ctx)
+        return await self._table(operation, params, ctx)
 
     # -- keys -------------------------------------------------------------------------
 

@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import secrets
 import string
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from lamina.errors import LaminaError
 from lamina.protocols.context import RequestContext
 from lamina.secrets.errors import InvalidParameterException
+from lamina.secrets.secret_listing import ListFilter
 from lamina.secrets.secret_model import Secret, value_from
-from lamina.secrets.secret_store import ListFilter, SecretStore
-
-Operation = Callable[[dict[str, Any], RequestContext], Awaitable[dict[str, Any]]]
+from lamina.secrets.secret_store import SecretStore
+from lamina.services.operations import OperationTable
 
 PUNCTUATION = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
 
@@ -68,29 +66,25 @@ class SecretsManagerService:
 
     def __init__(self, store: SecretStore) -> None:
         self._store = store
-        self._operations: dict[str, Operation] = {
-            "CreateSecret": self.create_secret,
-            "GetSecretValue": self.get_secret_value,
-            "PutSecretValue": self.put_secret_value,
-            "UpdateSecret": self.update_secret,
-            "DescribeSecret": self.describe_secret,
-            "ListSecrets": self.list_secrets,
-            "DeleteSecret": self.delete_secret,
-            "RestoreSecret": self.restore_secret,
-            "GetRandomPassword": self.get_random_password,
-        }
+        self._table = OperationTable(
+            "Secrets Manager",
+            {
+                "CreateSecret": self.create_secret,
+                "GetSecretValue": self.get_secret_value,
+                "PutSecretValue": self.put_secret_value,
+                "UpdateSecret": self.update_secret,
+                "DescribeSecret": self.describe_secret,
+                "ListSecrets": self.list_secrets,
+                "DeleteSecret": self.delete_secret,
+                "RestoreSecret": self.restore_secret,
+                "GetRandomPassword": self.get_random_password,
+            },
+        )
 
     async def __call__(
         self, operation: str, params: dict[str, Any], ctx: RequestContext
     ) -> dict[str, Any]:
-        handler = self._operations.get(operation)
-        if handler is None:
-            raise LaminaError(
-                f"Operation {operation} is not supported by lamina's Secrets Manager.",
-                code="UnknownOperationException",
-                status=400,
-            )
-        return await handler(params, ctx)
+        return await self._table(operation, params, ctx)
 
     async def create_secret(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         secret, version_id = await self._store.create_secret(
