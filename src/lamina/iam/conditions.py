@@ -19,12 +19,23 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from lamina.iam.errors import MalformedPolicyDocument
 from lamina.iam.patterns import Facts, Pattern, substitute
 
-# (request value, policy value after variables) -> do they match
-Match = Callable[[str, str], bool]
+# (request value, policy value as its operator prepared it) -> do they match
+Match = Callable[[str, Any], bool]
+# policy value (after variables) -> the form its operator compares; None if unusable
+Prepare = Callable[[str], Any]
+
+
+def _same(text: str) -> str:
+    return text
+
+
+def _lower(text: str) -> str:
+    return text.lower()
 
 
 def _number(text: str) -> float | None:
@@ -49,31 +60,45 @@ def _date(text: str) -> float | None:
 
 
 def _compare(parse: Callable[[str], float | None], test: Callable[[float, float], bool]) -> Match:
-    def match(actual: str, expected: str) -> bool:
-        a, e = parse(actual), parse(expected)
-        return a is not None and e is not None and test(a, e)
+    def match(actual: str, expected: float | None) -> bool:
+        value = parse(actual)
+        return value is not None and expected is not None and test(value, expected)
 
     return match
 
 
-def _in_network(actual: str, expected: str) -> bool:
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
     try:
-        return ipaddress.ip_address(actual) in ipaddress.ip_network(expected, strict=False)
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+
+
+def _in_network(actual: str, network: ipaddress.IPv4Network | ipaddress.IPv6Network | None) -> bool:
+    if network is None:
+        return False
+    try:
+        return ipaddress.ip_address(actual) in network
     except ValueError:
         return False
 
 
-def _binary_equals(actual: str, expected: str) -> bool:
+def _binary(text: str) -> bytes | None:
     try:
-        return base64.b64decode(actual) == base64.b64decode(expected)
+        return base64.b64decode(text)
     except (binascii.Error, ValueError):
-        return False
+        return None
+
+
+def _binary_equals(actual: str, expected: bytes | None) -> bool:
+    return expected is not None and _binary(actual) == expected
 
 
 @dataclass(frozen=True, slots=True)
 class _Operator:
     match: Match | None  # None: the *Like and Arn* operators, which match by `Pattern`
     negated: bool = False
+    prepare: Prepare = _same
     arn: bool = False  # patterns compare ARNs part by part
 
 
@@ -84,31 +109,33 @@ def _operators() -> dict[str, _Operator]:
         return a == e
 
     def equal_ci(a: str, e: str) -> bool:
-        return a.lower() == e.lower()
+        return a.lower() == e
 
     table = {
         "StringEquals": _Operator(equal, False),
         "StringNotEquals": _Operator(equal, True),
-        "StringEqualsIgnoreCase": _Operator(equal_ci, False),
-        "StringNotEqualsIgnoreCase": _Operator(equal_ci, True),
+        "StringEqualsIgnoreCase": _Operator(equal_ci, False, _lower),
+        "StringNotEqualsIgnoreCase": _Operator(equal_ci, True, _lower),
         "StringLike": _Operator(None, False),
         "StringNotLike": _Operator(None, True),
-        "NumericEquals": _Operator(_compare(_number, lambda a, e: a == e), False),
-        "NumericNotEquals": _Operator(_compare(_number, lambda a, e: a == e), True),
-        "NumericLessThan": _Operator(_compare(_number, lambda a, e: a < e), False),
-        "NumericLessThanEquals": _Operator(_compare(_number, lambda a, e: a <= e), False),
-        "NumericGreaterThan": _Operator(_compare(_number, lambda a, e: a > e), False),
-        "NumericGreaterThanEquals": _Operator(_compare(_number, lambda a, e: a >= e), False),
-        "DateEquals": _Operator(_compare(_date, lambda a, e: a == e), False),
-        "DateNotEquals": _Operator(_compare(_date, lambda a, e: a == e), True),
-        "DateLessThan": _Operator(_compare(_date, lambda a, e: a < e), False),
-        "DateLessThanEquals": _Operator(_compare(_date, lambda a, e: a <= e), False),
-        "DateGreaterThan": _Operator(_compare(_date, lambda a, e: a > e), False),
-        "DateGreaterThanEquals": _Operator(_compare(_date, lambda a, e: a >= e), False),
-        "Bool": _Operator(equal_ci, False),
-        "BinaryEquals": _Operator(_binary_equals, False),
-        "IpAddress": _Operator(_in_network, False),
-        "NotIpAddress": _Operator(_in_network, True),
+        "NumericEquals": _Operator(_compare(_number, lambda a, e: a == e), False, _number),
+        "NumericNotEquals": _Operator(_compare(_number, lambda a, e: a == e), True, _number),
+        "NumericLessThan": _Operator(_compare(_number, lambda a, e: a < e), False, _number),
+        "NumericLessThanEquals": _Operator(_compare(_number, lambda a, e: a <= e), False, _number),
+        "NumericGreaterThan": _Operator(_compare(_number, lambda a, e: a > e), False, _number),
+        "NumericGreaterThanEquals": _Operator(
+            _compare(_number, lambda a, e: a >= e), False, _number
+        ),
+        "DateEquals": _Operator(_compare(_date, lambda a, e: a == e), False, _date),
+        "DateNotEquals": _Operator(_compare(_date, lambda a, e: a == e), True, _date),
+        "DateLessThan": _Operator(_compare(_date, lambda a, e: a < e), False, _date),
+        "DateLessThanEquals": _Operator(_compare(_date, lambda a, e: a <= e), False, _date),
+        "DateGreaterThan": _Operator(_compare(_date, lambda a, e: a > e), False, _date),
+        "DateGreaterThanEquals": _Operator(_compare(_date, lambda a, e: a >= e), False, _date),
+        "Bool": _Operator(equal_ci, False, _lower),
+        "BinaryEquals": _Operator(_binary_equals, False, _binary),
+        "IpAddress": _Operator(_in_network, False, _network),
+        "NotIpAddress": _Operator(_in_network, True, _network),
         # ArnEquals takes wildcards too: AWS documents both as per-part glob matches.
         "ArnEquals": _Operator(None, False, arn=True),
         "ArnLike": _Operator(None, False, arn=True),
@@ -131,6 +158,8 @@ class Condition:
     qualifier: str | None  # "ForAnyValue" | "ForAllValues" | None
     variables: bool  # policy variables allowed (policy Version 2012-10-17)
     patterns: tuple[Pattern, ...] = ()  # for *Like / Arn* operators
+    prepare: Prepare = _same
+    prepared: tuple[Any, ...] | None = None  # the values prepared, when no variables
 
     def holds(self, facts: Facts) -> bool:
         actual = facts.get(self.key)
@@ -166,15 +195,15 @@ class Condition:
             return any(one(v) for v in actual)
         return all(one(v) for v in actual)  # negated: no request value may match
 
-    def _expected(self, facts: Facts) -> list[str]:
-        if not self.variables:
-            return list(self.values)
-        out: list[str] = []
+    def _expected(self, facts: Facts) -> tuple[Any, ...]:
+        if self.prepared is not None:
+            return self.prepared
+        out: list[Any] = []
         for value in self.values:
             resolved = substitute(value, facts)
             if resolved is not None:
-                out.append(resolved)
-        return out
+                out.append(self.prepare(resolved))
+        return tuple(out)
 
 
 class ConditionCompiler:
@@ -216,6 +245,9 @@ class ConditionCompiler:
         patterns: tuple[Pattern, ...] = ()
         if entry.match is None:
             patterns = tuple(Pattern.of(v, arn=entry.arn, variables=variables) for v in values)
+        prepared = None
+        if not (variables and any("${" in v for v in values)):
+            prepared = tuple(entry.prepare(v) for v in values)
         return Condition(
             operator,
             key.lower(),
@@ -226,6 +258,8 @@ class ConditionCompiler:
             qualifier,
             variables,
             patterns,
+            entry.prepare,
+            prepared,
         )
 
 

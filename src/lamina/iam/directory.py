@@ -43,6 +43,7 @@ from lamina.iam.policy import PolicyDocument, PolicyKind, PolicyParser
 from lamina.iam.store import Change, Delete, IamStore, Put
 
 MAX_KEYS_PER_USER = 2
+_ACTION_CACHE_SIZE = 16_384
 Owner = tuple[OwnerKind, str]  # (kind, lower-cased name)
 
 
@@ -80,6 +81,9 @@ class IamDirectory:
         self._credentials: dict[str, Credential] = {}
         self._documents: dict[tuple[str, PolicyKind], PolicyDocument] = {}
         self._policies: dict[Owner, tuple[NamedPolicy, ...]] = {}
+        # (owner, lower-cased action) -> the owner's policies cut to the statements
+        # whose Action/NotAction matches: most requests then look at one or two.
+        self._by_action: dict[tuple[Owner, str], tuple[NamedPolicy, ...]] = {}
         self._root_principal = access.root_principal(account_id)
 
     @property
@@ -177,7 +181,7 @@ class IamDirectory:
             )
             named_resource = NamedPolicy("resource-policy", document)
         return evaluate(
-            self._policies_of(principal, role),
+            self._policies_for(principal, role, action),
             action,
             resource_arn,
             facts,
@@ -201,13 +205,26 @@ class IamDirectory:
             return None
         return self._roles.get(principal.name.lower())
 
-    def _policies_of(self, principal: Principal, role: Role | None) -> tuple[NamedPolicy, ...]:
+    def _policies_for(
+        self, principal: Principal, role: Role | None, action: str
+    ) -> tuple[NamedPolicy, ...]:
         if principal.kind is PrincipalKind.USER:
             owner: Owner = (OwnerKind.USER, principal.name.lower())
         elif role is not None:
             owner = (OwnerKind.ROLE, role.name.lower())
         else:
             return ()
+        key = (owner, action.lower())
+        cut = self._by_action.get(key)
+        if cut is None:
+            if len(self._by_action) >= _ACTION_CACHE_SIZE:
+                self._by_action.clear()
+            cut = self._by_action[key] = tuple(
+                NamedPolicy(p.name, p.document.for_action(action)) for p in self._policies_of(owner)
+            )
+        return cut
+
+    def _policies_of(self, owner: Owner) -> tuple[NamedPolicy, ...]:
         cached = self._policies.get(owner)
         if cached is None:
             inline = [
@@ -595,6 +612,7 @@ class IamDirectory:
                 )
         self._credentials = credentials
         self._policies = {}
+        self._by_action = {}
 
 
 def _json(document: Mapping[str, object]) -> str:

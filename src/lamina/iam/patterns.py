@@ -59,20 +59,42 @@ def substitute(text: str, facts: Facts) -> str | None:
     return "".join(out)
 
 
-def _tokens(pattern: str, facts: Facts | None) -> list[tuple[bool, str]] | None:
-    """(is_literal_value, text) pieces: glob text, or a variable's value to match as is."""
-    if facts is None or "${" not in pattern:
-        return [(False, pattern)]
-    out: list[tuple[bool, str]] = []
+# A compiled pattern: regex text, or a `${...}` expression to fill in per request.
+Piece = tuple[bool, str]  # (is_variable, regex text or variable expression)
+
+
+def _pieces(pattern: str, variables: bool, *, arn: bool) -> list[Piece]:
+    """Split out policy variables (when on) and turn the glob text around them into
+    regex text; which ARN part a wildcard is in depends only on the glob text."""
+    parts: list[Piece] = []
     pos = 0
-    for match in _VARIABLE.finditer(pattern):
-        out.append((False, pattern[pos : match.start()]))
-        value = resolve_variable(match.group(1), facts)
-        if value is None:
-            return None
-        out.append((True, value))
-        pos = match.end()
-    out.append((False, pattern[pos:]))
+    if variables:
+        for match in _VARIABLE.finditer(pattern):
+            parts += ((False, pattern[pos : match.start()]), (True, match.group(1)))
+            pos = match.end()
+    parts.append((False, pattern[pos:]))
+    colons = sum(text.count(":") for is_variable, text in parts if not is_variable)
+    return _globs_to_regex(parts, segmented=arn and colons >= _ARN_PARTS - 1)
+
+
+def _globs_to_regex(parts: list[Piece], *, segmented: bool) -> list[Piece]:
+    out: list[Piece] = []
+    colons = 0
+    for is_variable, text in parts:
+        if is_variable:
+            out.append((True, text))
+            continue
+        regex: list[str] = []
+        for char in text:
+            inside_part = segmented and colons < _ARN_PARTS - 1
+            if char == "*":
+                regex.append("[^:]*" if inside_part else ".*")
+            elif char == "?":
+                regex.append("[^:]" if inside_part else ".")
+            else:
+                colons += char == ":"
+                regex.append(re.escape(char))
+        out.append((False, "".join(regex)))
     return out
 
 
@@ -81,26 +103,19 @@ def glob_regex(pattern: str, facts: Facts | None = None, *, arn: bool = False) -
 
     `facts` is None where policy variables are off (policy Version 2008-10-17, actions).
     """
-    tokens = _tokens(pattern, facts)
-    if tokens is None:
-        return None
-    segmented = arn and sum(text.count(":") for lit, text in tokens if not lit) >= _ARN_PARTS - 1
+    return _fill(_pieces(pattern, facts is not None, arn=arn), facts or {})
+
+
+def _fill(pieces: list[Piece] | tuple[Piece, ...], facts: Facts) -> str | None:
     out: list[str] = []
-    colons = 0
-    for literal, text in tokens:
-        if literal:
-            out.append(re.escape(text))
+    for is_variable, text in pieces:
+        if not is_variable:
+            out.append(text)
             continue
-        for char in text:
-            inside_part = segmented and colons < _ARN_PARTS - 1
-            if char == "*":
-                out.append("[^:]*" if inside_part else ".*")
-            elif char == "?":
-                out.append("[^:]" if inside_part else ".")
-            else:
-                if char == ":":
-                    colons += 1
-                out.append(re.escape(char))
+        value = resolve_variable(text, facts)
+        if value is None:
+            return None
+        out.append(re.escape(value))  # a variable's value is matched literally
     return "".join(out)
 
 
@@ -114,26 +129,28 @@ def compile_glob(pattern: str, *, ignore_case: bool = False, arn: bool = False) 
 
 @dataclass(frozen=True, slots=True)
 class Pattern:
-    """A Resource/NotResource (or ArnLike/StringLike) pattern, compiled ahead when it
-    has no policy variables, else per request."""
+    """A Resource/NotResource (or ArnLike/StringLike) pattern: compiled once when it
+    has no policy variables; otherwise its regex pieces are ready and each request
+    only fills in (escaped) variable values."""
 
     text: str
-    arn: bool
-    variables: bool
     compiled: re.Pattern[str] | None
+    pieces: tuple[Piece, ...]
 
     @classmethod
     def of(cls, text: str, *, arn: bool, variables: bool) -> Pattern:
-        dynamic = variables and "${" in text
-        return cls(text, arn, dynamic, None if dynamic else compile_glob(text, arn=arn))
+        if variables and "${" in text:
+            return cls(text, None, tuple(_pieces(text, True, arn=arn)))
+        return cls(text, compile_glob(text, arn=arn), ())
 
     def matcher(self, facts: Facts) -> Callable[[str], bool]:
         """A test for values of this request; matches nothing if a variable is unset."""
         if self.compiled is not None:
             return _fullmatch(self.compiled)
-        regex = glob_regex(self.text, facts, arn=self.arn)
+        regex = _fill(self.pieces, facts)
         if regex is None:
             return _nothing
+        # re caches compiled expressions, and a policy's fills repeat per principal.
         return _fullmatch(re.compile(regex, re.DOTALL))
 
     def matches(self, value: str, facts: Facts) -> bool:

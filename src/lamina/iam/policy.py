@@ -89,6 +89,11 @@ class PolicyDocument:
     statements: tuple[Statement, ...]
     text: str  # as given: IAM returns documents as they were written
 
+    def for_action(self, action: str) -> PolicyDocument:
+        """This policy with only the statements that can apply to `action`."""
+        kept = tuple(s for s in self.statements if s.matches_action(action))
+        return PolicyDocument(self.version, kept, self.text)
+
 
 class PolicyParser:
     """Parses and checks policy documents (owns the compiled operator table)."""
