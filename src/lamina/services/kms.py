@@ -3,25 +3,58 @@
 Only symmetric encryption keys (SYMMETRIC_DEFAULT) exist; the key lifecycle, aliases
 and the cryptography live in `lamina.secrets`. Here: member names in, KeyStore call,
 member names out. Plaintext is never logged or put into an error message.
+
+With an `AccessCheck` (the IAM layer's authorizer), each request is checked first as
+`kms:<Operation>` on the ARN of the key it uses (Decrypt: the key its ciphertext
+names; ReEncrypt: `kms:ReEncryptFrom` and `kms:ReEncryptTo`), or on "*" for
+operations on no key (CreateKey, ListKeys, ListAliases, GenerateRandom).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from lamina.errors import LaminaError
 from lamina.protocols.context import RequestContext
-from lamina.secrets.errors import InvalidMarkerException, KmsValidationException
-from lamina.secrets.kms_model import SYMMETRIC_DEFAULT, KmsAlias, KmsKey, check_context
+from lamina.secrets import blob_format
+from lamina.secrets.blob_format import MalformedBlob
+from lamina.secrets.errors import InvalidMarkerException, KmsValidationException, NotFoundException
+from lamina.secrets.kms_model import (
+    SYMMETRIC_DEFAULT,
+    KmsAlias,
+    KmsKey,
+    alias_arn,
+    check_context,
+    key_arn,
+)
 from lamina.secrets.kms_store import KeyStore
 from lamina.services.operations import OperationTable
 
 T = TypeVar("T")
 
+# Operations whose resource is the key a request member names.
+_KEY_MEMBER = {
+    "DescribeKey": "KeyId",
+    "EnableKey": "KeyId",
+    "DisableKey": "KeyId",
+    "ScheduleKeyDeletion": "KeyId",
+    "CancelKeyDeletion": "KeyId",
+    "Encrypt": "KeyId",
+    "GenerateDataKey": "KeyId",
+    "GenerateDataKeyWithoutPlaintext": "KeyId",
+    "CreateAlias": "TargetKeyId",
+}
+
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
+
+
+class AccessCheck(Protocol):
+    """May the caller do `action` on `resource_arn`? Raises AccessDenied if not."""
+
+    async def __call__(self, ctx: RequestContext, action: str, resource_arn: str) -> None: ...
 
 
 def _required(params: dict[str, Any], member: str) -> Any:
@@ -101,8 +134,9 @@ def _alias_out(alias: KmsAlias) -> dict[str, Any]:
 class KmsService:
     """ServiceHandler for the `kms` signing name."""
 
-    def __init__(self, keys: KeyStore) -> None:
+    def __init__(self, keys: KeyStore, access: AccessCheck | None = None) -> None:
         self._keys = keys
+        self._access = access
         self._table = OperationTable(
             "KMS",
             {
@@ -128,7 +162,49 @@ class KmsService:
     async def __call__(
         self, operation: str, params: dict[str, Any], ctx: RequestContext
     ) -> dict[str, Any]:
+        if self._access is not None and operation in self._table:
+            for action, resource in await self._resources(operation, params, ctx):
+                await self._access(ctx, action, resource)
         return await self._table(operation, params, ctx)
+
+    async def _resources(
+        self, operation: str, params: dict[str, Any], ctx: RequestContext
+    ) -> list[tuple[str, str]]:
+        """(IAM action, resource ARN) pairs the request must be allowed."""
+        if operation == "Decrypt":
+            return [("kms:Decrypt", await self._ciphertext_key(params, ctx))]
+        if operation == "ReEncrypt":
+            destination = await self._key_arn(params.get("DestinationKeyId"), ctx)
+            source = await self._ciphertext_key(params, ctx)
+            return [("kms:ReEncryptFrom", source), ("kms:ReEncryptTo", destination)]
+        if operation == "DeleteAlias":
+            name = str(params.get("AliasName") or "")
+            return [("kms:DeleteAlias", alias_arn(ctx.region, ctx.account_id, name))]
+        member = _KEY_MEMBER.get(operation)
+        if member is None:
+            return [(f"kms:{operation}", "*")]
+        return [(f"kms:{operation}", await self._key_arn(params.get(member), ctx))]
+
+    async def _key_arn(self, key_ref: str | None, ctx: RequestContext) -> str:
+        """The ARN of the key `key_ref` names; for an unknown key, the ARN it spells, so
+        a caller without rights is refused before learning whether the key exists."""
+        if not key_ref:
+            return "*"
+        try:
+            return (await self._keys.describe_key(key_ref)).arn
+        except (NotFoundException, KmsValidationException):
+            if key_ref.startswith("arn:"):
+                return key_ref
+            if key_ref.startswith("alias/"):
+                return alias_arn(ctx.region, ctx.account_id, key_ref)
+            return key_arn(ctx.region, ctx.account_id, key_ref)
+
+    async def _ciphertext_key(self, params: dict[str, Any], ctx: RequestContext) -> str:
+        try:
+            header, _, _ = blob_format.parse_kms(params.get("CiphertextBlob") or b"")
+        except MalformedBlob:
+            return "*"  # the operation itself reports InvalidCiphertextException
+        return await self._key_arn(header.key_id, ctx)
 
     # -- keys -------------------------------------------------------------------------
 

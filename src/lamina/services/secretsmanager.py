@@ -4,24 +4,33 @@ Versions, staging labels, deletion windows and encryption live in `lamina.secret
 Values leave this module only in GetSecretValue's output; they are never logged or
 put into an error message.
 
-Who may read a secret is the IAM layer's decision, made before a request gets here
-(the router's policy check on `secretsmanager:GetSecretValue` and the secret's ARN).
+With an `AccessCheck` (the IAM layer's authorizer), each request is checked first as
+`secretsmanager:<Operation>` on the secret's ARN (with its random suffix, as IAM sees
+it), on the suffix-less ARN its name spells for CreateSecret and unknown secrets, and
+on "*" for ListSecrets and GetRandomPassword. A function's role credentials are what
+reach here from inside a function, so its role decides what it may read.
 """
 
 from __future__ import annotations
 
 import secrets
 import string
-from typing import Any
+from typing import Any, Protocol
 
 from lamina.protocols.context import RequestContext
-from lamina.secrets.errors import InvalidParameterException
+from lamina.secrets.errors import InvalidParameterException, ResourceNotFoundException
 from lamina.secrets.secret_listing import ListFilter
 from lamina.secrets.secret_model import Secret, value_from
 from lamina.secrets.secret_store import SecretStore
 from lamina.services.operations import OperationTable
 
 PUNCTUATION = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+
+
+class AccessCheck(Protocol):
+    """May the caller do `action` on `resource_arn`? Raises AccessDenied if not."""
+
+    async def __call__(self, ctx: RequestContext, action: str, resource_arn: str) -> None: ...
 
 
 def _required(params: dict[str, Any], member: str) -> Any:
@@ -64,8 +73,9 @@ def _labelled(secret: Secret) -> dict[str, list[str]]:
 class SecretsManagerService:
     """ServiceHandler for the `secretsmanager` signing name."""
 
-    def __init__(self, store: SecretStore) -> None:
+    def __init__(self, store: SecretStore, access: AccessCheck | None = None) -> None:
         self._store = store
+        self._access = access
         self._table = OperationTable(
             "Secrets Manager",
             {
@@ -84,7 +94,23 @@ class SecretsManagerService:
     async def __call__(
         self, operation: str, params: dict[str, Any], ctx: RequestContext
     ) -> dict[str, Any]:
+        if self._access is not None and operation in self._table:
+            resource = await self._resource(operation, params, ctx)
+            await self._access(ctx, f"secretsmanager:{operation}", resource)
         return await self._table(operation, params, ctx)
+
+    async def _resource(self, operation: str, params: dict[str, Any], ctx: RequestContext) -> str:
+        spelled = f"arn:aws:secretsmanager:{ctx.region}:{ctx.account_id}:secret:"
+        if operation == "CreateSecret":
+            return spelled + str(params.get("Name") or "")
+        secret_id = params.get("SecretId")
+        if not secret_id:
+            return "*"
+        try:
+            return (await self._store.describe_secret(secret_id)).arn
+        except (ResourceNotFoundException, InvalidParameterException):
+            # Refuse a caller without rights before telling it whether the secret exists.
+            return str(secret_id) if str(secret_id).startswith("arn:") else spelled + str(secret_id)
 
     async def create_secret(self, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         secret, version_id = await self._store.create_secret(

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from lamina.errors import LaminaError
+from lamina.errors import AccessDenied, LaminaError
 from lamina.protocols.context import RequestContext
 from lamina.secrets import KeyStore, SecretStore
 from lamina.services.kms import KmsService
@@ -105,3 +105,60 @@ def test_random_password_classes() -> None:
                 "ExcludePunctuation": True,
             }
         )
+
+
+class RecordingAccess:
+    """An AccessCheck that records every check and refuses one resource."""
+
+    def __init__(self, refuse: str = "") -> None:
+        self.checks: list[tuple[str, str]] = []
+        self.refuse = refuse
+
+    async def __call__(self, ctx: RequestContext, action: str, resource_arn: str) -> None:
+        self.checks.append((action, resource_arn))
+        if resource_arn == self.refuse:
+            raise AccessDenied(f"not allowed: {action} on {resource_arn}")
+
+
+async def test_kms_asks_access_for_the_key_each_request_uses(keys: KeyStore) -> None:
+    access = RecordingAccess()
+    kms = KmsService(keys, access)
+    key = (await call(kms, "kms", "CreateKey"))["KeyMetadata"]
+    await call(kms, "kms", "CreateAlias", AliasName="alias/k", TargetKeyId=key["KeyId"])
+    blob = (await call(kms, "kms", "Encrypt", KeyId="alias/k", Plaintext=b"x"))["CiphertextBlob"]
+    await call(kms, "kms", "Decrypt", CiphertextBlob=blob)
+    assert access.checks == [
+        ("kms:CreateKey", "*"),
+        ("kms:CreateAlias", key["Arn"]),
+        ("kms:Encrypt", key["Arn"]),
+        ("kms:Decrypt", key["Arn"]),
+    ]
+    access.refuse = key["Arn"]
+    with pytest.raises(AccessDenied):
+        await call(kms, "kms", "Decrypt", CiphertextBlob=blob)
+    unknown = "arn:aws:kms:eu-west-1:000000000000:key/00000000-0000-0000-0000-000000000000"
+    access.refuse = unknown
+    with pytest.raises(AccessDenied):  # refused before learning the key does not exist
+        await call(kms, "kms", "DescribeKey", KeyId=unknown.rsplit("/", 1)[1])
+
+
+async def test_secrets_manager_asks_access_for_the_secret_arn(
+    secrets_store: SecretStore,
+) -> None:
+    access = RecordingAccess()
+    sm = SecretsManagerService(secrets_store, access)
+    spelled = "arn:aws:secretsmanager:eu-west-1:000000000000:secret:"
+    arn = (await call(sm, "secretsmanager", "CreateSecret", Name="db", SecretString="v"))["ARN"]
+    await call(sm, "secretsmanager", "GetSecretValue", SecretId="db")
+    await call(sm, "secretsmanager", "ListSecrets")
+    assert access.checks == [
+        ("secretsmanager:CreateSecret", spelled + "db"),
+        ("secretsmanager:GetSecretValue", arn),
+        ("secretsmanager:ListSecrets", "*"),
+    ]
+    access.refuse = arn
+    with pytest.raises(AccessDenied):
+        await call(sm, "secretsmanager", "GetSecretValue", SecretId=arn)
+    access.refuse = spelled + "missing"
+    with pytest.raises(AccessDenied):
+        await call(sm, "secretsmanager", "GetSecretValue", SecretId="missing")
