@@ -41,6 +41,11 @@ class KeyState(Enum):
     PENDING_DELETION = "PendingDeletion"
 
 
+_STATE_PHRASE = MappingProxyType(
+    {"Enabled": "enabled", "Disabled": "disabled", "PendingDeletion": "pending deletion"}
+)
+
+
 class KeyAction(Enum):
     ENABLE = "enable"
     DISABLE = "disable"
@@ -80,7 +85,7 @@ class KmsKey:
     def next_state(self, action: KeyAction) -> KeyState:
         state = _TRANSITIONS.get((self.state, action))
         if state is None:
-            raise KMSInvalidStateException(f"{self.arn} is {self.state.value.lower()}.")
+            raise KMSInvalidStateException(f"{self.arn} is {_STATE_PHRASE[self.state.value]}.")
         return state
 
     def check_usable(self) -> None:

@@ -155,53 +155,14 @@ class SecretStore:
             secret = await self._load(conn, secret_id)
         secret.require_active()
         if version_id in secret.version_stages:
-            # Retrying with the same token and value is idempotent; any other reuse is
-            # an attempt to change a version, which Secrets Manager never allows.
-            existing = await self.get_secret_value(secret.arn, version_id=version_id)
-            if existing.value.to_bytes() != value.to_bytes():
-                raise ResourceExistsException(
-                    "You can't modify an existing version, you can only create new versions."
-                )
-            return existing
+            return await self._existing_version(secret, version_id, value)
         sealed = await self._seal(secret.arn, version_id, value, secret.kms_key_id)
         now = self._clock()
         async with self._transaction() as conn:
-            # Writing the secret's row first takes its lock (SQLite's write lock, a row
-            # lock in PostgreSQL) before the labels are read, so concurrent puts move
-            # the labels one after the other, never both from the same picture.
-            await conn.execute(
-                update(sm_secrets).where(sm_secrets.c.arn == secret.arn).values(last_changed_at=now)
-            )
+            secret = await self._lock(conn, secret.arn, {"last_changed_at": now})
+            labels = await self._add_version(conn, secret, version_id, sealed, stages, now)
             secret = await self._load(conn, secret.arn)
-            secret.require_active()
-            labels = move_stages(secret.version_stages, version_id, stages)
-            for vid, version_labels in labels.items():
-                if vid != version_id and tuple(version_labels) != secret.version_stages.get(vid):
-                    await conn.execute(
-                        update(sm_versions)
-                        .where(
-                            sm_versions.c.secret_arn == secret.arn, sm_versions.c.version_id == vid
-                        )
-                        .values(stages=orjson.dumps(list(version_labels)).decode())
-                    )
-            try:
-                await conn.execute(
-                    insert(sm_versions).values(
-                        secret_arn=secret.arn,
-                        version_id=version_id,
-                        stages=orjson.dumps(list(labels[version_id])).decode(),
-                        created_at=now,
-                        sealed=sealed,
-                    )
-                )
-            except IntegrityError:
-                # A concurrent call with the same ClientRequestToken won the race.
-                raise ResourceExistsException(
-                    "You can't modify an existing version, you can only create new versions."
-                ) from None
-            await self._prune_versions(conn, secret.arn)
-            secret = await self._load(conn, secret.arn)
-        return SecretVersion(secret, version_id, labels[version_id], _dt(now), value)
+        return SecretVersion(secret, version_id, labels, _dt(now), value)
 
     async def update_secret(
         self,
@@ -212,29 +173,38 @@ class SecretStore:
         kms_key_id: str | None = None,
         client_request_token: str | None = None,
     ) -> tuple[Secret, str | None]:
-        """Change metadata and/or add a new AWSCURRENT version; (secret, new version id)."""
+        """Change metadata and/or add a new AWSCURRENT version; (secret, new version id).
+
+        The value is sealed (with the new key, if one is given) before anything is
+        written, and metadata and version are written in one transaction: a key that
+        cannot encrypt leaves the secret exactly as it was.
+        """
         async with self._transaction() as conn:
             secret = await self._load(conn, secret_id)
-            secret.require_active()
-            changes: dict[str, Any] = {}
-            if description is not None:
-                changes["description"] = description
-            if kms_key_id is not None:
-                # Only versions written from now on use the new key; existing versions
-                # keep naming the key that wrapped them, so they stay readable.
-                changes["kms_key_id"] = kms_key_id
-            if changes:
-                changes["last_changed_at"] = self._clock()
-                await conn.execute(
-                    update(sm_secrets).where(sm_secrets.c.arn == secret.arn).values(**changes)
-                )
-        if value is None:
-            async with self._transaction() as conn:
-                return await self._load(conn, secret.arn), None
-        version = await self.put_secret_value(
-            secret.arn, value, client_request_token=client_request_token
-        )
-        return version.secret, version.version_id
+        secret.require_active()
+        version_id: str | None = None
+        sealed: bytes | None = None
+        if value is not None:
+            version_id = _version_id(client_request_token)
+            if version_id in secret.version_stages:
+                version = await self._existing_version(secret, version_id, value)
+                return version.secret, version.version_id
+            key = kms_key_id if kms_key_id is not None else secret.kms_key_id
+            sealed = await self._seal(secret.arn, version_id, value, key)
+        now = self._clock()
+        changes: dict[str, Any] = {"last_changed_at": now}
+        if description is not None:
+            changes["description"] = description
+        if kms_key_id is not None:
+            # Only versions written from now on use the new key; existing versions
+            # keep naming the key that wrapped them, so they stay readable.
+            changes["kms_key_id"] = kms_key_id
+        async with self._transaction() as conn:
+            secret = await self._lock(conn, secret.arn, changes)
+            if sealed is not None and version_id is not None:
+                await self._add_version(conn, secret, version_id, sealed, [AWSCURRENT], now)
+            secret = await self._load(conn, secret.arn)
+        return secret, version_id
 
     async def delete_secret(
         self, secret_id: str, *, recovery_window_days: int | None = None, force: bool = False
@@ -398,6 +368,66 @@ class SecretStore:
                 f"Secrets Manager can't decrypt the protected secret text using the provided "
                 f"KMS key: {exc.code}: {exc.message}"
             ) from None
+
+    async def _lock(self, conn: AsyncConnection, arn: str, changes: dict[str, Any]) -> Secret:
+        """Write `changes` to the secret's row, then read it back, active.
+
+        Writing first takes the row's lock (SQLite's write lock, a row lock in
+        PostgreSQL) before the labels are read, so concurrent writers move the labels
+        one after the other, never both from the same picture.
+        """
+        await conn.execute(update(sm_secrets).where(sm_secrets.c.arn == arn).values(**changes))
+        secret = await self._load(conn, arn)
+        secret.require_active()
+        return secret
+
+    async def _add_version(
+        self,
+        conn: AsyncConnection,
+        secret: Secret,
+        version_id: str,
+        sealed: bytes,
+        stages: Sequence[str],
+        now: float,
+    ) -> tuple[str, ...]:
+        """Insert a version and move the labels; the new version's labels."""
+        labels = move_stages(secret.version_stages, version_id, stages)
+        for vid, version_labels in labels.items():
+            if vid != version_id and version_labels != secret.version_stages.get(vid):
+                await conn.execute(
+                    update(sm_versions)
+                    .where(sm_versions.c.secret_arn == secret.arn, sm_versions.c.version_id == vid)
+                    .values(stages=orjson.dumps(list(version_labels)).decode())
+                )
+        try:
+            await conn.execute(
+                insert(sm_versions).values(
+                    secret_arn=secret.arn,
+                    version_id=version_id,
+                    stages=orjson.dumps(list(labels[version_id])).decode(),
+                    created_at=now,
+                    sealed=sealed,
+                )
+            )
+        except IntegrityError:
+            # A concurrent call with the same ClientRequestToken won the race.
+            raise ResourceExistsException(
+                "You can't modify an existing version, you can only create new versions."
+            ) from None
+        await self._prune_versions(conn, secret.arn)
+        return labels[version_id]
+
+    async def _existing_version(
+        self, secret: Secret, version_id: str, value: SecretValue
+    ) -> SecretVersion:
+        """A retry with the same token and value is idempotent; any other reuse is an
+        attempt to change a version, which Secrets Manager never allows."""
+        existing = await self.get_secret_value(secret.arn, version_id=version_id)
+        if existing.value.to_bytes() != value.to_bytes():
+            raise ResourceExistsException(
+                "You can't modify an existing version, you can only create new versions."
+            )
+        return existing
 
     async def _touch(self, secret: Secret) -> None:
         """Record LastAccessedDate, which Secrets Manager keeps to the day (one write a day)."""

@@ -275,3 +275,18 @@ async def test_concurrent_puts_leave_one_current_and_one_previous(
     assert labelled == [AWSCURRENT, AWSPREVIOUS]
     current = await secrets_store.get_secret_value("s")
     assert current.version_id in {v.version_id for v in versions}
+
+
+async def test_update_that_cannot_encrypt_changes_nothing(
+    secrets_store: SecretStore, keys: KeyStore
+) -> None:
+    await secrets_store.create_secret("s", region=REGION, value=text("v1"), description="old")
+    key = await keys.create_key(region=REGION)
+    await keys.disable_key(key.key_id)
+    with pytest.raises(EncryptionFailure):
+        await secrets_store.update_secret(
+            "s", value=text("v2"), description="new", kms_key_id=key.arn
+        )
+    secret = await secrets_store.describe_secret("s")
+    assert (secret.description, secret.kms_key_id) == ("old", None)
+    assert (await secrets_store.get_secret_value("s")).value.string == "v1"
