@@ -61,6 +61,10 @@ class LaminaServer:
             AWS_DEFAULT_REGION="us-east-1",
             AWS_ENDPOINT_URL=self.endpoint,
             LAMINA_ASYNC_RETRY_BASE_S="0.2",
+            # Many tests watch functions through host files and os.getpid(), which the
+            # sandbox forbids (and makes 2 in every environment): off unless asked for.
+            # tests/integration/test_sandbox*.py start servers of their own with it on.
+            LAMINA_SANDBOX=os.environ.get("LAMINA_SANDBOX", "0"),
         )
         env.update(self.extra_env)
         return env

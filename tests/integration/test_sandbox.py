@@ -8,12 +8,28 @@ The probes run wherever the kernel grants the protection (lamina says which in
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.integration.support import LaminaServer, create_function
+
+
+@pytest.fixture(scope="module")
+def lamina_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaminaServer]:
+    """A server of this module's own, with the sandbox on (the shared one has it off)."""
+    server = LaminaServer(
+        tmp_path_factory.mktemp("sandboxed") / "data", extra_env={"LAMINA_SANDBOX": "1"}
+    ).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def lambda_client(lamina_server: LaminaServer) -> Any:
+    return lamina_server.client("lambda")
 
 
 def _sandbox(server: LaminaServer) -> dict[str, Any]:
@@ -88,7 +104,9 @@ def test_a_function_cannot_see_lamina_or_other_functions(
 ) -> None:
     _requires(lamina_server, filesystem=True)
     data = lamina_server.data_dir.resolve()
-    other = create_function(lambda_client, "SECRET = 'other function code'\ndef handler(e, c):\n    return 1\n")
+    other = create_function(
+        lambda_client, "SECRET = 'other function code'\ndef handler(e, c):\n    return 1\n"
+    )
     other_code = lambda_client.get_function(FunctionName=other)["Configuration"]["CodeSha256"]
     name = create_function(lambda_client, PROBE)
     targets = [
@@ -120,7 +138,12 @@ def test_a_function_cannot_see_lamina_or_other_functions(
     assert body["here"] == ["app.py"]
     assert body["tmpdir"] == "/tmp"
     # lamina's own variables do not leak in
-    leaked = {"LAMINA_SECRET_ACCESS_KEY", "LAMINA_ACCESS_KEY_ID", "LAMINA_DATA_DIR", "LAMINA_ENDPOINT"}
+    leaked = {
+        "LAMINA_SECRET_ACCESS_KEY",
+        "LAMINA_ACCESS_KEY_ID",
+        "LAMINA_DATA_DIR",
+        "LAMINA_ENDPOINT",
+    }
     assert not leaked & set(body["environ"])
     assert "SECRET" not in json.dumps(body) and other_code not in json.dumps(body)
 
@@ -265,4 +288,45 @@ done
     lambda_client.get_waiter("function_updated_v2").wait(FunctionName=name)
     body, error = _invoke(lambda_client, name)
     assert error is None, body
-    assert body == {"uid": 65534, "pwd": "/var/task", "creds": "no", "wrote": "no", "root": "/var/task"}
+    assert body == {
+        "uid": 65534,
+        "pwd": "/var/task",
+        "creds": "no",
+        "wrote": "no",
+        "root": "/var/task",
+    }
+
+
+def test_snapstart_environments_are_sandboxed(
+    lamina_server: LaminaServer, lambda_client: Any
+) -> None:
+    _requires(lamina_server, filesystem=True)
+    code = {
+        "app.py": (
+            "import os\n"
+            "def handler(e, c):\n"
+            "    import later  # imported after the restore: found at /var/task\n"
+            "    return {'uid': os.getuid(), 'pid': os.getpid(), 'cwd': os.getcwd(),\n"
+            "            'later': later.X, 'root': os.environ['LAMBDA_TASK_ROOT'],\n"
+            "            'init': os.environ['AWS_LAMBDA_INITIALIZATION_TYPE']}\n"
+        ),
+        "later.py": "X = 'late'\n",
+    }
+    name = create_function(
+        lambda_client, code, runtime="python3.12", SnapStart={"ApplyOn": "PublishedVersions"}
+    )
+    version = lambda_client.publish_version(FunctionName=name)["Version"]
+    lambda_client.get_waiter("published_version_active").wait(
+        FunctionName=name, Qualifier=version, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+    )
+    response = lambda_client.invoke(FunctionName=name, Qualifier=version)
+    body = json.loads(response["Payload"].read())
+    assert "FunctionError" not in response, body
+    assert body == {
+        "uid": 65534,
+        "pid": 2,
+        "cwd": "/var/task",
+        "later": "late",
+        "root": "/var/task",
+        "init": "snap-start",
+    }

@@ -1,0 +1,148 @@
+"""The sandbox policy: what it says about the machine, and the plan it builds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lamina.environments.cgroups import CgroupLayout
+from lamina.environments.sandbox import (
+    TASK_ROOT,
+    Confinement,
+    Protections,
+    Sandbox,
+    _runtime_dirs,
+)
+
+ALL = ("mount", "pid", "ipc", "uts", "net")
+
+
+def _confinement(tmp_path: Path, **kwargs: object) -> Confinement:
+    values: dict[str, object] = {
+        "env_id": "e1", "code_dir": tmp_path / "code" / "abc", "run_dir": tmp_path / "run" / "e1",
+        "memory_mb": 128, "tmp_mb": 512,
+    }  # fmt: skip
+    values.update(kwargs)
+    return Confinement(**values)  # type: ignore[arg-type]
+
+
+def _sandbox(**kwargs: object) -> Sandbox:
+    protections = Protections(**{"namespaces": ALL, "root": True, "pivot_root": True,
+                                 "bubblewrap": "/usr/bin/bwrap", "setpriv": "/usr/bin/setpriv",
+                                 **kwargs})  # type: ignore[arg-type]  # fmt: skip
+    return Sandbox(True, protections, (Path("/opt/py"),), (("usr/bin", "/bin"),))
+
+
+def test_describe_says_what_is_off_and_why() -> None:
+    described = _sandbox(namespaces=("mount", "pid"), bubblewrap=None).describe()
+    assert described["enabled"] is True
+    assert described["on"]["namespaces"] == ["mount", "pid"]
+    assert described["on"]["memory_limit"] == "rlimit_as"
+    off = " | ".join(described["off"])
+    assert "net namespace" in off and "ipc namespace" in off
+    assert "bubblewrap not found" in off
+    assert "no memory cgroup" in off and "no pids cgroup" in off
+
+
+def test_a_disabled_sandbox_says_so() -> None:
+    described = Sandbox(False, Protections()).describe()
+    assert described["enabled"] is False
+    assert described["on"] == {}
+    assert "turned off" in described["off"][0]
+
+
+def test_forks_are_confined_only_with_root_mount_and_pid() -> None:
+    assert _sandbox().forks_confined
+    assert not _sandbox(root=False).forks_confined
+    assert not _sandbox(namespaces=("mount",)).forks_confined
+    assert not _sandbox(bubblewrap=None).execs_confined
+
+
+def test_plan_binds_code_read_only_at_var_task_and_sizes_tmp(tmp_path: Path) -> None:
+    confinement = _confinement(tmp_path, tmp_mb=700)
+    prepared = _sandbox().prepare(confinement)
+    plan = prepared.plan
+    assert [str(confinement.code_dir), TASK_ROOT, False] in plan["binds"]
+    assert ["/opt/py", "/opt/py", False] in plan["binds"]
+    assert all(writable is False for _, _, writable in plan["binds"])
+    assert plan["tmp_mb"] == 700
+    assert plan["cwd"] == TASK_ROOT
+    assert plan["namespaces"] == ["mount", "pid", "ipc", "uts"]  # egress on: no net namespace
+    assert (plan["uid"], plan["gid"]) == (65534, 65534)
+    assert plan["rlimits"]["nofile"] == [1024, 1024]
+    # no cgroups here: the fallbacks are rlimits
+    assert plan["as_extra_mb"] == 128 and plan["rlimits"]["nproc"] == [1024, 1024]
+    assert Path(plan["staging"]).is_dir()
+
+
+def test_egress_off_adds_a_network_namespace_and_forwards_the_runtime_api(tmp_path: Path) -> None:
+    confinement = _confinement(tmp_path, egress=False, runtime_api="127.0.0.1:9001")
+    plan = _sandbox().prepare(confinement).plan
+    assert "net" in plan["namespaces"]
+    assert plan["net_forward"] == "127.0.0.1:9001"
+
+
+def test_prepare_makes_the_cgroup(tmp_path: Path) -> None:
+    for controller in ("memory", "pids", "cpu"):
+        (tmp_path / controller).mkdir()
+    layout = CgroupLayout(1, tmp_path / "memory", tmp_path / "pids", tmp_path / "cpu")
+    sandbox = _sandbox(cgroups=layout)
+    # a plain folder has no control files: creating fails, and the plan falls back
+    prepared = sandbox.prepare(_confinement(tmp_path))
+    assert prepared.cgroup is None and prepared.plan["cgroups"] == []
+    assert not (tmp_path / "memory" / "e1").exists()
+
+
+def test_inside_shows_the_sandbox_s_folders(tmp_path: Path) -> None:
+    confinement = _confinement(tmp_path)
+    host_tmp = str(confinement.run_dir / "tmp")
+    env = {"TMPDIR": host_tmp, "HOME": host_tmp, "LAMBDA_TASK_ROOT": str(confinement.code_dir),
+           "MINE": host_tmp + "/x"}  # fmt: skip
+    inside = confinement.inside(env)
+    assert inside["TMPDIR"] == inside["HOME"] == "/tmp"
+    assert inside["LAMBDA_TASK_ROOT"] == TASK_ROOT
+    assert inside["MINE"] == host_tmp + "/x"  # the function's own values are its own
+    assert confinement.inside_path(str(confinement.code_dir / "bootstrap")) == "/var/task/bootstrap"
+    assert confinement.inside_path("/usr/bin/python3") == "/usr/bin/python3"
+
+
+def test_bwrap_argv_joins_cgroups_then_drops_to_nobody(tmp_path: Path) -> None:
+    sandbox = _sandbox()
+    prepared = sandbox.prepare(_confinement(tmp_path, egress=False))
+    prepared.plan["cgroups"] = ["/cg/memory/e1/cgroup.procs"]
+    argv = sandbox.bwrap_argv(["/var/task/bootstrap"], prepared)
+    assert argv[:2] == ("/bin/sh", "-c")
+    assert argv[4:6] == ("/cg/memory/e1/cgroup.procs", "--")
+    bwrap = list(argv[6:])
+    assert bwrap[0] == "/usr/bin/bwrap"
+    for flag in (
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-net",
+        "--die-with-parent",
+    ):
+        assert flag in bwrap
+    tmpfs = bwrap.index("--tmpfs")
+    assert bwrap[tmpfs - 4 : tmpfs + 2] == [
+        "--size",
+        str(512 << 20),
+        "--perms",
+        "1777",
+        "--tmpfs",
+        "/tmp",
+    ]
+    assert "--ro-bind" in bwrap and TASK_ROOT in bwrap
+    # parents of bind targets are made 0755 (bubblewrap's own default is 0700)
+    var = bwrap.index("/var")
+    assert bwrap[var - 3 : var] == ["--perms", "0755", "--dir"]
+    assert bwrap[-1] == "/var/task/bootstrap"
+    assert "--reuid=65534" in bwrap and "--no-new-privs" in bwrap
+
+
+def test_runtime_dirs_keep_the_outermost_folders(tmp_path: Path) -> None:
+    outer = tmp_path / "py"
+    inner = outer / "lib"
+    inner.mkdir(parents=True)
+    dirs = _runtime_dirs([inner, outer, Path("/usr/lib/python3")])
+    assert outer in dirs and inner not in dirs
+    assert Path("/usr/lib/python3") not in dirs  # /usr is bound anyway
