@@ -6,11 +6,19 @@ and evaluates requests.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
 from lamina.iam.evaluation import Requester
-from lamina.iam.model import Principal, PrincipalKind, Role, RoleSession, User
+from lamina.iam.model import (
+    AccessKey,
+    Credential,
+    Principal,
+    PrincipalKind,
+    Role,
+    RoleSession,
+    User,
+)
 from lamina.iam.patterns import Facts
 
 _PRINCIPAL_TYPES = {
@@ -95,7 +103,27 @@ def request_facts(
     return facts
 
 
-def role_of_session_arn(arn: str) -> str | None:
-    """`arn:aws:sts::ACCT:assumed-role/ROLE/SESSION` -> ROLE."""
-    _, sep, rest = arn.partition(":assumed-role/")
-    return rest.split("/", 1)[0] if sep else None
+def credential_table(
+    account: str,
+    root: Credential,
+    users: Mapping[str, User],
+    keys: Iterable[AccessKey],
+    roles: Mapping[str, Role],
+    sessions: Iterable[RoleSession],
+) -> dict[str, Credential]:
+    """Access key id -> credential, for every key that may sign: the root's, active
+    keys of existing users, and sessions of existing roles (expiry is checked at use)."""
+    table = {root.access_key_id: root}
+    for key in keys:
+        user = users.get(key.user_name.lower())
+        if user is not None and key.status == "Active":
+            table[key.access_key_id] = Credential(
+                key.access_key_id, key.secret, user_principal(account, user)
+            )
+    for session in sessions:
+        role = roles.get(session.role_name.lower())
+        if role is not None:
+            table[session.access_key_id] = Credential(
+                session.access_key_id, session.secret, session_principal(account, role, session)
+            )
+    return table

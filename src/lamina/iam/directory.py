@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -39,11 +38,11 @@ from lamina.iam.model import (
     User,
 )
 from lamina.iam.patterns import Facts
-from lamina.iam.policy import PolicyDocument, PolicyKind, PolicyParser
+from lamina.iam.policy import PolicyDocument, PolicyKind
+from lamina.iam.policy_cache import PolicyCache
 from lamina.iam.store import Change, Delete, IamStore, Put
 
 MAX_KEYS_PER_USER = 2
-_ACTION_CACHE_SIZE = 16_384
 Owner = tuple[OwnerKind, str]  # (kind, lower-cased name)
 
 
@@ -68,7 +67,7 @@ class IamDirectory:
         self._store = store
         self._root = root
         self._clock = clock
-        self._parser = PolicyParser()
+        self._cache = PolicyCache()
         self._lock = asyncio.Lock()
         self._users: dict[str, User] = {}
         self._keys: dict[str, AccessKey] = {}
@@ -79,11 +78,6 @@ class IamDirectory:
         # AssumeRole sessions (stored) and service-issued ones (memory only).
         self._sessions: dict[str, RoleSession] = {}
         self._credentials: dict[str, Credential] = {}
-        self._documents: dict[tuple[str, PolicyKind], PolicyDocument] = {}
-        self._policies: dict[Owner, tuple[NamedPolicy, ...]] = {}
-        # (owner, lower-cased action) -> the owner's policies cut to the statements
-        # whose Action/NotAction matches: most requests then look at one or two.
-        self._by_action: dict[tuple[Owner, str], tuple[NamedPolicy, ...]] = {}
         self._root_principal = access.root_principal(account_id)
 
     @property
@@ -149,14 +143,7 @@ class IamDirectory:
         self, document: str | Mapping[str, object], kind: PolicyKind
     ) -> PolicyDocument:
         """Parse (and cache) a policy; hot paths pass the result to `authorize`."""
-        text = document if isinstance(document, str) else _json(document)
-        parsed = self._documents.get((text, kind))
-        if parsed is None:
-            parsed = self._parser.parse(text, kind)
-            if len(self._documents) > 4096:
-                self._documents.clear()  # bounded: resource policies arrive from callers
-            self._documents[(text, kind)] = parsed
-        return parsed
+        return self._cache.parse(document, kind)
 
     def authorize(
         self,
@@ -214,32 +201,13 @@ class IamDirectory:
             owner = (OwnerKind.ROLE, role.name.lower())
         else:
             return ()
-        key = (owner, action.lower())
-        cut = self._by_action.get(key)
-        if cut is None:
-            if len(self._by_action) >= _ACTION_CACHE_SIZE:
-                self._by_action.clear()
-            cut = self._by_action[key] = tuple(
-                NamedPolicy(p.name, p.document.for_action(action)) for p in self._policies_of(owner)
-            )
-        return cut
 
-    def _policies_of(self, owner: Owner) -> tuple[NamedPolicy, ...]:
-        cached = self._policies.get(owner)
-        if cached is None:
-            inline = [
-                NamedPolicy(p.policy_name, self.parse_policy(p.document, PolicyKind.IDENTITY))
-                for p in self._inline.get(owner, {}).values()
-            ]
-            managed = [
-                NamedPolicy(
-                    arn, self.parse_policy(self._managed[arn].document, PolicyKind.IDENTITY)
-                )
-                for arn in self._attached.get(owner, {})
-                if arn in self._managed
-            ]
-            cached = self._policies[owner] = tuple(inline + managed)
-        return cached
+        def documents() -> list[tuple[str, str]]:
+            inline = [(p.policy_name, p.document) for p in self._inline.get(owner, {}).values()]
+            attached = self._attached.get(owner, {})
+            return inline + [(a, self._managed[a].document) for a in attached if a in self._managed]
+
+        return self._cache.for_action(owner, action, documents)
 
     # -- users and keys ------------------------------------------------------------------
 
@@ -590,30 +558,15 @@ class IamDirectory:
         await self._store.write(changes)
 
     def _rebuild(self) -> None:
-        """Recompute credentials and the per-owner policy cache from the entities."""
-        credentials = {
-            self._root.access_key_id: Credential(
+        """Recompute credentials and forget cached policy cuts after a change."""
+        self._credentials = access.credential_table(
+            self.account_id,
+            Credential(
                 self._root.access_key_id, self._root.secret_access_key, self._root_principal
-            )
-        }
-        for key in self._keys.values():
-            user = self._users.get(key.user_name.lower())
-            if user is not None and key.status == "Active":
-                principal = access.user_principal(self.account_id, user)
-                credentials[key.access_key_id] = Credential(
-                    key.access_key_id, key.secret, principal
-                )
-        for session in self._sessions.values():
-            role = self._roles.get(session.role_name.lower())
-            if role is not None:
-                principal = access.session_principal(self.account_id, role, session)
-                credentials[session.access_key_id] = Credential(
-                    session.access_key_id, session.secret, principal
-                )
-        self._credentials = credentials
-        self._policies = {}
-        self._by_action = {}
-
-
-def _json(document: Mapping[str, object]) -> str:
-    return json.dumps(document, separators=(",", ":"), sort_keys=True)
+            ),
+            self._users,
+            self._keys.values(),
+            self._roles,
+            self._sessions.values(),
+        )
+        self._cache.forget_owners()
