@@ -157,3 +157,27 @@ def create_function(
             FunctionName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
         )
     return name
+
+
+def log_messages(server: LaminaServer, function: str, until: Any = None, timeout: float = 30.0) -> list[str]:
+    """The function's log messages (CloudWatch Logs API), polled until `until(messages)`.
+
+    Functions run sandboxed, so tests observe what they did through their logs, as a
+    user would, never through files on the host."""
+    logs = server.client("logs")
+    deadline = time.monotonic() + timeout
+    while True:
+        messages: list[str] = []
+        kwargs: dict[str, Any] = {"logGroupName": f"/aws/lambda/{function}"}
+        try:
+            while True:
+                page = logs.filter_log_events(**kwargs)
+                messages.extend(e["message"].rstrip("\n") for e in page["events"])
+                if not page.get("nextToken"):
+                    break
+                kwargs["nextToken"] = page["nextToken"]
+        except logs.exceptions.ResourceNotFoundException:
+            messages = []
+        if until is None or until(messages) or time.monotonic() > deadline:
+            return messages
+        time.sleep(0.1)
