@@ -219,7 +219,8 @@ def test_assumed_role_credentials(server: IamServer, root_iam: Any, root_sts: An
     server.clock_offset = 901  # past the session's 900 seconds
     with pytest.raises(ClientError) as caught:
         session.get_caller_identity()
-    assert code_and_status(caught)[1] == 403
+    assert code_and_status(caught) == ("ExpiredToken", 403)
+    assert "The security token included in the request is expired" in str(caught.value)
 
 
 def test_state_survives_a_restart(tmp_path: Path) -> None:

@@ -118,6 +118,12 @@ class IamDirectory:
             return None
         return credential
 
+    def expired(self, access_key_id: str) -> bool:
+        """Is this a temporary credential that has expired (as opposed to unknown)?"""
+        credential = self._credentials.get(access_key_id)
+        expires = credential.principal.expires if credential is not None else None
+        return expires is not None and self._clock() >= expires
+
     def lookup_secret(self, access_key_id: str) -> str | None:
         """For `SigV4Verifier`: the secret that signs with `access_key_id`."""
         credential = self.lookup(access_key_id)

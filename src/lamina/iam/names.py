@@ -14,6 +14,9 @@ from lamina.iam.errors import IamValidationError
 _NAME = re.compile(r"^[\w+=,.@-]+$")
 _PATH = re.compile(r"^(/|/[\x21-\x7E]+/)$")
 _SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
+# A service names its sessions itself (Lambda: after the function, which may be one
+# character long), so only the character set and the upper bound apply.
+_SERVICE_SESSION_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
 _ID_ALPHABET = string.ascii_uppercase + "234567"
 
 MIN_SESSION_SECONDS = 900
@@ -49,8 +52,8 @@ def check_path(path: str | None, member: str = "path") -> str:
     return path
 
 
-def check_session_name(name: str) -> str:
-    if not _SESSION_NAME.match(name):
+def check_session_name(name: str, *, by_service: bool = False) -> str:
+    if not (_SERVICE_SESSION_NAME if by_service else _SESSION_NAME).match(name):
         raise _invalid(
             name,
             "roleSessionName",

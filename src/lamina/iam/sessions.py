@@ -69,7 +69,7 @@ async def issue_role_credentials(
     """Credentials for `role_arn`, for `trusted_service` or for `caller` (exactly one)."""
     if (trusted_service is None) == (caller is None):
         raise ValueError("name either the trusted service or the calling principal")
-    names.check_session_name(session_name)
+    names.check_session_name(session_name, by_service=caller is None)
     role = directory.role_by_arn(role_arn)
     who_text = caller.arn if caller is not None else str(trusted_service)
     if role is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import unquote
 
 from lamina.errors import LaminaError
 from lamina.iam import IamDirectory, Principal
@@ -43,7 +44,13 @@ class SessionTokenVerifier(SigV4Verifier):
         headers: Iterable[tuple[str, str]],
         body: bytes,
     ) -> SigV4Identity:
-        identity = super().verify(method, path, query_string, headers, body)
+        headers = list(headers)
+        try:
+            identity = super().verify(method, path, query_string, headers, body)
+        except SigV4Error as error:
+            if error.code == "UnrecognizedClientException":
+                self._raise_if_expired(headers, query_string, error.service)
+            raise
         if self._directory.authenticate(identity.access_key_id, identity.session_token) is None:
             # The same answer AWS gives for an unknown key: nothing about which part was wrong.
             raise SigV4Error(
@@ -52,6 +59,31 @@ class SessionTokenVerifier(SigV4Verifier):
                 identity.service,
             )
         return identity
+
+    def _raise_if_expired(
+        self, headers: list[tuple[str, str]], query_string: str, service: str | None
+    ) -> None:
+        """Say "expired" rather than "invalid" for a session that ran out, as AWS does,
+        so a client knows to get new credentials rather than suspect its configuration."""
+        key_id = _access_key_id(headers, query_string)
+        if key_id is None or not self._directory.expired(key_id):
+            return
+        # Query APIs (IAM, STS) name the error without the "Exception" suffix.
+        code = "ExpiredToken" if service in ("iam", "sts") else "ExpiredTokenException"
+        raise SigV4Error(code, "The security token included in the request is expired", service)
+
+
+def _access_key_id(headers: list[tuple[str, str]], query_string: str) -> str | None:
+    """The access key id a request claims (header or presigned form), unverified."""
+    for name, value in headers:
+        if name.lower() == "authorization":
+            _, _, credential = value.partition("Credential=")
+            return credential.split("/", 1)[0] or None
+    for pair in query_string.split("&"):
+        name, _, value = pair.partition("=")
+        if name == "X-Amz-Credential":
+            return unquote(value).split("/", 1)[0] or None
+    return None
 
 
 class StsService:

@@ -225,9 +225,15 @@ async def test_service_credentials_for_an_execution_role(
     assert directory.authenticate(creds.access_key_id, creds.session_token + "x") is None
     clock.advance(899)
     assert directory.lookup_secret(creds.access_key_id) == creds.secret
+    assert not directory.expired(creds.access_key_id)
     clock.advance(1)
     assert directory.lookup(creds.access_key_id) is None
     assert directory.lookup_secret(creds.access_key_id) is None
+    assert directory.expired(creds.access_key_id)
+    assert not directory.expired("ASIAUNKNOWN")
+    # Lambda names sessions after functions, which may be one character long.
+    short = await directory.issue_role_credentials(role.arn, "f", 900, "lambda.amazonaws.com")
+    assert short.principal.session_name == "f"
 
 
 async def test_untrusted_service_is_refused(directory: IamDirectory) -> None:
