@@ -307,7 +307,8 @@ async def burst(
 ) -> tuple[float, list[tuple[float, int, bytes]]]:
     """Send all requests at once over their own pre-opened connections.
 
-    Returns (seconds from the first send to the last response, [(done_s, status, body)])."""
+    Returns (seconds from the first send to the last response, [(done_s, status, body)]);
+    a function error (X-Amz-Function-Error) is reported as status -200."""
     conns = []
     for _ in requests:
         conns.append(await asyncio.open_connection(host, port))
@@ -330,6 +331,8 @@ async def burst(
             writer.close()
         head, _, rest = data.partition(b"\r\n\r\n")
         status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
+        if b"x-amz-function-error" in head.lower():
+            status = -status
         return time.perf_counter() - start, status, rest
 
     start = time.perf_counter()

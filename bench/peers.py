@@ -333,7 +333,7 @@ def run_density(args: argparse.Namespace, results: Results) -> None:
         "LAMINA_MEMORY_BUDGET_MB": str(max(65536, target * 128 * 2)),
     }
     with workdir("density") as work, Lamina(env) as lamina:
-        lamina.create("hold", make_zip({"app.py": HOLD}), MemorySize=128)
+        lamina.create("hold", make_zip({"app.py": HOLD}), MemorySize=128, Timeout=300)
         lamina.invoker().invoke("hold")
         zygote_mem = total_memory(lamina.zygotes())
         server_before = memory(lamina.pid)
