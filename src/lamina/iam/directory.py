@@ -12,6 +12,7 @@ Names of users and roles are unique regardless of case, as in IAM.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import time
 from collections.abc import Callable, Mapping
@@ -347,6 +348,16 @@ class IamDirectory:
                 max_session_duration=seconds,
                 created=self._clock(),
             )
+            await self._write([Put(role)])
+            self._roles[name.lower()] = role
+            self._rebuild()
+            return role
+
+    async def update_trust_policy(self, name: str, trust_policy: str) -> Role:
+        """UpdateAssumeRolePolicy: sessions already issued keep working until they expire."""
+        self.parse_policy(trust_policy, PolicyKind.RESOURCE)
+        async with self._lock:
+            role = dataclasses.replace(self.get_role(name), trust_policy=trust_policy)
             await self._write([Put(role)])
             self._roles[name.lower()] = role
             self._rebuild()

@@ -142,6 +142,7 @@ class IamService:
             "CreateRole": (role, self._create_role),
             "GetRole": (role, self._get_role),
             "DeleteRole": (role, self._delete_role),
+            "UpdateAssumeRolePolicy": (role, self._update_trust),
             "ListRoles": (lambda p, c, _: f"arn:aws:iam::{d.account_id}:role/*", self._list_roles),
             "PutRolePolicy": (role, self._put_inline(OwnerKind.ROLE)),
             "GetRolePolicy": (role, self._get_inline(OwnerKind.ROLE)),
@@ -273,6 +274,14 @@ class IamService:
         self, p: dict[str, Any], _c: RequestContext, _w: Principal
     ) -> dict[str, Any]:
         return {"Role": _role_out(self._directory.get_role(_required(p, "RoleName")))}
+
+    async def _update_trust(
+        self, p: dict[str, Any], _c: RequestContext, _w: Principal
+    ) -> dict[str, Any]:
+        await self._directory.update_trust_policy(
+            _required(p, "RoleName"), _required(p, "PolicyDocument")
+        )
+        return {}
 
     async def _delete_role(
         self, p: dict[str, Any], _c: RequestContext, _w: Principal

@@ -281,3 +281,31 @@ async def test_assume_role_refusals(iam: Api, sts: Api) -> None:
         ROOT_KEY, "AssumeRole", RoleArn=role["Arn"], RoleSessionName="s1", DurationSeconds=7200
     )
     assert "MaxSessionDuration" in error_of(too_long)[2]
+
+
+async def test_update_assume_role_policy(iam: Api, sts: Api) -> None:
+    lambda_only = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": "lambda.amazonaws.com"},
+                    "Action": "sts:AssumeRole",
+                }
+            ],
+        }
+    )
+    role = (await iam(ROOT_KEY, "CreateRole", RoleName="r", AssumeRolePolicyDocument=lambda_only))[
+        "Role"
+    ]
+    refused = await sts(ROOT_KEY, "AssumeRole", RoleArn=role["Arn"], RoleSessionName="s1")
+    assert error_of(refused)[:2] == (403, "AccessDenied")
+    await iam(ROOT_KEY, "UpdateAssumeRolePolicy", RoleName="r", PolicyDocument=TRUST_ACCOUNT)
+    got = (await iam(ROOT_KEY, "GetRole", RoleName="r"))["Role"]
+    assert unquote(got["AssumeRolePolicyDocument"]) == TRUST_ACCOUNT
+    assert "Credentials" in await sts(
+        ROOT_KEY, "AssumeRole", RoleArn=role["Arn"], RoleSessionName="s1"
+    )
+    bad = await iam(ROOT_KEY, "UpdateAssumeRolePolicy", RoleName="r", PolicyDocument=INVOKE)
+    assert error_of(bad)[:2] == (400, "MalformedPolicyDocument")
