@@ -58,20 +58,24 @@ async def _disconnected(request: Request) -> None:
 
 
 async def unless_disconnected(request: Request, call: Awaitable[T]) -> T:
-    """Run `call`, cancelling it (and so its upstream request) if the client leaves."""
-    work = asyncio.ensure_future(call)
+    """Await `call` in this task, cancelling it (and so its upstream request) if the
+    client leaves first. One watcher task, not two: this is on every request."""
+    handler = asyncio.current_task()
+    assert handler is not None
     watch = asyncio.ensure_future(_disconnected(request))
+
+    def client_left(done: asyncio.Future[None]) -> None:
+        if not done.cancelled() and done.exception() is None:
+            handler.cancel("client disconnected")
+
+    watch.add_done_callback(client_left)
     try:
-        await asyncio.wait((work, watch), return_when=asyncio.FIRST_COMPLETED)
+        return await call
+    except asyncio.CancelledError:
+        if watch.done() and not watch.cancelled():
+            handler.uncancel()
+            raise ClientClosed("the client closed the connection") from None
+        raise
     finally:
+        watch.remove_done_callback(client_left)
         watch.cancel()
-        if not work.done():
-            work.cancel()
-            try:
-                await work
-            except asyncio.CancelledError:
-                pass
-            except Exception:  # the call's own failure is moot: the client has left
-                pass
-            raise ClientClosed("the client closed the connection")
-    return work.result()
