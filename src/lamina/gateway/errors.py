@@ -3,6 +3,7 @@
     LaminaError
     ├── ClientError
     │   ├── InvalidGatewayRequest     400  malformed body, unknown parameter shape
+    │   ├── RequestTooLarge           413  a body over the gateway's limit
     │   ├── Unauthenticated           401  unknown, revoked or expired key
     │   ├── ModelNotAllowed           403  the key may not use the model
     │   ├── ModelNotFound             404  no model of that name is configured
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 from enum import Enum
 
+from lamina import errors
 from lamina.errors import ClientError, ServiceError
 
 
@@ -38,6 +40,11 @@ class ErrorKind(Enum):
 
 class InvalidGatewayRequest(ClientError):
     code = "invalid_request_error"
+    kind = ErrorKind.INVALID_REQUEST
+
+
+class RequestTooLarge(errors.RequestTooLarge):
+    code = "request_too_large"
     kind = ErrorKind.INVALID_REQUEST
 
 

@@ -169,3 +169,15 @@ async def test_budget_counts_calls_in_flight(launch: Launch, mocks: Mocks) -> No
         slow.cancel()
     assert refused.value.code == "budget_exceeded"
     assert "in flight" in refused.value.message
+
+
+async def test_oversized_body_is_413(launch: Launch, mocks: Mocks) -> None:
+    async with launch(base_config(mocks)) as gw:
+        host, port = gw.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        # Declares 65 MiB; refused from the headers, before any of it is read.
+        writer.write(b"POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: " + APP_KEY.encode()
+                     + b"\r\ncontent-length: " + str(65 << 20).encode() + b"\r\n\r\n{}")
+        head = await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 413")

@@ -10,7 +10,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from lamina.gateway.errors import ClientClosed, InvalidGatewayRequest
+from lamina.gateway.errors import ClientClosed, InvalidGatewayRequest, RequestTooLarge
 
 T = TypeVar("T")
 
@@ -30,7 +30,13 @@ def anthropic_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or bearer(request)
 
 
+MAX_BODY_BYTES = 64 * 1024 * 1024  # images travel inline as base64
+
+
 async def json_body(request: Request) -> tuple[dict[str, Any], int]:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise RequestTooLarge(f"the request body is over {MAX_BODY_BYTES >> 20} MiB")
     raw = await request.body()
     try:
         body = orjson.loads(raw)

@@ -123,6 +123,8 @@ def _tool_choice(choice: Any, parallel: Any) -> JSON | None:
 
 
 def chat_body(body: JSON, model: str) -> JSON:
+    if (body.get("n") or 1) > 1:
+        raise InvalidGatewayRequest("n > 1 is not supported by the anthropic provider")
     system, turns = messages(body.get("messages") or [])
     out: JSON = {"model": model, "messages": turns,
                  "max_tokens": body.get("max_completion_tokens") or body.get("max_tokens")

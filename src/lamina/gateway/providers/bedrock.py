@@ -58,6 +58,8 @@ def _arguments(raw: str) -> Any:
 
 
 def converse_body(body: JSON) -> JSON:
+    if (body.get("n") or 1) > 1:
+        raise InvalidGatewayRequest("n > 1 is not supported by the bedrock provider")
     system: list[JSON] = []
     messages: list[JSON] = []
     for message in body.get("messages") or []:

@@ -42,6 +42,8 @@ def _message(message: JSON) -> JSON:
 
 
 def chat_body(body: JSON, model: str) -> JSON:
+    if (body.get("n") or 1) > 1:
+        raise InvalidGatewayRequest("n > 1 is not supported by the cohere provider")
     out: JSON = {"model": model, "messages": [_message(m) for m in body.get("messages") or []]}
     names = {"temperature": "temperature", "top_p": "p", "top_k": "k", "seed": "seed",
              "frequency_penalty": "frequency_penalty", "presence_penalty": "presence_penalty"}
