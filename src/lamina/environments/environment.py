@@ -397,6 +397,8 @@ class Environment:
             if self.state is EnvState.STARTING:  # pre-warmed: init done, nothing queued
                 self._set_state(EnvState.IDLE)
                 self.idle_since = self._clock()
+                self._read_output()
+                self._flush_pending()  # its init output belongs in the log now, not later
         if self._queued is not None:
             invocation, self._queued = self._queued, None
             self._mark_delivered()
