@@ -8,7 +8,7 @@ import json
 import anthropic
 import pytest
 
-from tests.integration.gateway.harness import Launch, Mocks, base_config
+from tests.integration.gateway.harness import OTHER_KEY, Launch, Mocks, base_config
 
 TOOLS = [{"name": "get_weather", "description": "Weather in a city",
           "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
@@ -103,8 +103,6 @@ async def test_errors_in_anthropic_shape(launch: Launch, mocks: Mocks) -> None:
             await gw.anthropic("nope").messages.create(
                 model="claude", max_tokens=10, messages=[{"role": "user", "content": "x"}])
         with pytest.raises(anthropic.PermissionDeniedError) as not_allowed:
-            from tests.integration.gateway.harness import OTHER_KEY
-
             await gw.anthropic(OTHER_KEY).messages.create(
                 model="claude", max_tokens=10, messages=[{"role": "user", "content": "x"}])
         with pytest.raises(anthropic.NotFoundError):
@@ -130,3 +128,11 @@ async def test_count_tokens(launch: Launch, mocks: Mocks) -> None:
     assert claude.input_tokens == 21 and gemini.input_tokens == 15
     assert mocks.anthropic.requests[-1]["system"] == [{"type": "text", "text": "s"}]
     assert "count tokens" in refused.value.message
+
+
+async def test_anthropic_sdk_lists_models(launch: Launch, mocks: Mocks) -> None:
+    async with launch(base_config(mocks)) as gw:
+        models = [m.id async for m in gw.anthropic(OTHER_KEY).models.list()]
+        with pytest.raises(anthropic.AuthenticationError):
+            await gw.anthropic("nope").models.list()
+    assert models == ["gpt"]

@@ -9,8 +9,14 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from lamina.errors import LaminaError
-from lamina.gateway.api.errors import openai_body, openai_error
-from lamina.gateway.api.wire import JSONBytes, json_body, openai_key, unless_disconnected
+from lamina.gateway.api.errors import anthropic_error, openai_body, openai_error
+from lamina.gateway.api.wire import (
+    JSONBytes,
+    anthropic_key,
+    json_body,
+    openai_key,
+    unless_disconnected,
+)
 from lamina.gateway.inbound import responses as responses_api
 from lamina.gateway.service import GatewayService, StreamReply
 from lamina.gateway.sse import DONE, named_event, openai_event
@@ -42,12 +48,21 @@ def openai_routes(service: GatewayService) -> list[BaseRoute]:
             return openai_error(exc)
 
     async def models(request: Request) -> Response:
+        # The anthropic SDK lists models here too, and says so with its version header.
+        anthropic = "anthropic-version" in request.headers
         try:
-            key = service.keyring.authenticate(openai_key(request))
+            key = service.keyring.authenticate(
+                anthropic_key(request) if anthropic else openai_key(request))
         except LaminaError as exc:
-            return openai_error(exc)
-        return JSONBytes({"object": "list", "data": [
-            _model(name) for name in service.model_names(key)]})
+            return anthropic_error(exc) if anthropic else openai_error(exc)
+        names = service.model_names(key)
+        if anthropic:
+            return JSONBytes({"data": [{"type": "model", "id": name, "display_name": name,
+                                        "created_at": "1970-01-01T00:00:00Z"}
+                                       for name in names],
+                              "has_more": False, "first_id": names[0] if names else None,
+                              "last_id": names[-1] if names else None})
+        return JSONBytes({"object": "list", "data": [_model(name) for name in names]})
 
     async def model(request: Request) -> Response:
         try:
