@@ -2,8 +2,10 @@
 
 cgroup v2 is used when its unified hierarchy has the memory controller, else the v1
 controllers mounted under /sys/fs/cgroup/<controller>. Environments' groups live
-under lamina's own group (``<lamina's cgroup>/lamina/<environment id>``), so whatever
-limits the host puts on lamina also bound its functions.
+under lamina's own group (``<lamina's cgroup>/lamina/<lamina's pid>/<environment id>``),
+so whatever limits the host puts on lamina also bound its functions, and several
+lamina processes on one host never touch each other's groups. A lamina that died
+without cleaning up leaves empty groups; the next one removes them at start-up.
 
 lamina creates and sizes an environment's group before the process starts; the process
 joins it itself (writes its pid to each ``cgroup.procs``) before any user code runs.
@@ -44,6 +46,11 @@ class CgroupLayout:
             "cpu": self.cpu is not None,
             "path": str(self.memory or self.pids or self.cpu or ""),
         }
+
+    def sweep(self) -> None:
+        """Remove this lamina's environment groups that are empty (at shutdown)."""
+        for parent in {p for p in (self.memory, self.pids, self.cpu) if p is not None}:
+            _remove_tree(parent, keep_top=True)
 
     def create(self, env_id: str, memory_mb: int) -> EnvironmentCgroup:
         """Make and size the environment's groups (about half a millisecond for three)."""
@@ -166,14 +173,15 @@ def _probe_v2(root: Path, own: str) -> CgroupLayout | None:
         controllers = _read(mount / "cgroup.controllers").split()
         if "memory" not in controllers:
             continue
-        parent = mount / own.lstrip("/") / "lamina"
+        top = mount / own.lstrip("/") / "lamina"
+        parent = top / str(os.getpid())
         try:
+            top.mkdir(exist_ok=True)
+            _sweep_dead(top)
             parent.mkdir(exist_ok=True)
-            # A v2 group with processes may not enable controllers for its children;
-            # lamina's own group normally has lamina in it, so the group lives beside.
-            wanted = [c for c in ("memory", "pids", "cpu") if c in controllers]
-            _write(parent.parent / "cgroup.subtree_control", " ".join("+" + c for c in wanted))
-            _write(parent / "cgroup.subtree_control", " ".join("+" + c for c in wanted))
+            wanted = " ".join("+" + c for c in ("memory", "pids", "cpu") if c in controllers)
+            for group in (top.parent, top, parent):
+                _write(group / "cgroup.subtree_control", wanted)
         except OSError:
             continue
         enabled = _read(parent / "cgroup.subtree_control").split()
@@ -197,10 +205,13 @@ def _probe_v1(root: Path, membership: dict[str, str]) -> CgroupLayout | None:
         own = membership.get(controller)
         if own is None or not (mount / own.lstrip("/")).is_dir():
             continue
-        parent = mount / own.lstrip("/") / "lamina"
+        top = mount / own.lstrip("/") / "lamina"
+        parent = top / str(os.getpid())
         try:
+            top.mkdir(exist_ok=True)
+            _sweep_dead(top)
             parent.mkdir(exist_ok=True)
-            trial = parent / f"probe-{os.getpid()}"
+            trial = parent / "probe"
             trial.mkdir(exist_ok=True)
             usable = (trial / limit_file).exists()
             trial.rmdir()
@@ -210,6 +221,39 @@ def _probe_v1(root: Path, membership: dict[str, str]) -> CgroupLayout | None:
             found[controller] = parent
     layout = CgroupLayout(1, found["memory"], found["pids"], found["cpu"])
     return layout if layout.any else None
+
+
+def _sweep_dead(top: Path) -> None:
+    """Remove the groups of lamina processes that are gone (and anything empty)."""
+    with contextlib.suppress(OSError):
+        for parent in top.iterdir():
+            if not parent.is_dir():
+                continue
+            if parent.name.isdigit() and _alive(int(parent.name)):
+                continue
+            _remove_tree(parent, keep_top=False)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_tree(group: Path, keep_top: bool) -> None:
+    """rmdir a group's empty subgroups, deepest first (a cgroup's files cannot be
+    deleted: rmdir of the folder is how a group goes)."""
+    with contextlib.suppress(OSError):
+        for child in group.iterdir():
+            if child.is_dir():
+                _remove_tree(child, keep_top=False)
+    if not keep_top:
+        with contextlib.suppress(OSError):
+            group.rmdir()
 
 
 def _read(path: Path) -> str:

@@ -183,6 +183,21 @@ class Sandbox:
             "errors": list(p.errors),
         }
 
+    async def close(self) -> None:
+        """Remove this lamina's cgroups once the environments' processes are gone."""
+        layout = self.protections.cgroups
+        if layout is None:
+            return
+        parents = {p for p in (layout.memory, layout.pids, layout.cpu) if p is not None}
+        for _ in range(20):
+            layout.sweep()
+            for parent in parents:
+                with contextlib.suppress(OSError):
+                    parent.rmdir()
+            if not any(p.exists() for p in parents):
+                return
+            await asyncio.sleep(0.05)
+
     # ------------------------------------------------------------------ per start
 
     def prepare(self, confinement: Confinement) -> Prepared:
