@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from lamina.gateway.inbound.anthropic import chat_request, events, message
+from lamina.gateway.providers.anthropic import chat_body
 
 REQUEST = {
     "model": "fast", "max_tokens": 1024, "system": [{"type": "text", "text": "Be terse."}],
@@ -32,7 +33,10 @@ REQUEST = {
 
 
 def test_request() -> None:
-    assert chat_request(REQUEST) == {
+    chat = chat_request(REQUEST)
+    assert chat.pop("_anthropic") == {k: v for k, v in REQUEST.items()
+                                      if k not in ("model", "max_tokens", "stream")}
+    assert chat == {
         "model": "fast", "max_tokens": 1024,
         "messages": [
             {"role": "system", "content": "Be terse."},
@@ -117,3 +121,10 @@ async def test_events() -> None:
     assert out[6]["delta"] == {"type": "input_json_delta", "partial_json": "{\"a\":"}
     assert out[9]["delta"] == {"stop_reason": "tool_use", "stop_sequence": None}
     assert out[9]["usage"]["output_tokens"] == 12
+
+
+def test_native_request_reaches_anthropic_untouched() -> None:
+    native = dict(REQUEST, top_k=5, system=[
+        {"type": "text", "text": "Long context", "cache_control": {"type": "ephemeral"}}])
+    sent = chat_body(chat_request(native), "claude-sonnet-4-5")
+    assert sent == dict(native, model="claude-sonnet-4-5")

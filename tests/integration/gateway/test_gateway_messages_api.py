@@ -10,6 +10,7 @@ import pytest
 
 from tests.integration.gateway.harness import OTHER_KEY, Launch, Mocks, base_config
 
+HELLO: list[anthropic.types.MessageParam] = [{"role": "user", "content": "hello"}]
 TOOLS = [{"name": "get_weather", "description": "Weather in a city",
           "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
                            "required": ["city"]}}]
@@ -126,7 +127,7 @@ async def test_count_tokens(launch: Launch, mocks: Mocks) -> None:
         with pytest.raises(anthropic.BadRequestError) as refused:
             await client.messages.count_tokens(model="gpt", messages=messages)
     assert claude.input_tokens == 21 and gemini.input_tokens == 15
-    assert mocks.anthropic.requests[-1]["system"] == [{"type": "text", "text": "s"}]
+    assert mocks.anthropic.requests[-1]["system"] == "s"  # as the client wrote it
     assert "count tokens" in refused.value.message
 
 
@@ -136,3 +137,21 @@ async def test_anthropic_sdk_lists_models(launch: Launch, mocks: Mocks) -> None:
         with pytest.raises(anthropic.AuthenticationError):
             await gw.anthropic("nope").models.list()
     assert models == ["gpt"]
+
+
+@pytest.mark.parametrize("model", ["claude", "gpt"])
+async def test_anthropic_only_fields(launch: Launch, mocks: Mocks, model: str) -> None:
+    system: list[anthropic.types.TextBlockParam] = [
+        {"type": "text", "text": "A long manual.", "cache_control": {"type": "ephemeral"}}]
+    async with launch(base_config(mocks)) as gw:
+        reply = await gw.anthropic().messages.create(
+            model=model, max_tokens=50, system=system, messages=HELLO,
+            extra_body={"top_k": 5})
+    assert reply.content[0].type == "text"
+    if model == "claude":  # reaches Anthropic as written
+        sent = mocks.anthropic.requests[-1]
+        assert sent["system"] == system and sent["top_k"] == 5
+    else:  # other providers get the translation, and nothing of lamina's own
+        sent = mocks.openai.requests[-1]
+        assert "_anthropic" not in sent and "top_k" not in sent
+        assert sent["messages"][0] == {"role": "system", "content": "A long manual."}

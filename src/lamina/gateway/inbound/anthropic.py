@@ -13,6 +13,13 @@ import orjson
 from lamina.gateway.errors import InvalidGatewayRequest
 from lamina.gateway.providers.base import JSON
 
+# Private member of a chat request carrying the original Anthropic request; providers
+# other than Anthropic's drop it.
+NATIVE = "_anthropic"
+NATIVE_FIELDS = frozenset({"system", "messages", "tools", "tool_choice", "temperature",
+                           "top_p", "top_k", "stop_sequences", "metadata", "thinking",
+                           "service_tier"})
+
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                 "function_call": "tool_use", "content_filter": "refusal"}
 
@@ -121,6 +128,9 @@ def chat_request(body: JSON, *, counting: bool = False) -> JSON:
     if body.get("stream"):
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
+    # The request as the client wrote it, for a route that lands on Anthropic: it keeps
+    # what the lingua franca cannot say (cache_control, top_k, thinking, documents).
+    out[NATIVE] = {k: v for k, v in body.items() if k in NATIVE_FIELDS}
     return out
 
 

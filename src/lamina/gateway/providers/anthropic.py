@@ -21,6 +21,7 @@ from lamina.gateway.providers.openai import error_message
 from lamina.gateway.sse import Event, EventDecoder
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
+NATIVE = "_anthropic"  # inbound/anthropic.py: the original /v1/messages request
 API_VERSION = "2023-06-01"
 # Anthropic requires max_tokens; OpenAI does not. Used when the client sets none.
 DEFAULT_MAX_TOKENS = 4096
@@ -123,6 +124,14 @@ def _tool_choice(choice: Any, parallel: Any) -> JSON | None:
 
 
 def chat_body(body: JSON, model: str) -> JSON:
+    native = body.get(NATIVE)
+    if isinstance(native, dict):
+        # An Anthropic request routed to Anthropic: send it as the client wrote it.
+        request: JSON = dict(native, model=model,
+                             max_tokens=body.get("max_tokens") or DEFAULT_MAX_TOKENS)
+        if body.get("stream"):
+            request["stream"] = True
+        return request
     if (body.get("n") or 1) > 1:
         raise InvalidGatewayRequest("n > 1 is not supported by the anthropic provider")
     system, turns = messages(body.get("messages") or [])
@@ -299,7 +308,7 @@ class AnthropicProvider:
         base = (deployment.provider.base_url or DEFAULT_BASE_URL).rstrip("/")
         full = chat_body(body, deployment.model)
         counted = {k: v for k, v in full.items()
-                   if k in ("model", "messages", "system", "tools", "tool_choice")}
+                   if k in ("model", "messages", "system", "tools", "tool_choice", "thinking")}
         return UpstreamRequest(f"{base}/v1/messages/count_tokens", orjson.dumps(counted),
                                self._headers(deployment))
 

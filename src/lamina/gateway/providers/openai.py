@@ -55,7 +55,9 @@ class OpenAIProvider:
         return headers
 
     def chat_request(self, body: JSON, deployment: Deployment) -> UpstreamRequest:
-        upstream = dict(body, model=deployment.model)
+        # Members starting with "_" are lamina's own (e.g. a native Anthropic request).
+        upstream = {k: v for k, v in body.items() if not k.startswith("_")}
+        upstream["model"] = deployment.model
         if upstream.get("stream"):
             upstream["stream_options"] = dict(upstream.get("stream_options") or {},
                                               include_usage=True)
