@@ -57,6 +57,8 @@ from invoke import FLOOR_APP, signed_invoke_script, wait_healthy, wrk
 
 HANDLER = "def handler(event, context):\n    return {}\n"
 SLEEP50 = "import time\n\n\ndef handler(event, context):\n    time.sleep(0.05)\n    return {}\n"
+# Waits until the time in the event (the sandbox hides the host's files, so a release
+# file would not do), then answers with an id drawn on the environment's first call.
 HOLD = """import os
 import time
 
@@ -64,11 +66,9 @@ ID = []
 
 
 def handler(event, context):
-    flag = event.get("hold") if isinstance(event, dict) else None
-    if flag:
-        end = time.time() + event.get("max", 120)
-        while not os.path.exists(flag) and time.time() < end:
-            time.sleep(0.25)
+    until = event.get("until") if isinstance(event, dict) else None
+    if until:
+        time.sleep(max(0.0, until - time.time()))
     if not ID:
         ID.append(os.urandom(8).hex())
     return ID[0]
@@ -290,33 +290,37 @@ def ric_idle_memory(count: int) -> dict[str, Any]:
     return {"count": count, **{k: v / count for k, v in mem.items()}}
 
 
+def live_envs(lamina: Lamina) -> int:
+    rows = lamina.environments()
+    return len(rows) if rows is not None else len(env_pids(lamina))
+
+
 async def _hold_all(
-    lamina: Lamina, target: int, flag: Path, log: list[dict[str, Any]]
+    lamina: Lamina, target: int, hold_s: float, log: list[dict[str, Any]], snapshot: dict[str, Any]
 ) -> tuple[float, list[tuple[float, int, bytes]]]:
-    payload = json.dumps({"hold": str(flag), "max": 150}).encode()
+    """`target` invocations that all return at the same moment, `hold_s` from now; a
+    memory snapshot is taken once all environments are up (or growth stalls)."""
+    payload = json.dumps({"until": time.time() + hold_s}).encode()
     path, headers = sign("127.0.0.1", lamina.port, "hold", payload)
     task = asyncio.create_task(
-        burst("127.0.0.1", lamina.port, [(path, headers, payload)] * target, timeout=200)
+        burst("127.0.0.1", lamina.port, [(path, headers, payload)] * target, timeout=hold_s + 120)
     )
     start = time.perf_counter()
     best, best_at = 0, start
-    while not task.done():
-        await asyncio.sleep(0.5)
-        count = len(env_pids(lamina))
+    while not task.done() and not snapshot:
+        await asyncio.sleep(1.0)
+        count = await asyncio.to_thread(live_envs, lamina)
         avail_mb = meminfo()["MemAvailable"] / 1024
-        log.append(
-            {"t": round(time.perf_counter() - start, 2), "envs": count, "avail_mb": round(avail_mb)}
-        )
+        now = time.perf_counter()
+        log.append({"t": round(now - start, 1), "envs": count, "avail_mb": round(avail_mb)})
         if count > best:
-            best, best_at = count, time.perf_counter()
-        if (
-            count >= target
-            or avail_mb < 3000
-            or time.perf_counter() - best_at > 10
-            or time.perf_counter() - start > 120
-        ):
-            break
-    flag.touch()
+            best, best_at = count, now
+        if count >= target or avail_mb < 3000 or now - best_at > 15 or now - start > hold_s - 10:
+            procs = [d for z in lamina.zygotes() for d in descendants(z)]
+            snapshot.update(
+                envs=count, processes=len(procs), mem=total_memory(procs), at_s=now - start,
+                stopped="" if count >= target else ("memory" if avail_mb < 3000 else "stalled"),
+            )  # fmt: skip
     return await task
 
 
@@ -340,23 +344,32 @@ def run_density(args: argparse.Namespace, results: Results) -> None:
         log: list[dict[str, Any]] = []
         done = timed(f"holding up to {target} overlapping invocations")
         start = time.perf_counter()
-        total, answers = asyncio.run(_hold_all(lamina, target, work / "release", log))
+        busy: dict[str, Any] = {}
+        total, answers = asyncio.run(_hold_all(lamina, target, args.hold, log, busy))
         done()
         statuses: dict[int, int] = {}
         for a in answers:
             statuses[a[1]] = statuses.get(a[1], 0) + 1
         pids = {a[2] for a in answers if a[1] == 200 and len(a[2]) == 18}
-        time.sleep(2)  # all idle now
-        envs = env_pids(lamina)
+        time.sleep(3)  # all idle now
+        reported = lamina.environments() or []
+        envs = reported or env_pids(lamina)
         # sandboxed, an environment is several processes (keeper, init, function): all count
         procs = [d for z in lamina.zygotes() for d in descendants(z)]
         mem = total_memory(procs)
-        reported = lamina.environments() or []
+        # by depth under the zygote: 1 = the forked child (keeper when sandboxed), 2 = init, 3 = function
+        by_depth: dict[int, list[int]] = {}
+        for z in lamina.zygotes():
+            level, depth = children(z), 1
+            while level:
+                by_depth.setdefault(depth, []).extend(level)
+                level, depth = [c for p in level for c in children(p)], depth + 1
+        raw["by_depth"] = {d: {"n": len(ps), **total_memory(ps)} for d, ps in by_depth.items()}
         server = memory(lamina.pid)
         after = meminfo()
         raw.update(
-            target=target, reached=max((e["envs"] for e in log), default=0), distinct_pids=len(pids),
-            idle_envs=len(envs), env_processes=len(procs), statuses=statuses, fill_s=total, log=log[-5:], env_mem_kb=mem,
+            target=target, reached=busy.get("envs", 0), busy=busy, distinct_pids=len(pids),
+            idle_envs=len(envs), env_processes=len(procs), statuses=statuses, fill_s=total, log=log, env_mem_kb=mem,
             zygote_mem_kb=zygote_mem, server_kb=server, server_before_kb=server_before,
             used_delta_mb=(before["MemAvailable"] - after["MemAvailable"]) / 1024,
             elapsed_s=time.perf_counter() - start, reported_envs=len(reported),
@@ -374,35 +387,47 @@ def run_density(args: argparse.Namespace, results: Results) -> None:
         done()
         done = timed("stopping lamina")
     done()
-    n = max(1, raw["idle_envs"])
+    n = max(1, raw["reported_envs"] or raw["idle_envs"])
     mem, ric = raw["env_mem_kb"], raw["ric"]
     per = {k: v / n for k, v in mem.items()}
     stopped_early = raw["reached"] < target
-    md = f"""## Density: idle warm environments of a 128 MB no-op function (`peers.py density`)
+    bm = raw["busy"].get("mem", {"rss": 0, "pss": 0, "uss": 0})
+    bn = max(1, raw["busy"].get("envs", 0))
+    fill = next((e["t"] for e in raw["log"] if e["envs"] >= raw["reached"]), float("nan"))
+    rep = raw["reported_kb"]
+    depths = "; ".join(
+        f"{d}: {v['n']} × {v['pss'] / max(1, v['n']) / 1024:.2f} / {v['uss'] / max(1, v['n']) / 1024:.2f} MB"
+        for d, v in sorted(raw["by_depth"].items())
+    )
+    md = f"""## Density: warm environments of a 128 MB no-op function (`peers.py density`)
 
-{target} overlapping invocations of a function that waits for a release file (so each needs
-its own environment) with LAMINA_CONCURRENCY_LIMIT={env["LAMINA_CONCURRENCY_LIMIT"]} and
-LAMINA_MEMORY_BUDGET_MB={env["LAMINA_MEMORY_BUDGET_MB"]} (the default budget, 80% of RAM as a sum of
-MemorySize, admits ~150 environments of 128 MB on this machine); released when all were up
-(or growth stalled for 10 s, or MemAvailable fell under 3 GB). Memory from
-/proc/<pid>/smaps_rollup of every process under the zygote once idle (a sandboxed
-environment is several processes); USS = private pages.
-Baseline: 20 `python -m awslambdaric` processes idle in /next after one invoke each.
+{target} overlapping invocations of a 128 MB function that sleeps until a common moment
+{args.hold:.0f} s after they are sent (so each needs its own environment), with
+LAMINA_CONCURRENCY_LIMIT={env["LAMINA_CONCURRENCY_LIMIT"]} and LAMINA_MEMORY_BUDGET_MB={env["LAMINA_MEMORY_BUDGET_MB"]} (the default
+budget, 80% of RAM as a sum of MemorySize, admits ~150 environments of 128 MB here).
+Environments counted by lamina's /_lamina/environments. Memory from
+/proc/<pid>/smaps_rollup of every process under the zygote — a sandboxed environment is
+several processes (keeper, init, function) — once all were up (busy, sleeping in the
+handler) and again once they had all answered (idle); USS = private pages. Baseline: 20
+`python -m awslambdaric` processes idle in /next after one invoke each.
 
 | figure | value |
 |---|---|
-| environments reached / requested | {raw["reached"]} / {target}{" (stopped early)" if stopped_early else ""} |
-| idle environments measured | {raw["idle_envs"]} in {raw["env_processes"]} processes (distinct envs served: {raw["distinct_pids"]}; statuses {raw["statuses"]}) |
-| lamina's own count and PSS (/_lamina/environments) | {raw["reported_envs"]} environments, PSS {raw["reported_kb"]["pss_kb"] / 1024:.0f} MB |
-| time to fill and release | {raw["fill_s"]:.1f} s |
-| environments total RSS / PSS / USS | {mem["rss"] / 1024:.0f} / {mem["pss"] / 1024:.0f} / {mem["uss"] / 1024:.0f} MB |
-| per environment RSS / PSS / USS | {per["rss"] / 1024:.2f} / {per["pss"] / 1024:.2f} / {per["uss"] / 1024:.2f} MB |
+| environments up / requested | {raw["reached"]} / {target}{" (stopped: " + raw["busy"].get("stopped", "") + ")" if stopped_early else ""}, all up after {fill:.0f} s |
+| answers | {raw["statuses"]} from {raw["distinct_pids"]} distinct environments |
+| all up, busy: processes; RSS / PSS / USS total | {raw["busy"].get("processes", 0)}; {bm["rss"] / 1024:.0f} / {bm["pss"] / 1024:.0f} / {bm["uss"] / 1024:.0f} MB |
+| all up, busy: PSS / USS per environment | {bm["pss"] / bn / 1024:.2f} / {bm["uss"] / bn / 1024:.2f} MB |
+| idle afterwards: environments (lamina's count), processes | {raw["reported_envs"]}, {raw["env_processes"]} |
+| idle: RSS / PSS / USS total | {mem["rss"] / 1024:.0f} / {mem["pss"] / 1024:.0f} / {mem["uss"] / 1024:.0f} MB |
+| idle: RSS / PSS / USS per environment | {per["rss"] / 1024:.2f} / {per["pss"] / 1024:.2f} / {per["uss"] / 1024:.2f} MB |
+| idle PSS / USS per process, by depth under the zygote (1 = forked child/keeper, 2 = init, 3 = function) | {depths} |
+| lamina's own PSS total (/_lamina/environments) | {rep["pss_kb"] / 1024:.0f} MB |
 | awslambdaric per process RSS / PSS / USS | {ric["rss"] / 1024:.2f} / {ric["pss"] / 1024:.2f} / {ric["uss"] / 1024:.2f} MB |
-| **awslambdaric PSS ÷ lamina PSS per environment** | **{ric["pss"] / max(1, per["pss"]):.1f}x** |
+| **awslambdaric PSS ÷ lamina PSS per environment (idle)** | **{ric["pss"] / max(1, per["pss"]):.2f}x** |
 | zygote RSS / PSS | {raw["zygote_mem_kb"]["rss"] / 1024:.0f} / {raw["zygote_mem_kb"]["pss"] / 1024:.0f} MB |
 | server RSS before → with the environments | {raw["server_before_kb"]["rss"] / 1024:.0f} → {raw["server_kb"]["rss"] / 1024:.0f} MB |
-| host MemAvailable drop | {raw["used_delta_mb"]:.0f} MB |
-| warm invoke at 1 connection, wrk | p50 {raw["wrk1"]["p50_ms"]:.3f} ms, p99 {raw["wrk1"]["p99_ms"]:.2f} ms, {raw["wrk1"]["rps"]:.0f} req/s |
+| host MemAvailable drop (whole machine, shared) | {raw["used_delta_mb"]:.0f} MB |
+| warm invoke at 1 connection, wrk, environments idle | p50 {raw["wrk1"]["p50_ms"]:.3f} ms, p99 {raw["wrk1"]["p99_ms"]:.2f} ms, {raw["wrk1"]["rps"]:.0f} req/s |
 | warm invoke, raw SigV4 client, 300 calls | p50 {summary(raw["raw_client_ms"])["p50"]:.2f} ms, p99 {summary(raw["raw_client_ms"])["p99"]:.2f} ms |
 
 Targets: ≥ 1,000 idle warm environments, warm p50 ≤ 1 ms with them idle.
@@ -418,6 +443,7 @@ def main() -> None:
     parser.add_argument("section", choices=[*ORDER, "all"])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--envs", type=int, default=1000, help="density: environments to try for")
+    parser.add_argument("--hold", type=float, default=75, help="density: seconds the calls last")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS-peers.md")
     args = parser.parse_args()
     results = Results(args.out, "lamina beside its peers", ORDER)
