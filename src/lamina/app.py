@@ -14,7 +14,6 @@ import hmac
 import logging
 import os
 import sys
-import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,16 +33,17 @@ from lamina.environments.spawn import ConfinedExecSpawner, ZygoteSpawner
 from lamina.functions.aliases import FunctionSettings
 from lamina.functions.model import Function, FunctionConfig
 from lamina.functions.registry import FunctionRegistry
+from lamina.identity import identity_metadata, start_identity
 from lamina.invocation.concurrency import Concurrency
 from lamina.invocation.dispatcher import Dispatcher
 from lamina.invocation.event_queue import AsyncEvent, EventQueue
 from lamina.invocation.event_queue import metadata as queue_metadata
 from lamina.invocation.invoker import Invoker
 from lamina.protocols.router import AwsRouter, ServiceBinding
-from lamina.protocols.sigv4 import SigV4Verifier
 from lamina.services.lambda_.code_urls import CodeUrls
 from lamina.services.lambda_.functions_api import FunctionsApi
 from lamina.services.lambda_.invoke_api import InvokeApi
+from lamina.services.lambda_.permissions import AuthorizedLambda, FunctionPolicies
 from lamina.services.lambda_.shapes import Shapes
 from lamina.services.logs import LogsService
 from lamina.services.operations import OperationTable
@@ -89,13 +89,17 @@ async def start_platform(settings: Settings) -> Platform:
     data.mkdir(parents=True, exist_ok=True)
     creds = load_or_create(data, settings.access_key_id, settings.secret_access_key)
     engine = await open_database(
-        sqlite_url(data / "lamina.db"), functions_metadata, queue_metadata, LogStore.metadata
+        sqlite_url(data / "lamina.db"), functions_metadata, queue_metadata, *identity_metadata()
     )
-    closers: list[Callable[[], Awaitable[None]]] = [engine.dispose]
+    # Logs have a database file of their own: their writes never queue behind the
+    # durable enqueue of async events for SQLite's single write lock.
+    logs_engine = await open_database(sqlite_url(data / "logs.db"), LogStore.metadata)
+    closers: list[Callable[[], Awaitable[None]]] = [engine.dispose, logs_engine.dispose]
+    identity = await start_identity(data, engine, creds, settings.account_id, settings.master_key)
     interpreters = await discover(settings.python_interpreters, settings.search_path)
     runtimes = {**interpreters, **{r: "bootstrap (from the package)" for r in CUSTOM_RUNTIMES}}
 
-    logs = LogStore(engine)
+    logs = LogStore(logs_engine)
     await logs.start()
     closers.append(logs.close)
 
@@ -140,16 +144,19 @@ async def start_platform(settings: Settings) -> Platform:
         spawner=spawner,
         snapshots=snapshots,
         capacity=capacity,
+        credentials=identity.role_environment,
     )
     pool.start()
     closers.append(pool.close)
     fleets = ProvisionedFleets(pool)
     closers.append(fleets.close)
 
-    repo = FunctionRepository(engine)
+    repo = FunctionRepository(engine, sealer=identity.env_cipher)
     blobs = LocalBlobStore(data / "blobs")
     registry = FunctionRegistry(repo, blobs, data / "code", shapes.arn)
     await registry.load()
+    policies = FunctionPolicies(registry, repo.save_policy, shapes)
+    policies.load(await repo.load_policies())
     closers.append(registry.close)
     concurrency = Concurrency(settings.concurrency_limit)
     fn_settings = FunctionSettings(registry, repo, concurrency, shapes.arn, provisioned=fleets)
@@ -160,6 +167,7 @@ async def start_platform(settings: Settings) -> Platform:
         pool.retire(fn.name, keep=lambda c: c.code_key in wanted)
         if fn.name not in registry.names():
             fleets.remove(fn.name)
+            policies.forget(fn.name)
 
     registry.on_change.append(retire_stale)
     if snapshots is not None:
@@ -197,22 +205,33 @@ async def start_platform(settings: Settings) -> Platform:
     code_urls = CodeUrls(settings.endpoint, hashlib.sha256(creds.secret_access_key.encode()).digest())
     functions_api = FunctionsApi(
         registry, fn_settings, shapes, lambda: runtimes, lambda c: code_urls.url(c.code_sha256),
-        fleets.state,
+        fleets.state, identity.check_execution_role,
+    )  # fmt: skip
+    operations = OperationTable(
+        "Lambda",
+        {
+            **functions_api.operations(),
+            "Invoke": invoke_api.invoke,
+            "AddPermission": policies.add,
+            "RemovePermission": policies.remove,
+            "GetPolicy": policies.get,
+        },
     )
-    lambda_service = OperationTable(
-        "Lambda", {**functions_api.operations(), "Invoke": invoke_api.invoke}
-    )
+    lambda_service = AuthorizedLambda(
+        operations, identity.authorizer, identity.principal_of, identity.conditions,
+        policies, shapes, identity.is_root,
+    )  # fmt: skip
 
     def lookup_secret(access_key_id: str) -> str | None:
         return creds.secret_access_key if access_key_id == creds.access_key_id else None
 
-    verifier = SigV4Verifier(lookup_secret, time.time)
     router = AwsRouter(
         {
             "lambda": ServiceBinding("lambda", lambda_service),
             "logs": ServiceBinding("logs", LogsService(logs)),
+            **identity.bindings,
         },
-        verifier,
+        identity.verifier,
         settings.account_id,
         settings.region,
     )

@@ -74,10 +74,12 @@ class Settings:
         "json", "decimal", "datetime", "uuid", "base64", "hashlib", "urllib.request",
         "boto3",
     )  # fmt: skip
+    # The key-encryption key (base64 of 32 bytes); else <data-dir>/master.key is used.
+    master_key: str | None = field(default=None, repr=False)
     # Free-form YAML configuration (gateway, ...) loaded from config_file.
     config: Mapping[str, Any] = field(default_factory=dict)
     # The variables `${NAME}` in the config file is interpolated from.
-    config_env: Mapping[str, str] = field(default_factory=dict)
+    config_env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], **overrides: Any) -> Settings:
@@ -110,6 +112,7 @@ class Settings:
             async_workers=_int(env, "LAMINA_ASYNC_WORKERS", 16),
             idle_environment_s=float(env.get("LAMINA_IDLE_ENVIRONMENT_S", "600")),
             config_env=dict(env),
+            master_key=env.get("LAMINA_MASTER_KEY") or None,
             async_retry_base_s=float(env.get("LAMINA_ASYNC_RETRY_BASE_S", "1")),
             zygotes=env.get("LAMINA_ZYGOTES", "1").lower() not in ("0", "false", "no", "off"),
             sandbox=env.get("LAMINA_SANDBOX", "1").lower() not in ("0", "false", "no", "off"),

@@ -7,6 +7,7 @@ anthropic SDKs); nothing of lamina's own is mocked.
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import socket
@@ -26,6 +27,29 @@ ACCESS_KEY = "LKIATESTROOTKEY00001"
 SECRET_KEY = "test-secret-key-for-integration-tests"
 ROLE = "arn:aws:iam::000000000000:role/lambda-role"
 LAMINA = str(Path(sys.executable).parent / "lamina")
+
+
+LAMBDA_TRUST = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "lambda.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+)
+
+
+def ensure_execution_role(iam: Any, name: str = "lambda-role") -> str:
+    """The execution role the tests' functions use: Lambda requires one that exists and
+    trusts lambda.amazonaws.com."""
+    try:
+        return str(iam.create_role(RoleName=name, AssumeRolePolicyDocument=LAMBDA_TRUST)["Role"]["Arn"])
+    except iam.exceptions.EntityAlreadyExistsException:
+        return str(iam.get_role(RoleName=name)["Role"]["Arn"])
 
 
 def free_port() -> int:
@@ -82,6 +106,7 @@ class LaminaServer:
                 raise RuntimeError(f"lamina serve exited with {self.process.returncode}: {self.log_text()}")
             try:
                 if httpx.get(f"{self.endpoint}/health", timeout=1).status_code == 200:
+                    ensure_execution_role(self.client("iam"))
                     return self
             except httpx.HTTPError:
                 pass
@@ -149,8 +174,8 @@ def create_function(
     name = name or unique_name()
     files = {"app.py": code} if isinstance(code, str) else code
     client.create_function(
-        FunctionName=name, Runtime=runtime, Role=ROLE, Handler=handler,
-        Code={"ZipFile": make_zip(files)}, **extra,
+        FunctionName=name, Runtime=runtime, Handler=handler,
+        Code={"ZipFile": make_zip(files)}, **{"Role": ROLE, **extra},
     )  # fmt: skip
     if wait:
         client.get_waiter("function_active_v2").wait(

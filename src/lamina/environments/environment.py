@@ -269,6 +269,10 @@ class Environment:
             await asyncio.shield(self._exit_task)
 
     @property
+    def started_at(self) -> float:
+        return self._spawned_at
+
+    @property
     def log_stream_name(self) -> str:
         return self._stream
 

@@ -10,15 +10,19 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from lamina.environments.capacity import Capacity
-from lamina.environments.environment import Environment, Spawner
+from lamina.environments.environment import Environment, LaunchSpec, Spawner
 from lamina.environments.launcher import HostFacts, build_spec
 from lamina.environments.lifecycle import EnvState
 from lamina.environments.logs import LogSink
 from lamina.environments.snapshots import SnapshotFailed, Snapshots, TemplateSpawner
 from lamina.functions.model import FunctionConfig
+
+# Environments are recycled before their role credentials (12 h) run out, as Lambda
+# recycles its own every few hours; a provisioned one is replaced by its keeper.
+MAX_ENVIRONMENT_AGE_S = 11 * 3600.0
 
 
 class EnvironmentPool:
@@ -31,9 +35,12 @@ class EnvironmentPool:
         spawner: Spawner | None = None,
         snapshots: Snapshots | None = None,
         capacity: Capacity | None = None,
+        credentials: Callable[[FunctionConfig], Awaitable[Mapping[str, str]]] | None = None,
     ) -> None:
         self._facts = facts
         self._capacity = capacity
+        # The execution role's temporary credentials, as AWS_ACCESS_KEY_ID & co.
+        self._credentials = credentials
         self._spawner = spawner
         self._snapshots = snapshots
         self._logs = logs
@@ -80,9 +87,14 @@ class EnvironmentPool:
         env.on_idle = self.release
         self._live.add(env)
         stream = env.log_stream_name
-        await env.start(
-            lambda api: build_spec(config, env_id, api, self._facts, stream, initialization)
-        )
+        role_env = await self._credentials(config) if self._credentials is not None else {}
+
+        def spec_for(api: str) -> LaunchSpec:
+            spec = build_spec(config, env_id, api, self._facts, stream, initialization)
+            spec.env.update(role_env)  # reserved keys: a function cannot set them itself
+            return spec
+
+        await env.start(spec_for)
         return env
 
     def release(self, env: Environment) -> None:
@@ -134,11 +146,13 @@ class EnvironmentPool:
     async def _reap_forever(self) -> None:
         while True:
             await asyncio.sleep(min(30.0, max(0.5, self._idle_timeout_s / 4)))
-            cutoff = self._clock() - self._idle_timeout_s
+            now = self._clock()
+            cutoff = now - self._idle_timeout_s
             for key in list(self._idle):
                 keep = []
                 for env in self._idle[key]:
-                    if env.alive and (env.provisioned or env.idle_since >= cutoff):
+                    too_old = now - env.started_at > MAX_ENVIRONMENT_AGE_S
+                    if env.alive and not too_old and (env.provisioned or env.idle_since >= cutoff):
                         keep.append(env)
                     else:
                         env.stop()

@@ -51,6 +51,7 @@ class FunctionConfig:
     tracing_mode: str = "PassThrough"
     log_format: str = "Text"
     snap_start: str = "None"  # SnapStart.ApplyOn: "PublishedVersions" or "None"
+    kms_key_arn: str = ""  # customer KMS key sealing the environment variables at rest
 
     @property
     def snapshotted(self) -> bool:

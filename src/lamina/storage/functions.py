@@ -6,8 +6,10 @@ so the schema only has to load everything at start and write through on change.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import Column, Float, Integer, LargeBinary, MetaData, String, Table, delete, select
@@ -63,14 +65,31 @@ provisioned_table = Table(
     Column("qualifier", String, primary_key=True),
     Column("data", LargeBinary, nullable=False),
 )
+policies_table = Table(
+    "function_policies",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("qualifier", String, primary_key=True),  # "" for the function itself
+    Column("document", LargeBinary, nullable=False),
+)
 
 
 def _dump(obj: Any) -> bytes:
     return orjson.dumps(dataclasses.asdict(obj))
 
 
+class EnvironmentSealer(Protocol):
+    """Encrypts a function's environment variables at rest (secrets.EnvironmentCipher)."""
+
+    async def seal(
+        self, function_name: str, variables: Mapping[str, str], kms_key_arn: str | None = None
+    ) -> bytes: ...
+    async def open(self, function_name: str, blob: bytes) -> dict[str, str]: ...
+
+
 def config_from_json(raw: bytes) -> FunctionConfig:
     data = orjson.loads(raw)
+    data.pop("environment_sealed", None)
     data["state"] = State(data["state"])
     data["last_update_status"] = UpdateStatus(data["last_update_status"])
     data["architectures"] = tuple(data["architectures"])
@@ -78,22 +97,43 @@ def config_from_json(raw: bytes) -> FunctionConfig:
 
 
 class FunctionRepository:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, sealer: EnvironmentSealer | None = None) -> None:
         self._engine = engine
+        self._sealer = sealer
+
+    async def _config_bytes(self, config: FunctionConfig) -> bytes:
+        """A config as stored: its environment variables sealed, never in plain text."""
+        if self._sealer is None or not config.environment:
+            return _dump(config)
+        data = dataclasses.asdict(config)
+        blob = await self._sealer.seal(config.name, config.environment, config.kms_key_arn or None)
+        data["environment"] = {}
+        data["environment_sealed"] = base64.b64encode(blob).decode()
+        return orjson.dumps(data)
+
+    async def _config(self, raw: bytes) -> FunctionConfig:
+        sealed = orjson.loads(raw).get("environment_sealed")
+        config = config_from_json(raw)
+        if sealed:
+            if self._sealer is None:
+                raise RuntimeError("function environment variables are sealed but no key is configured")
+            variables = await self._sealer.open(config.name, base64.b64decode(sealed))
+            config = dataclasses.replace(config, environment=variables)
+        return config
 
     async def load_all(self) -> dict[str, Function]:
         async with self._engine.connect() as conn:
             found: dict[str, Function] = {}
             for row in await conn.execute(select(functions_table)):
                 found[row.name] = Function(
-                    latest=config_from_json(row.latest),
+                    latest=await self._config(row.latest),
                     reserved_concurrency=row.reserved_concurrency,
                     next_version=row.next_version,
                     created=row.created,
                 )
             for row in await conn.execute(select(versions_table)):
                 if row.name in found:
-                    found[row.name].versions[row.version] = config_from_json(row.config)
+                    found[row.name].versions[row.version] = await self._config(row.config)
             for row in await conn.execute(select(aliases_table)):
                 if row.name in found:
                     data = orjson.loads(row.data)
@@ -112,9 +152,11 @@ class FunctionRepository:
 
     async def save_function(self, fn: Function, version: FunctionConfig | None = None) -> None:
         """Write the function row (and, in the same transaction, a new version)."""
+        latest = await self._config_bytes(fn.latest)
+        sealed_version = await self._config_bytes(version) if version is not None else b""
         row = {
             "name": fn.name,
-            "latest": _dump(fn.latest),
+            "latest": latest,
             "reserved_concurrency": fn.reserved_concurrency,
             "next_version": fn.next_version,
             "created": fn.created,
@@ -126,22 +168,26 @@ class FunctionRepository:
             if version is not None:
                 await conn.execute(
                     versions_table.insert().values(
-                        name=fn.name, version=version.version, config=_dump(version)
+                        name=fn.name, version=version.version, config=sealed_version
                     )
                 )
 
     async def save_version(self, config: FunctionConfig) -> None:
+        stored = await self._config_bytes(config)
         async with self._engine.begin() as conn:
             await conn.execute(
                 versions_table.update()
                 .where(versions_table.c.name == config.name)
                 .where(versions_table.c.version == config.version)
-                .values(config=_dump(config))
+                .values(config=stored)
             )
 
     async def delete_function(self, name: str) -> None:
         async with self._engine.begin() as conn:
-            tables = (versions_table, aliases_table, invoke_configs_table, provisioned_table)
+            tables = (
+                versions_table, aliases_table, invoke_configs_table, provisioned_table,
+                policies_table,
+            )  # fmt: skip
             for table in (*tables, functions_table):
                 await conn.execute(delete(table).where(table.c.name == name))
 
@@ -187,6 +233,30 @@ class FunctionRepository:
                 .where(provisioned_table.c.name == function)
                 .where(provisioned_table.c.qualifier == qualifier)
             )
+
+    async def save_policy(self, function: str, qualifier: str, document: str) -> None:
+        """Write a function's resource policy; an empty document deletes it."""
+        if document:
+            stmt = sqlite_insert(policies_table).values(
+                name=function, qualifier=qualifier, document=document.encode()
+            )
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["name", "qualifier"], set_={"document": document.encode()}
+            )
+            async with self._engine.begin() as conn:
+                await conn.execute(stmt)
+            return
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                delete(policies_table)
+                .where(policies_table.c.name == function)
+                .where(policies_table.c.qualifier == qualifier)
+            )
+
+    async def load_policies(self) -> dict[tuple[str, str], dict[str, Any]]:
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(select(policies_table))
+            return {(r.name, r.qualifier): orjson.loads(r.document) for r in rows}
 
     async def _upsert(self, table: Table, key: str, name: str, second: str, data: bytes) -> None:
         stmt = sqlite_insert(table).values(**{"name": name, key: second, "data": data})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from lamina.environments.provisioned import FleetState
@@ -70,8 +70,10 @@ class FunctionsApi:
         runtimes: Callable[[], Mapping[str, str]],
         code_location: Callable[[FunctionConfig], str],
         fleet_state: Callable[[str, str], FleetState | None] = lambda _f, _q: None,
+        role_check: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self._fleet_state = fleet_state
+        self._role_check = role_check
         self._registry = registry
         self._settings = settings
         self._shapes = shapes
@@ -116,6 +118,11 @@ class FunctionsApi:
                 f"The runtime parameter of {runtime} is not supported on this lamina server. "
                 f"Available runtimes: {', '.join(available)}."
             )
+
+    async def _check_role(self, role: str) -> None:
+        """The execution role must exist and trust lambda.amazonaws.com (when IAM is on)."""
+        if self._role_check is not None:
+            await self._role_check(role)
 
     def _package(self, zip_file: bytes | None) -> packages.CodePackage:
         if not zip_file:
@@ -165,7 +172,9 @@ class FunctionsApi:
             tracing_mode=(p.get("TracingConfig") or {}).get("Mode", "PassThrough"),
             log_format=(p.get("LoggingConfig") or {}).get("LogFormat", "Text"),
             snap_start=_snap_start(p, runtime) or "None",
+            kms_key_arn=p.get("KMSKeyArn") or "",
         )
+        await self._check_role(config.role)
         created = await self._registry.create(config, package, bool(p.get("Publish")))
         return self._shapes.configuration(created)
 
@@ -216,7 +225,8 @@ class FunctionsApi:
         current = self._registry.get(ref.name).latest
         changes: dict[str, Any] = {}
         simple = {"Role": "role", "Handler": "handler", "Description": "description",
-                  "Timeout": "timeout_s", "MemorySize": "memory_mb", "Runtime": "runtime"}  # fmt: skip
+                  "Timeout": "timeout_s", "MemorySize": "memory_mb", "Runtime": "runtime",
+                  "KMSKeyArn": "kms_key_arn"}  # fmt: skip
         for member, field in simple.items():
             if member in p:
                 changes[field] = p[member]
@@ -230,6 +240,8 @@ class FunctionsApi:
             changes["tracing_mode"] = p["TracingConfig"].get("Mode", "PassThrough")
         if "LoggingConfig" in p and "LogFormat" in p["LoggingConfig"]:
             changes["log_format"] = p["LoggingConfig"]["LogFormat"]
+        if "role" in changes and changes["role"] != current.role:
+            await self._check_role(changes["role"])
         runtime = changes.get("runtime", current.runtime)
         snap_start = _snap_start(p, runtime)
         if snap_start is not None:

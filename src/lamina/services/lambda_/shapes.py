@@ -50,6 +50,8 @@ class Shapes:
         }
         if c.environment:
             out["Environment"] = {"Variables": dict(c.environment)}
+        if c.kms_key_arn:
+            out["KMSKeyArn"] = c.kms_key_arn
         if c.state_reason:
             out["StateReason"] = c.state_reason
             out["StateReasonCode"] = c.state_reason_code
