@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import http.client
 import json
 import os
 import shutil
@@ -290,9 +291,18 @@ def ric_idle_memory(count: int) -> dict[str, Any]:
     return {"count": count, **{k: v / count for k, v in mem.items()}}
 
 
-def live_envs(lamina: Lamina) -> int:
-    rows = lamina.environments()
-    return len(rows) if rows is not None else len(env_pids(lamina))
+def health_ms(lamina: Lamina) -> float:
+    """How long lamina takes to answer /health (nan past 10 s): is the server responsive?"""
+    conn = http.client.HTTPConnection("127.0.0.1", lamina.port, timeout=10)
+    start = time.perf_counter()
+    try:
+        conn.request("GET", "/health")
+        conn.getresponse().read()
+        return (time.perf_counter() - start) * 1000
+    except OSError:
+        return float("nan")
+    finally:
+        conn.close()
 
 
 async def _hold_all(
@@ -309,10 +319,18 @@ async def _hold_all(
     best, best_at = 0, start
     while not task.done() and not snapshot:
         await asyncio.sleep(1.0)
-        count = await asyncio.to_thread(live_envs, lamina)
+        health = await asyncio.to_thread(health_ms, lamina)
+        count = len(env_pids(lamina))  # the zygote's children: one per environment
         avail_mb = meminfo()["MemAvailable"] / 1024
         now = time.perf_counter()
-        log.append({"t": round(now - start, 1), "envs": count, "avail_mb": round(avail_mb)})
+        log.append(
+            {
+                "t": round(now - start, 1),
+                "envs": count,
+                "avail_mb": round(avail_mb),
+                "health_ms": health,
+            }
+        )
         if count > best:
             best, best_at = count, now
         if count >= target or avail_mb < 3000 or now - best_at > 15 or now - start > hold_s - 10:
@@ -395,6 +413,9 @@ def run_density(args: argparse.Namespace, results: Results) -> None:
     bn = max(1, raw["busy"].get("envs", 0))
     fill = next((e["t"] for e in raw["log"] if e["envs"] >= raw["reached"]), float("nan"))
     rep = raw["reported_kb"]
+    healths = [e["health_ms"] for e in raw["log"]]
+    max_health = f"{max(healths):.0f}" if healths else "—"
+    med_health = f"{summary(healths)['p50']:.0f}" if healths else "—"
     depths = "; ".join(
         f"{d}: {v['n']} × {v['pss'] / max(1, v['n']) / 1024:.2f} / {v['uss'] / max(1, v['n']) / 1024:.2f} MB"
         for d, v in sorted(raw["by_depth"].items())
@@ -426,6 +447,7 @@ handler) and again once they had all answered (idle); USS = private pages. Basel
 | **awslambdaric PSS ÷ lamina PSS per environment (idle)** | **{ric["pss"] / max(1, per["pss"]):.2f}x** |
 | zygote RSS / PSS | {raw["zygote_mem_kb"]["rss"] / 1024:.0f} / {raw["zygote_mem_kb"]["pss"] / 1024:.0f} MB |
 | server RSS before → with the environments | {raw["server_before_kb"]["rss"] / 1024:.0f} → {raw["server_kb"]["rss"] / 1024:.0f} MB |
+| lamina /health while environments start: max {max_health} ms (nan = no answer in 10 s) | p50 {med_health} ms |
 | host MemAvailable drop (whole machine, shared) | {raw["used_delta_mb"]:.0f} MB |
 | warm invoke at 1 connection, wrk, environments idle | p50 {raw["wrk1"]["p50_ms"]:.3f} ms, p99 {raw["wrk1"]["p99_ms"]:.2f} ms, {raw["wrk1"]["rps"]:.0f} req/s |
 | warm invoke, raw SigV4 client, 300 calls | p50 {summary(raw["raw_client_ms"])["p50"]:.2f} ms, p99 {summary(raw["raw_client_ms"])["p99"]:.2f} ms |
