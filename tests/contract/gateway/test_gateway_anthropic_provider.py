@@ -94,7 +94,9 @@ RESPONSE = {
 
 
 def test_response() -> None:
-    assert AnthropicProvider().chat_response(RESPONSE, 1700000000) == {
+    completion = AnthropicProvider().chat_response(RESPONSE, 1700000000)
+    assert completion.pop("_anthropic") == RESPONSE  # kept whole for Anthropic clients
+    assert completion == {
         "id": "msg_01Aq9w938a90dw8q", "object": "chat.completion", "created": 1700000000,
         "model": "claude-sonnet-4-5",
         "choices": [{"index": 0, "logprobs": None, "finish_reason": "tool_calls", "message": {
@@ -149,7 +151,10 @@ data: {"type":"message_stop"}
 
 def test_stream() -> None:
     decoder, stream = EventDecoder(), AnthropicStream(1700000000)
-    chunks = [c for event in decoder.feed(STREAM.encode()) for c in stream.feed(event)]
+    carried = [c for event in decoder.feed(STREAM.encode()) for c in stream.feed(event)]
+    assert [c["_anthropic"]["type"] for c in carried][:3] == [
+        "message_start", "content_block_start", "ping"]
+    chunks = [c for c in carried if c["choices"] or "usage" in c]
     deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
     assert deltas[0] == {"role": "assistant", "content": ""}
     assert deltas[1] == {"content": "Okay"}

@@ -232,6 +232,9 @@ class MockAnthropic(MockProvider):
                             "input": {"city": "Paris"}})
         else:
             content = [{"type": "text", "text": self.answer(body)}]
+        if body.get("thinking"):
+            content.insert(0, {"type": "thinking", "thinking": "Let me think.",
+                               "signature": "sig-123"})
         if not body.get("stream"):
             return JSONResponse({
                 "id": "msg_mock", "type": "message", "role": "assistant",
@@ -250,7 +253,14 @@ class MockAnthropic(MockProvider):
                       "cache_creation_input_tokens": 0}}}),
             event({"type": "ping"})]
         for index, block in enumerate(content):
-            if block["type"] == "text":
+            if block["type"] == "thinking":
+                payloads.append(event({"type": "content_block_start", "index": index,
+                                       "content_block": {"type": "thinking", "thinking": ""}}))
+                payloads.append(event({"type": "content_block_delta", "index": index, "delta": {
+                    "type": "thinking_delta", "thinking": block["thinking"]}}))
+                payloads.append(event({"type": "content_block_delta", "index": index, "delta": {
+                    "type": "signature_delta", "signature": block["signature"]}}))
+            elif block["type"] == "text":
                 payloads.append(event({"type": "content_block_start", "index": index,
                                        "content_block": {"type": "text", "text": ""}}))
                 text = block["text"]

@@ -155,3 +155,24 @@ async def test_anthropic_only_fields(launch: Launch, mocks: Mocks, model: str) -
         sent = mocks.openai.requests[-1]
         assert "_anthropic" not in sent and "top_k" not in sent
         assert sent["messages"][0] == {"role": "system", "content": "A long manual."}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_thinking_blocks_reach_anthropic_clients(launch: Launch, mocks: Mocks,
+                                                       stream: bool) -> None:
+    thinking: anthropic.types.ThinkingConfigParam = {"type": "enabled", "budget_tokens": 1024}
+    async with launch(base_config(mocks)) as gw:
+        client = gw.anthropic()
+        if stream:
+            async with client.messages.stream(model="claude", max_tokens=2048, messages=HELLO,
+                                              thinking=thinking) as events:
+                reply = await events.get_final_message()
+        else:
+            reply = await client.messages.create(model="claude", max_tokens=2048,
+                                                 messages=HELLO, thinking=thinking)
+        plain = await gw.openai().chat.completions.create(model="claude", messages=HELLO)
+    block = reply.content[0]
+    assert block.type == "thinking" and block.signature == "sig-123"
+    assert reply.content[1].type == "text"
+    assert plain.choices[0].message.content == "anthropic-mock says: hello"
+    assert "_anthropic" not in plain.model_dump()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -18,6 +19,7 @@ from lamina.gateway.api.wire import (
     unless_disconnected,
 )
 from lamina.gateway.inbound import responses as responses_api
+from lamina.gateway.providers.anthropic import NATIVE
 from lamina.gateway.service import GatewayService, StreamReply
 from lamina.gateway.sse import DONE, named_event, openai_event
 
@@ -33,7 +35,7 @@ def openai_routes(service: GatewayService) -> list[BaseRoute]:
                                          headers=dict(reply.headers))
             result = await unless_disconnected(
                 request, service.chat(key, body, size=size))
-            return JSONBytes(result.body, headers=dict(result.headers))
+            return JSONBytes(public(result.body), headers=dict(result.headers))
         except LaminaError as exc:
             return openai_error(exc)
 
@@ -106,9 +108,20 @@ def _model(name: str) -> dict[str, object]:
     return {"id": name, "object": "model", "created": 0, "owned_by": "lamina"}
 
 
+def public(answer: dict[str, Any]) -> dict[str, Any]:
+    """An answer without lamina's private members (a provider's native payload)."""
+    if NATIVE not in answer:
+        return answer
+    return {k: v for k, v in answer.items() if k != NATIVE}
+
+
 async def sse_chunks(reply: StreamReply) -> AsyncIterator[bytes]:
     try:
         async for chunk in reply.chunks:
+            if NATIVE in chunk:
+                if not chunk["choices"] and "usage" not in chunk:
+                    continue  # a carrier of a native event, nothing for OpenAI clients
+                chunk = public(chunk)
             yield openai_event(chunk)
         yield DONE
     except LaminaError as exc:

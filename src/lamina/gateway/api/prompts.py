@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute, Route
 from lamina.errors import LaminaError
 from lamina.gateway import prompts
 from lamina.gateway.api.errors import openai_error
-from lamina.gateway.api.openai import sse_chunks
+from lamina.gateway.api.openai import public, sse_chunks
 from lamina.gateway.api.wire import JSONBytes, json_body, openai_key, unless_disconnected
 from lamina.gateway.errors import InvalidGatewayRequest
 from lamina.gateway.service import GatewayService
@@ -50,7 +50,7 @@ def prompt_routes(service: GatewayService) -> list[BaseRoute]:
                                          headers=dict(reply.headers))
             result = await unless_disconnected(
                 request, service.chat(key, chat, api="prompt", size=size))
-            return JSONBytes(result.body, headers=dict(result.headers)
+            return JSONBytes(public(result.body), headers=dict(result.headers)
                              | {"x-lamina-prompt-version": str(prompt.version)})
         except LaminaError as exc:
             return openai_error(exc)

@@ -11,11 +11,11 @@ from typing import Any
 import orjson
 
 from lamina.gateway.errors import InvalidGatewayRequest
+from lamina.gateway.providers.anthropic import NATIVE
 from lamina.gateway.providers.base import JSON
 
-# Private member of a chat request carrying the original Anthropic request; providers
-# other than Anthropic's drop it.
-NATIVE = "_anthropic"
+# NATIVE: the private member of a chat request carrying the original Anthropic request
+# (providers other than Anthropic's drop it), and of an answer carrying Anthropic's own.
 NATIVE_FIELDS = frozenset({"system", "messages", "tools", "tool_choice", "temperature",
                            "top_p", "top_k", "stop_sequences", "metadata", "thinking",
                            "service_tier"})
@@ -143,6 +143,9 @@ def _usage(usage: JSON | None) -> JSON:
 
 
 def message(completion: JSON, model: str) -> JSON:
+    native = completion.get(NATIVE)
+    if isinstance(native, dict):
+        return native  # served by Anthropic: the message as it sent it
     choice = (completion.get("choices") or [{}])[0]
     msg = choice.get("message") or {}
     content: list[JSON] = []
@@ -183,7 +186,12 @@ async def events(chunks: AsyncIterator[JSON], model: str) -> AsyncIterator[JSON]
     stop = "end_turn"
     usage: JSON | None = None
 
+    native = False  # served by Anthropic: its events pass through as they came
     async for chunk in chunks:
+        if NATIVE in chunk:
+            native = True
+            yield chunk[NATIVE]
+            continue
         if not started:
             started = True
             yield _start(chunk, model)
@@ -217,6 +225,8 @@ async def events(chunks: AsyncIterator[JSON], model: str) -> AsyncIterator[JSON]
                                      "partial_json": function["arguments"]}}
             if choice.get("finish_reason"):
                 stop = STOP_REASONS.get(choice["finish_reason"], "end_turn")
+    if native:
+        return
     if not started:
         yield _start({}, model)
     if block >= 0:

@@ -21,7 +21,9 @@ from lamina.gateway.providers.openai import error_message
 from lamina.gateway.sse import Event, EventDecoder
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
-NATIVE = "_anthropic"  # inbound/anthropic.py: the original /v1/messages request
+# Private member: in a request, the original /v1/messages request (inbound/anthropic.py);
+# in an answer, Anthropic's own message or stream event, for an Anthropic client.
+NATIVE = "_anthropic"
 API_VERSION = "2023-06-01"
 # Anthropic requires max_tokens; OpenAI does not. Used when the client sets none.
 DEFAULT_MAX_TOKENS = 4096
@@ -200,6 +202,9 @@ def chat_completion(data: JSON, created: int) -> JSON:
         "choices": [{"index": 0, "message": message, "logprobs": None,
                      "finish_reason": STOP_REASONS.get(data.get("stop_reason") or "", "stop")}],
         "usage": openai_usage(usage(data.get("usage") or {})),
+        # The message as Anthropic sent it, for an Anthropic client (thinking blocks and
+        # their signatures included); api/ strips it from every other answer.
+        NATIVE: data,
     }
 
 
@@ -223,6 +228,16 @@ class AnthropicStream:
 
     def feed(self, event: Event) -> list[JSON]:
         data: JSON = orjson.loads(event.data)
+        chunks = self._translate(data)
+        # Each event rides along, as sent, for an Anthropic client; an event with no
+        # chunk of its own travels in a carrier chunk with no choices.
+        if chunks:
+            chunks[0][NATIVE] = data
+            return chunks
+        return [{"id": self._id, "object": "chat.completion.chunk", "created": self._created,
+                 "model": self._model, "choices": [], NATIVE: data}]
+
+    def _translate(self, data: JSON) -> list[JSON]:
         kind = data.get("type")
         if kind == "message_start":
             message = data["message"]
