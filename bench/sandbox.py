@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import statistics
 import sys
 import time
@@ -26,19 +27,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.integration.support import LaminaServer, create_function  # noqa: E402
 
-NOOP = "import os\n\ndef handler(event, context):\n    return os.getpid()\n"
+# The log stream names the environment (every sandboxed function is pid 2).
+NOOP = "import os\n\ndef handler(event, context):\n    return os.environ['AWS_LAMBDA_LOG_STREAM_NAME']\n"
 
 
-def _invoke(client: Any, name: str) -> tuple[float, float | None, int]:
+def _invoke(client: Any, name: str) -> tuple[float, float | None, str]:
     started = time.perf_counter()
     response = client.invoke(FunctionName=name, LogType="Tail")
     elapsed = (time.perf_counter() - started) * 1000
-    pid = int(response["Payload"].read())
+    environment = json.loads(response["Payload"].read())
     tail = base64.b64decode(response["LogResult"]).decode()
     init = None
     if "Init Duration: " in tail:
         init = float(tail.split("Init Duration: ")[1].split(" ms")[0])
-    return elapsed, init, pid
+    return elapsed, init, str(environment)
 
 
 def _stats(values: list[float]) -> str:
@@ -60,19 +62,19 @@ def main() -> None:
     }
     try:
         clients = {k: s.client("lambda") for k, s in servers.items()}
-        names = {k: create_function(c, NOOP) for k, c in clients.items()}
+        names = {k: create_function(c, NOOP, Timeout=30) for k, c in clients.items()}
         for k in servers:  # let the zygotes come up
             _invoke(clients[k], names[k])
         cold: dict[str, list[float]] = {k: [] for k in servers}
         init: dict[str, list[float]] = {k: [] for k in servers}
-        pids: dict[str, set[int]] = {k: set() for k in servers}
+        seen: dict[str, set[str]] = {k: set() for k in servers}
         for _ in range(args.samples):
             time.sleep(0.8)  # the reaper stops the last environment of both servers
             for k in servers:
-                elapsed, init_ms, pid = _invoke(clients[k], names[k])
-                if init_ms is None or pid in pids[k]:
+                elapsed, init_ms, environment = _invoke(clients[k], names[k])
+                if init_ms is None or environment in seen[k]:
                     continue  # not a new environment: not a cold sample
-                pids[k].add(pid)
+                seen[k].add(environment)
                 cold[k].append(elapsed)
                 init[k].append(init_ms)
         warm: dict[str, list[float]] = {k: [] for k in servers}

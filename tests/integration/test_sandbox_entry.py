@@ -38,13 +38,13 @@ def _plan(tmp_path: Path, **extra: Any) -> dict[str, Any]:
     staging = tmp_path / "root"
     staging.mkdir(exist_ok=True)
     binds = [["/usr", "/usr", False], ["/etc", "/etc", False], [PREFIX, PREFIX, False],
-             [str(RUNTIMES_DIR), str(RUNTIMES_DIR), False], [str(code), "/var/task", False]]  # fmt: skip
+             [str(RUNTIMES_DIR), str(RUNTIMES_DIR), False]]  # fmt: skip
     links = [[os.readlink(p), p] for p in ("/bin", "/lib", "/lib64", "/sbin") if os.path.islink(p)]
     binds += [[p, p, False] for p in ("/bin", "/lib", "/lib64", "/sbin")
               if os.path.isdir(p) and not os.path.islink(p)]  # fmt: skip
     plan = {"namespaces": ["mount", "pid", "ipc", "uts"], "hostname": "sandbox", "uid": 65534,
             "gid": 65534, "binds": binds, "links": links, "staging": str(staging), "tmp_mb": 8,
-            "cwd": "/var/task", "rlimits": {"nofile": [1024, 1024]}}  # fmt: skip
+            "cwd": "/var/task", "rlimits": {"nofile": [1024, 1024]}, "task": str(code)}  # fmt: skip
     plan.update(extra)
     return plan
 

@@ -222,7 +222,10 @@ class Sandbox:
             "hostname": "169.254.0.1" if "uts" in namespaces else "",
             "staging": str(confinement.run_dir / "root"),
             "links": [list(link) for link in self._links],
-            "binds": self._binds(confinement),
+            "binds": self._binds(),
+            "task": str(confinement.code_dir),
+            # Built once by each zygote and shared by its children (see BaseRoot).
+            "base": str(confinement.run_dir.parent / ".sandbox-root"),
             "tmp_mb": confinement.tmp_mb,
             "cwd": TASK_ROOT,
         }
@@ -235,13 +238,14 @@ class Sandbox:
         if p.root:
             plan["uid"], plan["gid"] = UID, GID
         (confinement.run_dir / "root").mkdir(parents=True, exist_ok=True)
+        Path(plan["base"]).mkdir(exist_ok=True)
         return Prepared(plan, cgroup)
 
-    def _binds(self, confinement: Confinement) -> list[list[Any]]:
+    def _binds(self) -> list[list[Any]]:
+        """What every environment sees read-only (its code comes on top, at /var/task)."""
         system = [*SYSTEM_DIRS, *(d for d in ROOT_DIRS if not os.path.islink(d))]
         binds: list[list[Any]] = [[d, d, False] for d in system if os.path.isdir(d)]
         binds += [[str(d), str(d), False] for d in self.runtime_dirs]
-        binds.append([str(confinement.code_dir), TASK_ROOT, False])
         binds += [["/dev/null", f, False] for f in HIDDEN_FILES if Path(f).exists()]
         return binds
 
@@ -264,7 +268,7 @@ class Sandbox:
         for source, target in plan["links"]:
             args += ["--symlink", source, target]
         made: set[str] = {"/"}
-        for source, target, _ in plan["binds"]:
+        for source, target, _ in [*plan["binds"], [plan["task"], TASK_ROOT, False]]:
             # bubblewrap makes missing parents 0700: make them 0755 first.
             for parent in reversed(Path(target).parents):
                 if str(parent) not in made:

@@ -39,6 +39,8 @@ import signal
 import socket
 import sys
 
+PACKAGE = "_lamina_runtime"  # bootstrap.PACKAGE: the runtime package's private name
+
 
 def _preload(modules):
     for name in modules:
@@ -56,7 +58,7 @@ def _load_runtime():
 
     runtime = bootstrap.load_runtime()
     # The sandbox's code (and ctypes) are loaded once here, not in every child.
-    __import__(bootstrap.PACKAGE + ".sandbox")
+    __import__(PACKAGE + ".sandbox")
     # bootstrap removed its folder from sys.path for the function's sake; make sure.
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
     sys.modules.pop("bootstrap", None)
@@ -70,7 +72,7 @@ def _send(control, message):
         os._exit(0)  # lamina is gone
 
 
-def _reap(control):
+def _reap(control, sandboxed):
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -78,7 +80,12 @@ def _reap(control):
             return
         if pid == 0:
             return
-        _send(control, {"exit": pid, "code": os.waitstatus_to_exitcode(status)})
+        if pid in sandboxed:
+            sandboxed.discard(pid)
+            code = sys.modules[PACKAGE + ".sandbox"].exit_code(status, True)
+        else:
+            code = os.waitstatus_to_exitcode(status)
+        _send(control, {"exit": pid, "code": code})
 
 
 def _become(request, out_fd, closing):
@@ -101,7 +108,7 @@ def _become(request, out_fd, closing):
     plan = request.get("sandbox")
     if plan:
         # Returns in the function's process only: the keeper and PID 1 end in there.
-        sys.modules["_lamina_runtime.sandbox"].enter(plan)
+        sys.modules[PACKAGE + ".sandbox"].enter(plan)
 
 
 def _run_hooks(kind):
@@ -191,6 +198,9 @@ def main(argv):
 
 def _serve(control, runtime, restored):
     """The fork loop: one child per request; report exits."""
+    sandbox = sys.modules[PACKAGE + ".sandbox"]
+    base_root, pid_namespaces = sandbox.BaseRoot(), sandbox.PidNamespaces()
+    sandboxed = set()  # children that are a sandbox's init
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_read, False)
     os.set_blocking(wake_write, False)
@@ -207,7 +217,7 @@ def _serve(control, runtime, restored):
                     pass
             except BlockingIOError:
                 pass
-            _reap(control)
+            _reap(control, sandboxed)
         if control not in readable:
             continue
         try:
@@ -223,18 +233,31 @@ def _serve(control, runtime, restored):
                 os.close(fd)
             _send(control, {"id": request.get("id"), "error": "wrong number of fds"})
             continue
+        plan = request.get("sandbox")
+        in_namespace = False
+        if plan:
+            base_root.ensure(plan)
+            in_namespace = pid_namespaces.before_fork(plan)
+            if not in_namespace:
+                plan["namespaces"] = [ns for ns in plan.get("namespaces", ()) if ns != "pid"]
         try:
             pid = os.fork()
         except OSError as exc:
+            pid, error = -1, exc
+        if pid != 0 and in_namespace:
+            pid_namespaces.after_fork()
+        if pid < 0:
             for fd in fds:
                 os.close(fd)
-            _send(control, {"id": request["id"], "error": str(exc)})
+            _send(control, {"id": request["id"], "error": str(error)})
             continue
         if pid == 0:
-            closing = (control.detach(), wake_read, wake_write)
+            closing = (control.detach(), wake_read, wake_write, *pid_namespaces.fds())
             if template:
                 _template(request, fds, closing, runtime)
             _child(request, fds[0], closing, runtime, restored)
+        if plan:
+            sandboxed.add(pid)
         for fd in fds:
             os.close(fd)
         _send(control, {"id": request["id"], "pid": pid})
