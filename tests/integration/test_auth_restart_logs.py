@@ -34,6 +34,7 @@ def test_wrong_secret_and_unknown_key_are_refused(lamina_server: LaminaServer) -
 
 def test_generated_credentials_are_stored_and_reused(fresh_server: LaminaServer) -> None:
     fresh_server.extra_env = {"LAMINA_ACCESS_KEY_ID": "", "LAMINA_SECRET_ACCESS_KEY": ""}
+    fresh_server.ensure_role = False  # the test learns the generated keys only after start
     fresh_server.start()
     stored = json.loads((fresh_server.data_dir / "credentials.json").read_text())
     assert (fresh_server.data_dir / "credentials.json").stat().st_mode & 0o777 == 0o600

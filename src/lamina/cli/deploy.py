@@ -43,6 +43,30 @@ def _done(progress: Progress, task: TaskID, description: str) -> None:
     progress.update(task, description=f"[green]✓[/] {description}", total=1, completed=1)
 
 
+DEFAULT_ROLE = "lamina-function"
+_LAMBDA_TRUST = (
+    '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", '
+    '"Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}'
+)
+
+
+def ensure_default_role(iam: Any) -> None:
+    """Without --role, functions run as `lamina-function`: a role that Lambda may assume
+    and that may write logs (AWSLambdaBasicExecutionRole), made on first use."""
+    try:
+        iam.create_role(
+            RoleName=DEFAULT_ROLE,
+            AssumeRolePolicyDocument=_LAMBDA_TRUST,
+            Description="Default execution role for functions deployed with `lamina deploy`.",
+        )
+    except iam.exceptions.EntityAlreadyExistsException:
+        return
+    iam.attach_role_policy(
+        RoleName=DEFAULT_ROLE,
+        PolicyArn="arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    )
+
+
 def deploy_function(
     client: Any, progress: Progress, function: dict[str, Any], zip_file: bytes, default_role: str
 ) -> dict[str, Any]:
@@ -167,7 +191,9 @@ def deploy(
             typer.echo(str(exc), err=True)
             raise typer.Exit(1) from None
         client = connection.client("lambda")
-        default_role = f"arn:aws:iam::{connection.account_id}:role/lamina-function"
+        default_role = f"arn:aws:iam::{connection.account_id}:role/{DEFAULT_ROLE}"
+        if role is None:
+            ensure_default_role(connection.client("iam"))
         config = deploy_function(client, progress, function, zip_file, default_role)
     typer.echo(f"FunctionArn: {config.get('FunctionArn')}")
     typer.echo(f"Version: {config.get('Version')}")
