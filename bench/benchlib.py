@@ -215,6 +215,19 @@ class Lamina:
     def zygotes(self) -> list[int]:
         return [p for p in children(self.pid) if "zygote" in cmdline(p)]
 
+    def env_roots(self) -> list[int]:
+        """One process per environment (or SnapStart template), whatever the launch path:
+        the server's children other than zygotes (exec'd, e.g. through bwrap) and the
+        zygotes' children (forked)."""
+        zygotes = set(self.zygotes())
+        roots = [p for p in children(self.pid) if p not in zygotes]
+        return roots + [c for z in zygotes for c in children(z)]
+
+    def env_processes(self) -> list[int]:
+        """Every process of every environment (sandboxed, one may be several)."""
+        roots = self.env_roots()
+        return roots + [d for r in roots for d in descendants(r)]
+
     def wait_zygote(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

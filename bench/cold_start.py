@@ -36,7 +36,6 @@ from benchlib import (
     Lamina,
     Results,
     burst,
-    children,
     dist_files,
     launch_ric,
     make_zip,
@@ -280,9 +279,8 @@ Targets: SnapStart p50 ≤ 15 ms and ≥ 10x faster than without it.
 def env_counter(
     lamina: Lamina, stop_flag: threading.Event, samples: list[tuple[float, int]]
 ) -> None:
-    zygotes = lamina.zygotes()
     while not stop_flag.is_set():
-        samples.append((time.perf_counter(), sum(len(children(z)) for z in zygotes)))
+        samples.append((time.perf_counter(), len(lamina.env_roots())))
         time.sleep(0.01)
 
 
@@ -292,7 +290,7 @@ def lamina_burst(lamina: Lamina, name: str, n: int) -> dict[str, Any]:
     counts: list[tuple[float, int]] = []
     flag = threading.Event()
     poller = threading.Thread(target=env_counter, args=(lamina, flag, counts), daemon=True)
-    before = sum(len(children(z)) for z in lamina.zygotes())
+    before = len(lamina.env_roots())
     poller.start()
     t0 = time.perf_counter()
     total, done = asyncio.run(burst("127.0.0.1", lamina.port, [(path, headers, payload)] * n))
@@ -371,7 +369,7 @@ def run_scaleout(args: argparse.Namespace, results: Results) -> None:
 
 {n} raw SigV4 Invoke requests sent at once over {n} pre-opened connections (asyncio), to
 a 128 MB function with no environment yet (cold), then again once they are warm.
-Environments counted by pid in the responses and by polling the zygote's children every
+Environments counted by the ids in the responses and by polling lamina's environment processes every
 10 ms ("envs all up after": first time the count reached the number of distinct pids
 served). The baseline launches {n} `python -m awslambdaric` processes at once against
 the bench's Runtime API, one event each (their own 100 ms sleep included).

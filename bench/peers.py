@@ -273,7 +273,7 @@ def node_version() -> str:
 
 
 def env_pids(lamina: Lamina) -> list[int]:
-    return [c for z in lamina.zygotes() for c in children(z)]
+    return lamina.env_roots()
 
 
 def ric_idle_memory(count: int) -> dict[str, Any]:
@@ -313,14 +313,14 @@ async def _hold_all(
     payload = json.dumps({"until": time.time() + hold_s}).encode()
     path, headers = sign("127.0.0.1", lamina.port, "hold", payload)
     task = asyncio.create_task(
-        burst("127.0.0.1", lamina.port, [(path, headers, payload)] * target, timeout=hold_s + 120)
+        burst("127.0.0.1", lamina.port, [(path, headers, payload)] * target, timeout=hold_s + 240)
     )
     start = time.perf_counter()
     best, best_at = 0, start
     while not task.done() and not snapshot:
         await asyncio.sleep(1.0)
         health = await asyncio.to_thread(health_ms, lamina)
-        count = len(env_pids(lamina))  # the zygote's children: one per environment
+        count = len(env_pids(lamina))  # one process per environment
         avail_mb = meminfo()["MemAvailable"] / 1024
         now = time.perf_counter()
         log.append(
@@ -334,7 +334,7 @@ async def _hold_all(
         if count > best:
             best, best_at = count, now
         if count >= target or avail_mb < 3000 or now - best_at > 15 or now - start > hold_s - 10:
-            procs = [d for z in lamina.zygotes() for d in descendants(z)]
+            procs = lamina.env_processes()
             snapshot.update(
                 envs=count, processes=len(procs), mem=total_memory(procs), at_s=now - start,
                 stopped="" if count >= target else ("memory" if avail_mb < 3000 else "stalled"),
@@ -372,13 +372,13 @@ def run_density(args: argparse.Namespace, results: Results) -> None:
         time.sleep(3)  # all idle now
         reported = lamina.environments() or []
         envs = reported or env_pids(lamina)
-        # sandboxed, an environment is several processes (keeper, init, function): all count
-        procs = [d for z in lamina.zygotes() for d in descendants(z)]
+        # sandboxed, an environment may be several processes: all count
+        procs = lamina.env_processes()
         mem = total_memory(procs)
         # by depth under the zygote: 1 = the forked child (keeper when sandboxed), 2 = init, 3 = function
         by_depth: dict[int, list[int]] = {}
-        for z in lamina.zygotes():
-            level, depth = children(z), 1
+        for root in lamina.env_roots():
+            level, depth = [root], 1
             while level:
                 by_depth.setdefault(depth, []).extend(level)
                 level, depth = [c for p in level for c in children(p)], depth + 1
@@ -414,7 +414,9 @@ def run_density(args: argparse.Namespace, results: Results) -> None:
     fill = next((e["t"] for e in raw["log"] if e["envs"] >= raw["reached"]), float("nan"))
     rep = raw["reported_kb"]
     healths = [e["health_ms"] for e in raw["log"]]
-    max_health = f"{max(healths):.0f}" if healths else "—"
+    answered = [h for h in healths if h == h]
+    max_health = f"{max(answered):.0f}" if answered else "—"
+    max_health += f", {len(healths) - len(answered)} of {len(healths)} probes unanswered"
     med_health = f"{summary(healths)['p50']:.0f}" if healths else "—"
     depths = "; ".join(
         f"{d}: {v['n']} × {v['pss'] / max(1, v['n']) / 1024:.2f} / {v['uss'] / max(1, v['n']) / 1024:.2f} MB"
@@ -426,9 +428,10 @@ def run_density(args: argparse.Namespace, results: Results) -> None:
 {args.hold:.0f} s after they are sent (so each needs its own environment), with
 LAMINA_CONCURRENCY_LIMIT={env["LAMINA_CONCURRENCY_LIMIT"]} and LAMINA_MEMORY_BUDGET_MB={env["LAMINA_MEMORY_BUDGET_MB"]} (the default
 budget, 80% of RAM as a sum of MemorySize, admits ~150 environments of 128 MB here).
-Environments counted by lamina's /_lamina/environments. Memory from
-/proc/<pid>/smaps_rollup of every process under the zygote — a sandboxed environment is
-several processes (keeper, init, function) — once all were up (busy, sleeping in the
+Environments counted from /proc while they start (the server's non-zygote children plus
+the zygotes' children) and by lamina's /_lamina/environments at the end. Memory from
+/proc/<pid>/smaps_rollup of every process of every environment (sandboxed, one may be
+several processes) once all were up (busy, sleeping in the
 handler) and again once they had all answered (idle); USS = private pages. Baseline: 20
 `python -m awslambdaric` processes idle in /next after one invoke each.
 
@@ -441,13 +444,13 @@ handler) and again once they had all answered (idle); USS = private pages. Basel
 | idle afterwards: environments (lamina's count), processes | {raw["reported_envs"]}, {raw["env_processes"]} |
 | idle: RSS / PSS / USS total | {mem["rss"] / 1024:.0f} / {mem["pss"] / 1024:.0f} / {mem["uss"] / 1024:.0f} MB |
 | idle: RSS / PSS / USS per environment | {per["rss"] / 1024:.2f} / {per["pss"] / 1024:.2f} / {per["uss"] / 1024:.2f} MB |
-| idle PSS / USS per process, by depth under the zygote (1 = forked child/keeper, 2 = init, 3 = function) | {depths} |
+| idle PSS / USS per process by depth in an environment (1 = its first process) | {depths} |
 | lamina's own PSS total (/_lamina/environments) | {rep["pss_kb"] / 1024:.0f} MB |
 | awslambdaric per process RSS / PSS / USS | {ric["rss"] / 1024:.2f} / {ric["pss"] / 1024:.2f} / {ric["uss"] / 1024:.2f} MB |
 | **awslambdaric PSS ÷ lamina PSS per environment (idle)** | **{ric["pss"] / max(1, per["pss"]):.2f}x** |
 | zygote RSS / PSS | {raw["zygote_mem_kb"]["rss"] / 1024:.0f} / {raw["zygote_mem_kb"]["pss"] / 1024:.0f} MB |
 | server RSS before → with the environments | {raw["server_before_kb"]["rss"] / 1024:.0f} → {raw["server_kb"]["rss"] / 1024:.0f} MB |
-| lamina /health while environments start: max {max_health} ms (nan = no answer in 10 s) | p50 {med_health} ms |
+| lamina /health while environments start (1 probe/s, 10 s timeout) | p50 {med_health} ms, max {max_health} |
 | host MemAvailable drop (whole machine, shared) | {raw["used_delta_mb"]:.0f} MB |
 | warm invoke at 1 connection, wrk, environments idle | p50 {raw["wrk1"]["p50_ms"]:.3f} ms, p99 {raw["wrk1"]["p99_ms"]:.2f} ms, {raw["wrk1"]["rps"]:.0f} req/s |
 | warm invoke, raw SigV4 client, 300 calls | p50 {summary(raw["raw_client_ms"])["p50"]:.2f} ms, p99 {summary(raw["raw_client_ms"])["p99"]:.2f} ms |
