@@ -10,6 +10,7 @@ in this module speaks OpenAI chat completion shapes.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -28,7 +29,7 @@ from lamina.gateway.providers import JSON, Provider, provider_for
 from lamina.gateway.providers.base import usage_of
 from lamina.gateway.router import Candidate, Router
 from lamina.gateway.spend import Hold, SpendLedger
-from lamina.gateway.streaming import OpenStream, Relay
+from lamina.gateway.streaming import CLIENT_CLOSED, OpenStream, Relay
 from lamina.gateway.upstream import Upstream
 from lamina.gateway.usage import Debit, UsageRecord, UsageWriter
 
@@ -207,8 +208,8 @@ class GatewayService:
             if cached_key is not None and model.cache_ttl_s:
                 self._cache.put(cached_key, routed.value, model.cache_ttl_s)
             return Reply(routed.value, self._headers(routed.candidate, routed.attempts))
-        except Exception as exc:
-            status = int(getattr(exc, "status", 500))
+        except BaseException as exc:
+            status = _status_of(exc)
             raise
         finally:
             ticket.settle(usage.total_tokens if usage else 0)
@@ -237,9 +238,9 @@ class GatewayService:
         ticket = self._admit(key, model, body, size)
         try:
             routed = await self._router.run(model, lambda c: self._open_stream(c, body))
-        except Exception as exc:
+        except BaseException as exc:  # cancellation too: never leak a parallel slot
             ticket.release()
-            self.account(call, None, int(getattr(exc, "status", 500)), None)
+            self.account(call, None, _status_of(exc), None)
             raise
         relay = Relay(routed.value, ticket, include_usage, self._clocks.monotonic,
                       lambda status, usage, ttft, completion: self._stream_done(
@@ -301,8 +302,8 @@ class GatewayService:
             candidate, status = routed.candidate, 200
             usage = usage_of(routed.value.get("usage"))
             return Reply(routed.value, self._headers(routed.candidate, routed.attempts))
-        except Exception as exc:
-            status = int(getattr(exc, "status", 500))
+        except BaseException as exc:
+            status = _status_of(exc)
             raise
         finally:
             ticket.settle(usage.total_tokens if usage else 0)
@@ -322,6 +323,12 @@ def _check_messages(body: JSON) -> None:
             or not all(isinstance(m, dict) and "role" in m for m in messages):
         raise InvalidGatewayRequest("'messages' must be a non-empty list of messages, "
                                     "each with a 'role'")
+
+
+def _status_of(exc: BaseException) -> int:
+    if isinstance(exc, asyncio.CancelledError):
+        return CLIENT_CLOSED
+    return int(getattr(exc, "status", 500))
 
 
 async def _replay(chunks: list[JSON]) -> AsyncIterator[JSON]:

@@ -128,3 +128,20 @@ async def test_client_disconnect_cancels_upstream_call(launch: Launch, mocks: Mo
             await asyncio.sleep(0.01)
         request.cancel()  # the client goes away while the provider is still thinking
         await asyncio.wait_for(mocks.openai.cancelled.wait(), timeout=30)
+
+
+async def test_leaving_before_a_stream_starts_frees_the_parallel_slot(launch: Launch,
+                                                                     mocks: Mocks) -> None:
+    config = base_config(mocks, timeout_s=600)
+    config["keys"][0]["max_parallel"] = 1
+    mocks.openai.fail(Fault(hang=True))  # the provider never sends the stream's head
+    async with launch(config) as gw, httpx.AsyncClient(base_url=gw.url) as http:
+        request = asyncio.create_task(http.post("/v1/chat/completions", headers={
+            "authorization": f"Bearer {APP_KEY}"}, json={
+            "model": "gpt", "messages": HELLO, "stream": True}))
+        while not mocks.openai.requests:
+            await asyncio.sleep(0.01)
+        request.cancel()
+        await asyncio.wait_for(mocks.openai.cancelled.wait(), timeout=30)
+        reply = await gw.openai().chat.completions.create(model="gpt", messages=HELLO)
+    assert reply.choices[0].message.content

@@ -24,7 +24,8 @@ def anthropic_routes(service: GatewayService) -> list[BaseRoute]:
             chat = inbound.chat_request(body)
             model = str(body.get("model", ""))
             if chat.get("stream"):
-                reply = await service.chat_stream(key, chat, api="messages", size=size)
+                reply = await unless_disconnected(
+                    request, service.chat_stream(key, chat, api="messages", size=size))
                 return StreamingResponse(_sse(reply, model), media_type="text/event-stream",
                                          headers=dict(reply.headers))
             result = await unless_disconnected(

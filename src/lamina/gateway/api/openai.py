@@ -30,7 +30,8 @@ def openai_routes(service: GatewayService) -> list[BaseRoute]:
             key = service.keyring.authenticate(openai_key(request))
             body, size = await json_body(request)
             if body.get("stream"):
-                reply = await service.chat_stream(key, body, size=size)
+                reply = await unless_disconnected(
+                    request, service.chat_stream(key, body, size=size))
                 return StreamingResponse(sse_chunks(reply), media_type="text/event-stream",
                                          headers=dict(reply.headers))
             result = await unless_disconnected(
@@ -84,7 +85,8 @@ def openai_routes(service: GatewayService) -> list[BaseRoute]:
             body, size = await json_body(request)
             chat = responses_api.chat_request(body)
             if chat.get("stream"):
-                reply = await service.chat_stream(key, chat, api="responses", size=size)
+                reply = await unless_disconnected(
+                    request, service.chat_stream(key, chat, api="responses", size=size))
                 return StreamingResponse(_response_events(reply, body),
                                          media_type="text/event-stream",
                                          headers=dict(reply.headers))

@@ -45,7 +45,8 @@ def prompt_routes(service: GatewayService) -> list[BaseRoute]:
             stream = request.query_params.get("stream", "").lower() in ("1", "true", "yes")
             chat = prompts.chat_request(prompt, body, stream)
             if stream:
-                reply = await service.chat_stream(key, chat, api="prompt", size=size)
+                reply = await unless_disconnected(
+                    request, service.chat_stream(key, chat, api="prompt", size=size))
                 return StreamingResponse(sse_chunks(reply), media_type="text/event-stream",
                                          headers=dict(reply.headers))
             result = await unless_disconnected(
