@@ -181,3 +181,14 @@ async def test_oversized_body_is_413(launch: Launch, mocks: Mocks) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
         writer.close()
     assert head.startswith(b"HTTP/1.1 413")
+
+
+async def test_model_limits_apply_across_keys(launch: Launch, mocks: Mocks) -> None:
+    config = base_config(mocks)
+    config["models"][0]["rpm"] = 1
+    async with launch(config) as gw:
+        await gw.openai(APP_KEY).chat.completions.create(model="gpt", messages=HELLO)
+        with pytest.raises(openai.RateLimitError) as limited:
+            await gw.openai(OTHER_KEY).chat.completions.create(model="gpt", messages=HELLO)
+        await gw.openai(OTHER_KEY).models.list()  # other calls are not limited
+    assert "model 'gpt'" in limited.value.message
