@@ -245,7 +245,7 @@ class GatewayService:
         relay = Relay(routed.value, ticket, include_usage, self._clocks.monotonic,
                       lambda status, usage, ttft, completion: self._stream_done(
                           call, routed.candidate, model, cached_key, status, usage, ttft,
-                          completion))
+                          completion), fold=cached_key is not None)
         return StreamReply(relay.chunks(), self._headers(routed.candidate, routed.attempts),
                            relay.close)
 

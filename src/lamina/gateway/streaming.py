@@ -43,14 +43,15 @@ class OpenStream:
 
 class Relay:
     def __init__(self, stream: OpenStream, ticket: Admitted, include_usage: bool,
-                 clock: Callable[[], float], done: Done) -> None:
+                 clock: Callable[[], float], done: Done, *, fold: bool = False) -> None:
         self._stream = stream
         self._ticket = ticket
         self._include_usage = include_usage
         self._clock = clock
         self._done: Done | None = done
         self._ttft: float | None = None
-        self._folder = Folder()
+        # Folding the answer (for the cache) costs per chunk: only when it is kept.
+        self._folder = Folder() if fold else None
 
     async def chunks(self) -> AsyncIterator[JSON]:
         status = CLIENT_CLOSED
@@ -79,7 +80,8 @@ class Relay:
     def _visible(self, chunk: JSON) -> JSON | None:
         if self._ttft is None and chunk.get("choices"):
             self._ttft = self._clock()
-        self._folder.feed(chunk)
+        if self._folder is not None:
+            self._folder.feed(chunk)
         if self._include_usage or "usage" not in chunk:
             return chunk
         if not chunk.get("choices"):
@@ -99,4 +101,4 @@ class Relay:
             self._ticket.settle(usage.total_tokens if usage else 0)
             self._ticket.release()
             done(status, usage, self._ttft,
-                 self._folder.completion() if status == 200 else None)
+                 self._folder.completion() if status == 200 and self._folder else None)

@@ -192,3 +192,16 @@ async def test_model_limits_apply_across_keys(launch: Launch, mocks: Mocks) -> N
             await gw.openai(OTHER_KEY).chat.completions.create(model="gpt", messages=HELLO)
         await gw.openai(OTHER_KEY).models.list()  # other calls are not limited
     assert "model 'gpt'" in limited.value.message
+
+
+async def test_a_streamed_answer_is_cached_whole(launch: Launch, mocks: Mocks) -> None:
+    async with launch(base_config(mocks, cache={"ttl_s": 300})) as gw:
+        client = gw.openai()
+        streamed = [c async for c in await client.chat.completions.create(
+            model="gpt", messages=HELLO, stream=True)]
+        hit = await client.chat.completions.with_raw_response.create(model="gpt",
+                                                                     messages=HELLO)
+    text = "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+    assert hit.headers["x-lamina-cache"] == "hit"
+    assert hit.parse().choices[0].message.content == text
+    assert len(mocks.openai.requests) == 1
