@@ -59,6 +59,9 @@ class Health:
     def state(self, deployment_id: str) -> CircuitState:
         return self._circuits.get(deployment_id, Circuit()).state
 
+    def failures(self, deployment_id: str) -> int:
+        return self._circuits.get(deployment_id, Circuit()).failures
+
     def allow(self, deployment_id: str) -> bool:
         circuit = self._circuits.get(deployment_id)
         if circuit is None or circuit.state is CircuitState.CLOSED:

@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from typing import Any
 
 from lamina.gateway.cache import ResponseCache, cache_key
 from lamina.gateway.config import GatewayConfig, ModelConfig
@@ -108,6 +109,18 @@ class GatewayService:
         self.keyring.use_config(config.keys)
 
     # -- the steps ------------------------------------------------------------------
+
+    def deployments(self) -> list[dict[str, Any]]:
+        """Every model's deployments and the state of their circuits."""
+        out = []
+        for model in self.config.models.values():
+            for route in model.routes:
+                deployment_id = f"{route.provider}/{route.model}"
+                out.append({"model": model.name, "provider": route.provider,
+                            "upstream_model": route.model, "weight": route.weight,
+                            "circuit": self._health.state(deployment_id).value,
+                            "consecutive_failures": self._health.failures(deployment_id)})
+        return out
 
     def model_names(self, key: VirtualKey) -> list[str]:
         return [name for name in self.config.models if key.allows(name)]

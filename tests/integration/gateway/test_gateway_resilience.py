@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from tests.integration.gateway.gateway_mocks import Fault
-from tests.integration.gateway.harness import APP_KEY, Launch, Mocks, base_config
+from tests.integration.gateway.harness import APP_KEY, ROOT_SECRET, Launch, Mocks, base_config
 
 HELLO = [{"role": "user", "content": "hello"}]
 
@@ -84,10 +84,15 @@ async def test_circuit_opens_after_consecutive_failures(launch: Launch, mocks: M
     config = with_fallback(mocks)
     config["circuit_breaker"] = {"failures": 2, "cooldown_s": 3600}
     mocks.openai.fail(Fault(500), Fault(500))
-    async with launch(config) as gw:
+    async with launch(config) as gw, httpx.AsyncClient(base_url=gw.url) as http:
         client = gw.openai()
         for _ in range(4):
             await client.chat.completions.create(model="gpt", messages=HELLO)
+        deployments = (await http.get("/gateway/admin/deployments", headers={
+            "authorization": f"Bearer {ROOT_SECRET}"})).json()["data"]
+    circuits = {(d["model"], d["provider"]): d["circuit"] for d in deployments}
+    assert circuits[("gpt", "openai-main")] == "open"
+    assert circuits[("claude", "claude")] == "closed"
     # Two failures opened the circuit: the next two calls went straight to the fallback.
     assert len(mocks.openai.requests) == 2
     assert len(mocks.anthropic.requests) == 4

@@ -8,6 +8,7 @@
     GET    /gateway/admin/usage?group_by=key|model|provider|function&from=&to=
            (also at /gateway/usage)
     POST   /gateway/admin/reload               re-read the config file
+    GET    /gateway/admin/deployments          each model's deployments and circuit state
 """
 
 from __future__ import annotations
@@ -95,6 +96,9 @@ def admin_routes(gateway: Gateway) -> list[BaseRoute]:
                                   _time(params.get("from"), "from"), _time(params.get("to"), "to"))
         return JSONBytes({"data": rows})
 
+    async def deployments(_request: Request) -> Response:
+        return JSONBytes({"data": service.deployments()})
+
     async def reload(_request: Request) -> Response:
         await gateway.reload()
         return JSONBytes({"reloaded": True, "models": list(service.config.models)})
@@ -109,4 +113,5 @@ def admin_routes(gateway: Gateway) -> list[BaseRoute]:
         Route("/gateway/admin/usage", guarded(usage), methods=["GET"]),
         Route("/gateway/usage", guarded(usage), methods=["GET"]),
         Route("/gateway/admin/reload", guarded(reload), methods=["POST"]),
+        Route("/gateway/admin/deployments", guarded(deployments), methods=["GET"]),
     ]
