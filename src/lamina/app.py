@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from lamina import __version__
+from lamina.audit import AuditEndpoint, AuditLog, AuditRecorder
 from lamina.environments.capacity import Capacity
 from lamina.environments.interpreters import CUSTOM_RUNTIMES, discover
 from lamina.environments.launcher import HostFacts
@@ -40,6 +41,8 @@ from lamina.invocation.event_queue import AsyncEvent, EventQueue
 from lamina.invocation.event_queue import metadata as queue_metadata
 from lamina.invocation.invoker import Invoker
 from lamina.protocols.router import AwsRouter, ServiceBinding
+from lamina.secrets import Envelope, load_or_create_master_key
+from lamina.services.lambda_.code_signing import CodeSigning
 from lamina.services.lambda_.code_urls import CodeUrls
 from lamina.services.lambda_.functions_api import FunctionsApi
 from lamina.services.lambda_.invoke_api import InvokeApi
@@ -47,7 +50,10 @@ from lamina.services.lambda_.permissions import AuthorizedLambda, FunctionPolici
 from lamina.services.lambda_.shapes import Shapes
 from lamina.services.logs import LogsService
 from lamina.services.operations import OperationTable
+from lamina.services.signer import SignerService, iam_access
 from lamina.settings import Settings
+from lamina.signing.configs import ConfigStore
+from lamina.signing.profiles import ProfileStore
 from lamina.storage.blobs import LocalBlobStore
 from lamina.storage.credentials import RootCredentials, load_or_create
 from lamina.storage.database import open_database, sqlite_url
@@ -76,6 +82,7 @@ class Platform:
     blobs: LocalBlobStore
     gateway: ASGIApp | None = None
     sandbox: Sandbox | None = None
+    audit: AuditEndpoint | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def close(self) -> None:
@@ -89,12 +96,20 @@ async def start_platform(settings: Settings) -> Platform:
     data.mkdir(parents=True, exist_ok=True)
     creds = load_or_create(data, settings.access_key_id, settings.secret_access_key)
     engine = await open_database(
-        sqlite_url(data / "lamina.db"), functions_metadata, queue_metadata, *identity_metadata()
+        sqlite_url(data / "lamina.db"), functions_metadata, queue_metadata, *identity_metadata(),
+        ProfileStore.metadata,
     )
     # Logs have a database file of their own: their writes never queue behind the
     # durable enqueue of async events for SQLite's single write lock.
     logs_engine = await open_database(sqlite_url(data / "logs.db"), LogStore.metadata)
-    closers: list[Callable[[], Awaitable[None]]] = [engine.dispose, logs_engine.dispose]
+    # The audit log too: appending to it never waits on the other two.
+    audit_engine = await open_database(sqlite_url(data / "audit.db"), AuditLog.metadata)
+    closers: list[Callable[[], Awaitable[None]]] = [
+        engine.dispose, logs_engine.dispose, audit_engine.dispose,
+    ]  # fmt: skip
+    audit = AuditLog(audit_engine)
+    await audit.start()
+    closers.append(audit.close)  # closed late: calls answered during shutdown are kept
     identity = await start_identity(data, engine, creds, settings.account_id, settings.master_key)
     interpreters = await discover(settings.python_interpreters, settings.search_path)
     runtimes = {**interpreters, **{r: "bootstrap (from the package)" for r in CUSTOM_RUNTIMES}}
@@ -203,14 +218,22 @@ async def start_platform(settings: Settings) -> Platform:
     closers.append(dispatcher.close)
 
     code_urls = CodeUrls(settings.endpoint, hashlib.sha256(creds.secret_access_key.encode()).digest())
+    # Profile keys are sealed by the master key start_identity loaded (same file or setting).
+    sealer = Envelope(load_or_create_master_key(data, settings.master_key))
+    profiles = ProfileStore(engine, sealer, settings.region, settings.account_id)
+    await profiles.load()
+    signing_configs = ConfigStore(engine, settings.region, settings.account_id)
+    await signing_configs.load()
+    code_signing = CodeSigning(signing_configs, profiles, registry, shapes, logs.append)
     functions_api = FunctionsApi(
         registry, fn_settings, shapes, lambda: runtimes, lambda c: code_urls.url(c.code_sha256),
-        fleets.state, identity.check_execution_role,
+        fleets.state, identity.check_execution_role, code_gate=code_signing,
     )  # fmt: skip
     operations = OperationTable(
         "Lambda",
         {
             **functions_api.operations(),
+            **code_signing.operations(),
             "Invoke": invoke_api.invoke,
             "AddPermission": policies.add,
             "RemovePermission": policies.remove,
@@ -225,19 +248,27 @@ async def start_platform(settings: Settings) -> Platform:
     def lookup_secret(access_key_id: str) -> str | None:
         return creds.secret_access_key if access_key_id == creds.access_key_id else None
 
+    signer = SignerService(
+        profiles,
+        iam_access(identity.principal_of, identity.is_root, identity.authorizer, identity.conditions),
+        lambda ctx: str(identity.principal_of(ctx).arn),
+    )
     router = AwsRouter(
         {
             "lambda": ServiceBinding("lambda", lambda_service),
             "logs": ServiceBinding("logs", LogsService(logs)),
+            "signer": ServiceBinding("signer", signer),
             **identity.bindings,
         },
         identity.verifier,
         settings.account_id,
         settings.region,
+        observer=AuditRecorder(audit, lambda ctx: str(identity.principal_of(ctx).arn)),
     )
     platform = Platform(
-        creds, runtimes, router, pool, code_urls, blobs, closers=closers, sandbox=sandbox
-    )
+        creds, runtimes, router, pool, code_urls, blobs, closers=closers, sandbox=sandbox,
+        audit=AuditEndpoint(audit, creds.secret_access_key),
+    )  # fmt: skip
     platform.gateway = await _start_gateway(settings, engine, creds, lookup_secret, closers)
     return platform
 
@@ -344,6 +375,8 @@ class LaminaApp:
             await self._code(scope, send, path.rsplit("/", 1)[-1])
         elif path == "/_lamina/environments":
             await self._environments(scope, send)
+        elif path == "/_lamina/audit" and self.platform.audit is not None:
+            await self.platform.audit(scope, send)
         elif self.platform.gateway is not None and path.startswith(("/v1/", "/gateway/")):
             await self.platform.gateway(scope, receive, send)
         else:

@@ -42,6 +42,11 @@ _log = logging.getLogger(__name__)
 DEFAULT_MAX_BODY_BYTES = 80 * 1024 * 1024
 
 
+# Told of every call that got as far as a service (the audit log): its context, its
+# parsed input and the error it ended with, or None. Must not block or raise.
+CallObserver = Callable[[RequestContext, Mapping[str, Any], LaminaError | None], None]
+
+
 @dataclass(frozen=True, slots=True)
 class ServiceBinding:
     model_name: str  # botocore service model name: "lambda", "logs", "iam"...
@@ -85,6 +90,7 @@ class AwsRouter:
         *,
         session: Any = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        observer: CallObserver | None = None,
     ) -> None:
         # Creating a botocore session is slow; one serves every binding.
         session = session or botocore.session.get_session()
@@ -98,6 +104,7 @@ class AwsRouter:
         self._account_id = account_id
         self._default_region = default_region
         self._max_body_bytes = max_body_bytes
+        self._observer = observer
 
     def protocol(self, signing_name: str) -> WireProtocol:
         """The protocol serving `signing_name`, for code that renders outside a request."""
@@ -163,6 +170,8 @@ class AwsRouter:
             name = name.lower()
             joined[name] = f"{joined[name]},{value}" if name in joined else value
         service: _Service | None = None
+        ctx: RequestContext | None = None
+        params: Mapping[str, Any] = {}
         try:
             identity = self._verifier.verify(
                 method, signed_path or path, query_string, header_list, body
@@ -176,6 +185,7 @@ class AwsRouter:
                 )
             request = HttpRequest(method, path, parse_query_string(query_string), joined, body)
             parsed = service.protocol.parse_request(request)
+            params = parsed.params
             ctx = RequestContext(
                 request_id=request_id,
                 access_key_id=identity.access_key_id,
@@ -187,8 +197,10 @@ class AwsRouter:
                 source_ip=source_ip,
             )
             output = await service.handler(parsed.operation, parsed.params, ctx)
+            self._observe(ctx, params, None)
             return service.protocol.serialize_response(parsed.operation, output, request_id)
         except LaminaError as error:
+            self._observe(ctx, params, error)
             if service is None and isinstance(error, SigV4Error) and error.service:
                 service = self._services.get(error.service)
             if service is None:
@@ -197,9 +209,20 @@ class AwsRouter:
         except Exception:
             _log.exception("unhandled error in %s request %s", method, request_id)
             internal = ServiceError("An internal error occurred; the request id says which.")
+            self._observe(ctx, params, internal)
             if service is None:
                 return _generic_error(internal, request_id, header_list)
             return service.protocol.serialize_error(internal, request_id)
+
+    def _observe(
+        self, ctx: RequestContext | None, params: Mapping[str, Any], error: LaminaError | None
+    ) -> None:
+        if self._observer is None or ctx is None:
+            return  # no observer, or the request never reached a service
+        try:
+            self._observer(ctx, params, error)
+        except Exception:
+            _log.exception("the call observer failed on request %s", ctx.request_id)
 
     async def _read_body(self, receive: Receive, headers: list[tuple[str, str]]) -> bytes:
         limit = self._max_body_bytes

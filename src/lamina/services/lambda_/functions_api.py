@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from lamina.environments.provisioned import FleetState
 from lamina.errors import InvalidParameterValue
@@ -25,6 +25,16 @@ from lamina.services.operations import Operation
 
 Params = dict[str, Any]
 PAGE_DEFAULT, PAGE_MAX = 50, 10000
+
+
+class CodeGate(Protocol):
+    """Code signing's check of a package before it deploys (code_signing.py)."""
+
+    async def admit(
+        self, function: str, zip_file: bytes, config_arn: str | None, creating: bool
+    ) -> None: ...
+
+    async def created(self, function: str, config_arn: str | None) -> None: ...
 
 
 def _marker_encode(position: int) -> str:
@@ -71,7 +81,9 @@ class FunctionsApi:
         code_location: Callable[[FunctionConfig], str],
         fleet_state: Callable[[str, str], FleetState | None] = lambda _f, _q: None,
         role_check: Callable[[str], Awaitable[None]] | None = None,
+        code_gate: CodeGate | None = None,
     ) -> None:
+        self._code_gate = code_gate
         self._fleet_state = fleet_state
         self._role_check = role_check
         self._registry = registry
@@ -175,7 +187,12 @@ class FunctionsApi:
             kms_key_arn=p.get("KMSKeyArn") or "",
         )
         await self._check_role(config.role)
+        signing_config = p.get("CodeSigningConfigArn")
+        if self._code_gate is not None:
+            await self._code_gate.admit(ref.name, package.data, signing_config, creating=True)
         created = await self._registry.create(config, package, bool(p.get("Publish")))
+        if self._code_gate is not None:
+            await self._code_gate.created(ref.name, signing_config)
         return self._shapes.configuration(created)
 
     def _config(self, p: Params) -> FunctionConfig:
@@ -213,6 +230,8 @@ class FunctionsApi:
     async def update_function_code(self, p: Params, ctx: RequestContext) -> Params:
         ref = parse_function_ref(p["FunctionName"])
         package = self._package(p.get("ZipFile"))
+        if self._code_gate is not None:
+            await self._code_gate.admit(ref.name, package.data, None, creating=False)
         if p.get("DryRun"):
             return self._shapes.configuration(self._registry.get(ref.name).latest)
         updated = await self._registry.update_code(
