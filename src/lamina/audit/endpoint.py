@@ -44,7 +44,9 @@ class AuditEndpoint:
         headers = dict(scope.get("headers") or [])
         given = headers.get(b"authorization", b"").decode("latin-1")
         if not hmac.compare_digest(given.encode(), f"Bearer {self._secret}".encode()):
-            await _json(send, 403, {"message": "Send the root secret as 'Authorization: Bearer <secret>'."})
+            await _json(
+                send, 403, {"message": "Send the root secret as 'Authorization: Bearer <secret>'."}
+            )
             return
         try:
             query = parse_query(scope.get("query_string", b"").decode("latin-1"))
@@ -61,7 +63,10 @@ async def _json(send: Send, status: int, body: Any) -> None:
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": payload})

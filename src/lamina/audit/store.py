@@ -95,7 +95,9 @@ class AuditLog:
                 else:
                     self._failures = 0
                     self.dropped_events += len(batch)
-                    logger.error("dropped %d audit events after repeated write failures", len(batch))
+                    logger.error(
+                        "dropped %d audit events after repeated write failures", len(batch)
+                    )
                 raise
             self._failures = 0
 

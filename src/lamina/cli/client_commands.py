@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import typer
 
+from lamina.cli.audit import audit
 from lamina.cli.deploy import deploy
 from lamina.cli.envs import envs
 from lamina.cli.invoke import invoke
 from lamina.cli.logs import logs
 from lamina.cli.ls import ls
 from lamina.cli.runtimes import runtimes
+from lamina.cli.sign import sign
 
 
 def register(app: typer.Typer) -> None:
@@ -24,3 +26,5 @@ def register(app: typer.Typer) -> None:
     app.command("ls")(ls)
     app.command("runtimes")(runtimes)
     app.command("envs")(envs)
+    app.command("sign")(sign)
+    app.command("audit")(audit)

@@ -79,7 +79,9 @@ class SignerService:
     async def put_profile(self, p: Params, ctx: RequestContext) -> Params:
         period = p.get("signatureValidityPeriod")
         validity = (int(period["value"]), str(period["type"])) if period else None
-        profile = await self._profiles.put(p["profileName"], p["platformId"], validity, p.get("tags"))
+        profile = await self._profiles.put(
+            p["profileName"], p["platformId"], validity, p.get("tags")
+        )
         return {
             "arn": profile.arn,
             "profileVersion": profile.version,

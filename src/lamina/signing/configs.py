@@ -66,7 +66,11 @@ class ConfigStore:
     metadata: ClassVar[MetaData] = signing_metadata
 
     def __init__(
-        self, engine: AsyncEngine, region: str, account_id: str, now_iso: Callable[[], str] = _now_iso
+        self,
+        engine: AsyncEngine,
+        region: str,
+        account_id: str,
+        now_iso: Callable[[], str] = _now_iso,
     ) -> None:
         self._engine = engine
         self._prefix = f"arn:aws:lambda:{region}:{account_id}:code-signing-config:"
@@ -122,17 +126,23 @@ class ConfigStore:
 
     async def delete(self, arn: str) -> None:
         async with self._engine.begin() as conn:
-            await conn.execute(delete(code_signing_configs).where(code_signing_configs.c.arn == arn))
+            await conn.execute(
+                delete(code_signing_configs).where(code_signing_configs.c.arn == arn)
+            )
         self.configs.pop(arn, None)
 
     async def bind(self, function: str, arn: str | None) -> None:
         """Give `function` the config `arn`, or (None) take its config away."""
         async with self._engine.begin() as conn:
             await conn.execute(
-                delete(function_code_signing).where(function_code_signing.c.function_name == function)
+                delete(function_code_signing).where(
+                    function_code_signing.c.function_name == function
+                )
             )
             if arn is not None:
-                await conn.execute(insert(function_code_signing).values(function_name=function, config_arn=arn))
+                await conn.execute(
+                    insert(function_code_signing).values(function_name=function, config_arn=arn)
+                )
         if arn is None:
             self.bindings.pop(function, None)
         else:

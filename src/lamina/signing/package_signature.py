@@ -155,7 +155,12 @@ def read_package(data: bytes) -> PackageContents:
                 with archive.open(info) as entry:
                     while chunk := entry.read(_CHUNK):
                         content.update(chunk)
-                line = [info.filename, info.external_attr >> 16, info.file_size, content.hexdigest()]
+                line = [
+                    info.filename,
+                    info.external_attr >> 16,
+                    info.file_size,
+                    content.hexdigest(),
+                ]
                 manifest.update(json.dumps(line).encode() + b"\n")
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
         raise MalformedSignature(f"The package cannot be read: {exc}") from None

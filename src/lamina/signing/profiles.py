@@ -93,7 +93,11 @@ class SigningProfile:
     def revokes(self, signed_at: float) -> bool:
         """Does this version's revocation refuse a signature made at `signed_at`?"""
         effective = self.revocation_effective_from
-        return self.status is ProfileStatus.REVOKED and effective is not None and signed_at >= effective
+        return (
+            self.status is ProfileStatus.REVOKED
+            and effective is not None
+            and signed_at >= effective
+        )
 
 
 def _transition(profile: SigningProfile, to: ProfileStatus) -> None:
@@ -133,7 +137,9 @@ class ProfileStore:
 
     async def load(self) -> None:
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(select(signing_profiles).order_by(signing_profiles.c.created_at))).mappings()
+            rows = (
+                await conn.execute(select(signing_profiles).order_by(signing_profiles.c.created_at))
+            ).mappings()
             for row in rows:
                 profile = _from_row(row)
                 self._versions[profile.version_arn] = profile
@@ -175,14 +181,18 @@ class ProfileStore:
             )
         value, kind = validity or DEFAULT_VALIDITY
         if kind not in _DAYS or not 1 <= value <= 10_000:
-            raise ValidationError("signatureValidityPeriod needs a positive value and a type of DAYS, MONTHS or YEARS.")
+            raise ValidationError(
+                "signatureValidityPeriod needs a positive value and a type of DAYS, MONTHS or YEARS."
+            )
         existing = self._current.get(name)
         if existing is not None:
             current = self._versions[existing]
             if current.status is ProfileStatus.ACTIVE:
                 return current
             if current.status is ProfileStatus.CANCELED:
-                raise ValidationError(f"Signing profile {name} was canceled; its name cannot be reused.")
+                raise ValidationError(
+                    f"Signing profile {name} was canceled; its name cannot be reused."
+                )
         version = _new_version()
         version_arn = f"{self.profile_arn(name)}/{version}"
         private_der, public_der = keys.generate_key_pair()
@@ -253,7 +263,9 @@ class ProfileStore:
             )
         profile = self.get(name)
         if profile.status is not ProfileStatus.ACTIVE:
-            raise ValidationError(f"Signing profile {name} is {profile.status.value}: it cannot sign.")
+            raise ValidationError(
+                f"Signing profile {name} is {profile.status.value}: it cannot sign."
+            )
         async with self._engine.connect() as conn:
             sealed = (
                 await conn.execute(

@@ -58,9 +58,15 @@ def verify_package(
     if profile is None:
         # Without the key the signature cannot be checked; a profile lamina does not
         # know is no allowed publisher either.
-        return Verdict(Finding.MISMATCH, f"The code was signed by an unknown signing profile version {arn}.", arn)
+        return Verdict(
+            Finding.MISMATCH,
+            f"The code was signed by an unknown signing profile version {arn}.",
+            arn,
+        )
     if not keys.verify(profile.public_key, envelope.statement_bytes, envelope.signature):
-        return Verdict(Finding.INTEGRITY, f"The signature does not verify with the public key of {arn}.", arn)
+        return Verdict(
+            Finding.INTEGRITY, f"The signature does not verify with the public key of {arn}.", arn
+        )
     if statement.code_digest != contents.digest.hex():
         return Verdict(
             Finding.INTEGRITY,
@@ -69,7 +75,12 @@ def verify_package(
         )
     job = statement.job_id
     if arn not in allowed:
-        return Verdict(Finding.MISMATCH, f"The signing profile version {arn} is not an allowed publisher.", arn, job)
+        return Verdict(
+            Finding.MISMATCH,
+            f"The signing profile version {arn} is not an allowed publisher.",
+            arn,
+            job,
+        )
     if profile.revokes(statement.signed_at):
         return Verdict(Finding.REVOKED, f"The signing profile version {arn} was revoked.", arn, job)
     if now > statement.expires_at:

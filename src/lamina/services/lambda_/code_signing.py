@@ -119,7 +119,9 @@ class CodeSigning:
         config = self._configs.configs.get(arn)
         if config is None:
             if creating:
-                raise CodeSigningConfigNotFound(f"The code signing configuration {arn} does not exist.")
+                raise CodeSigningConfigNotFound(
+                    f"The code signing configuration {arn} does not exist."
+                )
             return  # cannot happen: a config in use cannot be deleted
         verdict = await asyncio.to_thread(
             verify_package, zip_file, self._profiles.version, config.allowed, self._clock()
@@ -165,11 +167,17 @@ class CodeSigning:
 
     def _bound_functions(self, arn: str) -> list[str]:
         names = set(self._registry.names())
-        return sorted(f for f, bound in self._configs.bindings.items() if bound == arn and f in names)
+        return sorted(
+            f for f, bound in self._configs.bindings.items() if bound == arn and f in names
+        )
 
     async def create_config(self, p: Params, ctx: RequestContext) -> Params:
-        allowed = check_publishers((p.get("AllowedPublishers") or {}).get("SigningProfileVersionArns") or [])
-        policy = parse_policy((p.get("CodeSigningPolicies") or {}).get("UntrustedArtifactOnDeployment"))
+        allowed = check_publishers(
+            (p.get("AllowedPublishers") or {}).get("SigningProfileVersionArns") or []
+        )
+        policy = parse_policy(
+            (p.get("CodeSigningPolicies") or {}).get("UntrustedArtifactOnDeployment")
+        )
         config = await self._configs.create(p.get("Description", ""), allowed, policy)
         return {"CodeSigningConfig": _config_out(config)}
 
@@ -190,9 +198,13 @@ class CodeSigning:
         if "Description" in p:
             changes["description"] = p["Description"]
         if "AllowedPublishers" in p:
-            changes["allowed"] = check_publishers(p["AllowedPublishers"].get("SigningProfileVersionArns") or [])
+            changes["allowed"] = check_publishers(
+                p["AllowedPublishers"].get("SigningProfileVersionArns") or []
+            )
         if "CodeSigningPolicies" in p:
-            changes["policy"] = parse_policy(p["CodeSigningPolicies"].get("UntrustedArtifactOnDeployment"))
+            changes["policy"] = parse_policy(
+                p["CodeSigningPolicies"].get("UntrustedArtifactOnDeployment")
+            )
         from dataclasses import replace
 
         updated = await self._configs.update(replace(config, **changes))
