@@ -53,6 +53,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=30)
     parser.add_argument("--warm", type=int, default=300)
+    # The CPU share follows MemorySize (1,769 MB is one full CPU's share, as on Lambda).
+    parser.add_argument("--memory", type=int, default=128)
     args = parser.parse_args()
     root = Path(mkdtemp(prefix="lamina-bench-sandbox-"))
     env = {"LAMINA_IDLE_ENVIRONMENT_S": "0.25"}
@@ -62,7 +64,7 @@ def main() -> None:
     }
     try:
         clients = {k: s.client("lambda") for k, s in servers.items()}
-        names = {k: create_function(c, NOOP, Timeout=30) for k, c in clients.items()}
+        names = {k: create_function(c, NOOP, Timeout=30, MemorySize=args.memory) for k, c in clients.items()}
         for k in servers:  # let the zygotes come up
             _invoke(clients[k], names[k])
         cold: dict[str, list[float]] = {k: [] for k in servers}

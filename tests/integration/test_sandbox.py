@@ -108,7 +108,7 @@ def test_a_function_cannot_see_lamina_or_other_functions(
         lambda_client, "MARKER = 'other-function-code-7f3a'\ndef handler(e, c):\n    return 1\n"
     )
     other_code = lambda_client.get_function(FunctionName=other)["Configuration"]["CodeSha256"]
-    name = create_function(lambda_client, PROBE)
+    name = create_function(lambda_client, PROBE, Timeout=30)
     targets = [
         str(data / "credentials.json"),
         str(data / "lamina.db"),
@@ -158,7 +158,7 @@ def test_the_function_is_not_pid_1_and_sees_only_its_own_processes(
         "def handler(e, c):\n"
         "    return {'pid': os.getpid(), 'procs': sorted(int(p) for p in os.listdir('/proc') if p.isdigit())}\n"
     )
-    body, error = _invoke(lambda_client, create_function(lambda_client, code))
+    body, error = _invoke(lambda_client, create_function(lambda_client, code, Timeout=30))
     assert error is None, body
     assert body["pid"] == 2
     assert body["procs"] == [1, 2]
@@ -212,10 +212,12 @@ def test_a_memory_bomb_is_killed_as_out_of_memory(
     assert error == "Unhandled"
     assert body["errorType"] == "Runtime.OutOfMemory", body
     # the server and other functions are fine
-    fine = create_function(lambda_client, "def handler(e, c):\n    return 'fine'\n")
+    fine = create_function(lambda_client, "def handler(e, c):\n    return 'fine'\n", Timeout=30)
     assert _invoke(lambda_client, fine) == ("fine", None)
     # and the function gets a new environment next time
-    small = create_function(lambda_client, "def handler(e, c):\n    return 'ok'\n", MemorySize=128)
+    small = create_function(
+        lambda_client, "def handler(e, c):\n    return 'ok'\n", MemorySize=128, Timeout=30
+    )
     assert _invoke(lambda_client, small) == ("ok", None)
 
 
@@ -224,7 +226,7 @@ def test_max_memory_used_comes_from_the_cgroup(
 ) -> None:
     _requires(lamina_server, memory=True)
     code = "def handler(e, c):\n    x = bytearray(60 << 20)\n    return len(x)\n"
-    name = create_function(lambda_client, code, MemorySize=256)
+    name = create_function(lambda_client, code, MemorySize=256, Timeout=30)
     response = lambda_client.invoke(FunctionName=name, LogType="Tail")
     import base64
 
@@ -257,7 +259,7 @@ def test_a_fork_bomb_is_contained(lamina_server: LaminaServer, lambda_client: An
         assert body["errorType"] == "Runtime.OutOfMemory", body
     else:
         assert body["failed"] == "BlockingIOError" and body["made"] < 1024, body
-    fine = create_function(lambda_client, "def handler(e, c):\n    return 'fine'\n")
+    fine = create_function(lambda_client, "def handler(e, c):\n    return 'fine'\n", Timeout=30)
     assert _invoke(lambda_client, fine) == ("fine", None)
 
 
@@ -282,7 +284,9 @@ while true; do
   curl -sS -o /dev/null -X POST --data-binary @/tmp/out "$api/invocation/$rid/response"
 done
 """
-    name = create_function(lambda_client, {"x": "1"}, runtime="provided.al2023", handler="x")
+    name = create_function(
+        lambda_client, {"x": "1"}, runtime="provided.al2023", handler="x", Timeout=30
+    )
     lambda_client.update_function_code(
         FunctionName=name, ZipFile=make_zip({"bootstrap": bootstrap}, {"bootstrap": 0o755})
     )
@@ -314,8 +318,9 @@ def test_snapstart_environments_are_sandboxed(
         "later.py": "X = 'late'\n",
     }
     name = create_function(
-        lambda_client, code, runtime="python3.12", SnapStart={"ApplyOn": "PublishedVersions"}
-    )
+        lambda_client, code, runtime="python3.12", Timeout=30,
+        SnapStart={"ApplyOn": "PublishedVersions"},
+    )  # fmt: skip
     version = lambda_client.publish_version(FunctionName=name)["Version"]
     lambda_client.get_waiter("published_version_active").wait(
         FunctionName=name, Qualifier=version, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
