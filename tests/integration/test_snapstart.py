@@ -33,7 +33,8 @@ def after(tag="restored"):
 
 def handler(event, context):
     time.sleep(event.get("sleep", 0))
-    return {"pid": os.getpid(), "random": random.random(), "init_type": os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE")}
+    return {"pid": os.getpid(), "random": random.random(), "init_type": os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE"),
+            "key": os.environ.get("AWS_ACCESS_KEY_ID")}
 """
 
 
@@ -81,6 +82,9 @@ def test_snapstart_version_restores_from_snapshot(lamina_server: LaminaServer, l
     assert lines.count("after_restore restored") == len(pids)
     # each restored environment reseeded `random`: no two share the snapshot's state
     assert len({r["random"] for r in results} | {first["random"]}) == len(results) + 1
+    # and each has credentials of its own, not the snapshot's
+    keys = {r["pid"]: r["key"] for r in [*results, first]}
+    assert all(keys.values()) and len(set(keys.values())) == len(keys)
 
 
 def test_snapstart_init_error_fails_the_version(lambda_client: Any) -> None:

@@ -1,0 +1,103 @@
+"""Environments over time: idle ones are reclaimed (scale to zero) and a later call still
+works; nothing leaks — no zombie processes, no growth of open files — over 10,000
+invocations."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from tests.integration.support import LaminaServer, create_function
+
+NOOP = "def handler(event, context):\n    return None\n"
+
+
+def _environments(server: LaminaServer) -> list[dict[str, Any]]:
+    response = httpx.get(
+        f"{server.endpoint}/_lamina/environments",
+        headers={"Authorization": f"Bearer {server.secret_access_key}"},
+    )
+    rows: list[dict[str, Any]] = response.json()["environments"]
+    return rows
+
+
+def test_idle_environments_are_reclaimed_and_come_back(fresh_server: LaminaServer) -> None:
+    fresh_server.extra_env = {"LAMINA_IDLE_ENVIRONMENT_S": "1"}
+    fresh_server.start()
+    client = fresh_server.client()
+    name = create_function(client, NOOP)
+    assert client.invoke(FunctionName=name, Payload=b"{}")["StatusCode"] == 200
+    assert any(e["function"] == name for e in _environments(fresh_server))
+    deadline = time.monotonic() + 30
+    while any(e["function"] == name for e in _environments(fresh_server)):
+        assert time.monotonic() < deadline, "the idle environment was never reclaimed"
+        time.sleep(0.2)
+    assert client.invoke(FunctionName=name, Payload=b"{}")["StatusCode"] == 200
+
+
+def _descendants(root: int) -> list[tuple[int, str]]:
+    """(pid, state) of every process below `root`."""
+    children: dict[int, list[int]] = {}
+    states: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        states[int(entry.name)] = fields[0]
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, stack = [], [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append((child, states[child]))
+            stack.append(child)
+    return found
+
+
+@pytest.mark.slow
+def test_nothing_leaks_over_10000_invocations(fresh_server: LaminaServer) -> None:
+    fresh_server.start()
+    client = fresh_server.client()
+    name = create_function(client, NOOP)
+    assert fresh_server.process is not None
+    server_pid = fresh_server.process.pid
+
+    # One signed request replayed over one keep-alive connection: the load is lamina's.
+    url = f"{fresh_server.endpoint}/2015-03-31/functions/{name}/invocations"
+    request = AWSRequest(method="POST", url=url, data=b"{}")
+    SigV4Auth(
+        Credentials(fresh_server.access_key_id, fresh_server.secret_access_key), "lambda", "us-east-1"
+    ).add_auth(request)
+    headers = dict(request.headers.items())
+    parsed = urlparse(url)
+    connection = http.client.HTTPConnection(parsed.hostname, parsed.port)
+
+    def invoke() -> None:
+        connection.request("POST", parsed.path, body=b"{}", headers=headers)
+        response = connection.getresponse()
+        assert response.status == 200
+        response.read()
+
+    for _ in range(200):  # warm up: environments, caches, pools
+        invoke()
+    fds_before = len(os.listdir(f"/proc/{server_pid}/fd"))
+    for _ in range(10_000):
+        invoke()
+    fds_after = len(os.listdir(f"/proc/{server_pid}/fd"))
+    connection.close()
+    assert fds_after <= fds_before + 5, (fds_before, fds_after)
+    zombies = [pid for pid, state in _descendants(server_pid) if state == "Z"]
+    assert zombies == []
