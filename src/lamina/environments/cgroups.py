@@ -44,7 +44,6 @@ class CgroupLayout:
             "memory": self.memory is not None,
             "pids": self.pids is not None,
             "cpu": self.cpu is not None,
-            "path": str(self.memory or self.pids or self.cpu or ""),
         }
 
     def sweep(self) -> None:

@@ -138,7 +138,9 @@ class Sandbox:
         p = self.protections
         layout = p.cgroups
         on = {
+            # "net" is used for functions with egress off (network is on by default)
             "namespaces": list(p.namespaces) if self.enabled else [],
+            "egress_off": self.forks_confined and "net" in p.namespaces,
             "filesystem": self.forks_confined or self.execs_confined,
             "unprivileged_user": self.enabled and p.root,
             "memory_limit": "cgroup" if layout and layout.memory else "rlimit_as",
@@ -174,6 +176,7 @@ class Sandbox:
             off.append(
                 "SnapStart templates run their init outside the sandbox (their environments are sandboxed)"
             )
+            off.append("egress off is enforced for forked (Python) environments, not exec'd ones")
         return {
             "enabled": self.enabled,
             "cgroups": layout.describe() if layout else None,
@@ -262,7 +265,8 @@ class Sandbox:
             f'{limits}; exec "$@"'
         )
         args = [p.bubblewrap, "--die-with-parent"]
-        args += [f"--unshare-{ns}" for ns in plan["namespaces"] if ns != "mount"]
+        # Not "net": under bubblewrap nothing would forward the Runtime API into it (yet).
+        args += [f"--unshare-{ns}" for ns in plan["namespaces"] if ns not in ("mount", "net")]
         if plan["hostname"]:
             args += ["--hostname", plan["hostname"]]
         for source, target in plan["links"]:

@@ -110,6 +110,7 @@ def test_bwrap_argv_joins_cgroups_then_drops_to_nobody(tmp_path: Path) -> None:
     prepared = sandbox.prepare(_confinement(tmp_path, egress=False))
     prepared.plan["cgroups"] = ["/cg/memory/e1/cgroup.procs"]
     argv = sandbox.bwrap_argv(["/var/task/bootstrap"], prepared)
+    assert "--unshare-net" not in argv  # no Runtime API forwarder under bubblewrap
     assert argv[:2] == ("/bin/sh", "-c")
     assert argv[4:6] == ("/cg/memory/e1/cgroup.procs", "--")
     bwrap = list(argv[6:])
@@ -118,7 +119,6 @@ def test_bwrap_argv_joins_cgroups_then_drops_to_nobody(tmp_path: Path) -> None:
         "--unshare-pid",
         "--unshare-ipc",
         "--unshare-uts",
-        "--unshare-net",
         "--die-with-parent",
     ):
         assert flag in bwrap
