@@ -28,6 +28,7 @@ import hashlib
 import io
 import json
 import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,7 +163,14 @@ def read_package(data: bytes) -> PackageContents:
                     content.hexdigest(),
                 ]
                 manifest.update(json.dumps(line).encode() + b"\n")
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        zlib.error,
+        OSError,
+        EOFError,
+        ValueError,
+    ) as exc:
         raise MalformedSignature(f"The package cannot be read: {exc}") from None
     if len(envelopes) > 1:
         raise MalformedSignature(f"The package has {len(envelopes)} {SIGNATURE_ENTRY} entries.")
