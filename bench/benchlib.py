@@ -564,6 +564,21 @@ def stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
 # ---------------------------------------------------------------- results files
 
 
+def source_revision() -> str:
+    """The commit the measured lamina was built from, and whether src/ had local changes."""
+    root = HERE.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        return "unknown revision"
+    return f"{head}{' with uncommitted changes in src/' if dirty else ''}"
+
+
 class Results:
     """A results file whose sections are written by separate subcommand runs."""
 
@@ -580,7 +595,7 @@ class Results:
     def put(self, section: str, markdown: str, raw: Any) -> None:
         self.data[section] = {
             "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "machine": machine(),
+            "machine": f"{machine()}; lamina at {source_revision()}",
             "markdown": markdown,
             "raw": raw,
         }
