@@ -33,27 +33,38 @@ class Fault:
 
 
 @contextlib.asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
-    """Serve `app` on a free loopback port. The socket listens before the server task
-    starts, so clients may connect at once (the kernel queues them)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # Accepted sockets inherit it: without it Nagle + delayed ACKs add ~40 ms per call.
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="off",
-                            timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
+async def serve_all(*apps: Any) -> AsyncIterator[list[str]]:
+    """Serve each app on a free loopback port; stop them all at once on exit. Each
+    socket listens before its server task starts, so clients may connect at once
+    (the kernel queues them)."""
+    sockets, servers, tasks = [], [], []
+    for app in apps:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted sockets inherit it: without it Nagle + delayed ACKs add ~40 ms a call.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off",
+                                               timeout_graceful_shutdown=1))
+        sockets.append(sock)
+        servers.append(server)
+        tasks.append(asyncio.create_task(server.serve(sockets=[sock])))
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield [f"http://127.0.0.1:{sock.getsockname()[1]}" for sock in sockets]
     finally:
-        server.should_exit = True
+        for server in servers:
+            server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
-            await task
-        sock.close()
+            await asyncio.gather(*tasks)
+        for sock in sockets:
+            sock.close()
+
+
+@contextlib.asynccontextmanager
+async def serve(app: Any) -> AsyncIterator[str]:
+    async with serve_all(app) as urls:
+        yield urls[0]
 
 
 def _last_user_text(messages: list[JSON]) -> str:

@@ -22,6 +22,7 @@ from tests.integration.gateway.gateway_mocks import (
     MockGemini,
     MockOpenAI,
     serve,
+    serve_all,
 )
 
 ROOT_ID = "LAMINAROOTKEY"
@@ -49,8 +50,8 @@ async def running_mocks() -> AsyncIterator[Mocks]:
     oa, an = MockOpenAI("openai-mock"), MockAnthropic("anthropic-mock")
     gm, co = MockGemini("gemini-mock"), MockCohere("cohere-mock")
     br = MockBedrock("bedrock-mock")
-    async with serve(oa.app()) as oa_url, serve(an.app()) as an_url, \
-            serve(gm.app()) as gm_url, serve(co.app()) as co_url, serve(br.app()) as br_url:
+    async with serve_all(oa.app(), an.app(), gm.app(), co.app(), br.app()) as urls:
+        oa_url, an_url, gm_url, co_url, br_url = urls
         yield Mocks(oa, oa_url, an, an_url, gm, gm_url, co, co_url, br, br_url)
 
 
