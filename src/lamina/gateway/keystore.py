@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -49,10 +50,19 @@ class KeySpec:
                 raise InvalidGatewayRequest(f"'{name}' must be a non-negative number")
             return value
 
+        expires = body.get("expires_at")
+        if isinstance(expires, str):  # ISO 8601 as well as unix seconds
+            try:
+                expires = datetime.fromisoformat(expires).timestamp()
+            except ValueError as exc:
+                raise InvalidGatewayRequest("'expires_at' must be ISO 8601 or unix seconds") \
+                    from exc
+        elif expires is not None:
+            expires = number("expires_at")
         return cls(name=name, models=frozenset(models) if models is not None else None,
                    rpm=number("rpm"), tpm=number("tpm"), max_parallel=number("max_parallel"),
                    budget_usd=number("budget_usd"), budget_period=period,
-                   expires_at=number("expires_at"),
+                   expires_at=expires,
                    metadata={str(k): str(v) for k, v in (body.get("metadata") or {}).items()})
 
 

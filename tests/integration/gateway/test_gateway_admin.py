@@ -177,3 +177,17 @@ async def test_config_file_change_is_picked_up(launch: Launch, mocks: Mocks,
         assert await gw.gateway.reload_if_changed()
         models = [m.id async for m in gw.openai().models.list()]
     assert "later" in models
+
+
+async def test_admin_key_with_expiry(launch: Launch, mocks: Mocks) -> None:
+    async with launch(base_config(mocks)) as gw, httpx.AsyncClient(base_url=gw.url,
+                                                                   headers=ROOT) as http:
+        past = (await http.post("/gateway/admin/keys", json={
+            "name": "old", "expires_at": "2020-01-01T00:00:00+00:00"})).json()
+        future = (await http.post("/gateway/admin/keys", json={
+            "name": "new", "expires_at": 4102444800})).json()
+        bad = await http.post("/gateway/admin/keys", json={"name": "x", "expires_at": "soon"})
+        with pytest.raises(openai.AuthenticationError):
+            await gw.openai(past["key"]).models.list()
+        await gw.openai(future["key"]).models.list()
+    assert past["expires_at"] == 1577836800.0 and bad.status_code == 400
