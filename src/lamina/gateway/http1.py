@@ -39,6 +39,11 @@ class RemoteProtocolError(HTTPError):
     """The server broke the exchange: closed early or sent something unparsable."""
 
 
+# Stop reading from the server while this much of a response waits for the reader
+# (a slow client must not make the gateway buffer a whole stream).
+HIGH_WATER = 1 << 20
+
+
 @dataclass(frozen=True, slots=True)
 class Origin:
     scheme: str
@@ -57,6 +62,8 @@ class _Connection(asyncio.Protocol):
         self._header_list: list[tuple[bytes, bytes]] = []
         self._head: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._body: deque[bytes] = deque()
+        self._buffered = 0
+        self._paused = False
         self._wake = asyncio.Event()
         self.complete = False
         self.error: HTTPError | None = None
@@ -97,6 +104,10 @@ class _Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self._body.append(bytes(body))
+        self._buffered += len(body)
+        if self._buffered > HIGH_WATER and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
         self._wake.set()
 
     def on_message_complete(self) -> None:
@@ -129,7 +140,13 @@ class _Connection(asyncio.Protocol):
     async def chunks(self, timeout_s: float) -> AsyncIterator[bytes]:
         while True:
             while self._body:
-                yield self._body.popleft()
+                chunk = self._body.popleft()
+                self._buffered -= len(chunk)
+                if self._paused and self._buffered <= HIGH_WATER // 2:
+                    self._paused = False
+                    if self.transport is not None and not self.closed:
+                        self.transport.resume_reading()
+                yield chunk
             if self.complete:
                 return
             if self.error is not None:

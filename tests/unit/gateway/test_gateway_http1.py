@@ -154,3 +154,28 @@ async def test_tls_with_the_servers_certificate(tmp_path: Path) -> None:
     finally:
         await client.aclose()
         server.close()
+
+
+async def test_a_slow_reader_pauses_the_server() -> None:
+    total = 8 << 20  # eight times the high-water mark
+    sent = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % total)
+        for _ in range(total >> 16):
+            writer.write(b"x" * (1 << 16))
+            await writer.drain()  # blocks while the client has stopped reading
+        sent.set()
+        writer.close()
+
+    client = HTTP1Client()
+    async with raw_server(handler) as url:
+        async with client.request("POST", url, {}, b"", 30) as response:
+            chunks = response.chunks()
+            first = await anext(chunks)
+            await asyncio.sleep(0.2)
+            assert not sent.is_set()  # back-pressure reached the server
+            rest = [chunk async for chunk in chunks]
+        await client.aclose()
+    assert len(first) + sum(map(len, rest)) == total
