@@ -169,3 +169,19 @@ def test_azure_openai_paths() -> None:
                            "chat/completions?api-version=2024-10-21")
     assert request.headers["api-key"] == "k" and "authorization" not in request.headers
     assert orjson.loads(request.body)["stream_options"] == {"include_usage": True}
+
+
+IMAGE = [{"role": "user", "content": [
+    {"type": "text", "text": "What is this?"},
+    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]
+
+
+def test_images() -> None:
+    assert gemini_body({"messages": IMAGE})["contents"][0]["parts"] == [
+        {"text": "What is this?"},
+        {"inline_data": {"mime_type": "image/png", "data": "iVBORw0KGgo="}}]
+    assert converse_body({"messages": IMAGE})["messages"][0]["content"] == [
+        {"text": "What is this?"},
+        {"image": {"format": "png", "source": {"bytes": "iVBORw0KGgo="}}}]
+    assert cohere_body({"messages": IMAGE}, "c")["messages"][0]["content"][1] == {
+        "type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
