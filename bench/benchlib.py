@@ -544,11 +544,14 @@ def ric_env(api: str, task_root: Path, handler: str = "app.handler") -> dict[str
     }
 
 
-def launch_ric(api: str, task_root: Path, handler: str = "app.handler") -> subprocess.Popen[bytes]:
+def launch_ric(
+    api: str, task_root: Path, handler: str = "app.handler", extra: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """A fresh `python -m awslambdaric app.handler`, as a Lambda custom runtime runs it."""
     return subprocess.Popen(
         [sys.executable, "-m", "awslambdaric", handler], cwd=task_root,
-        env=ric_env(api, task_root, handler), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**ric_env(api, task_root, handler), **(extra or {})},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )  # fmt: skip
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import sys
 import threading
 import time
@@ -110,7 +111,9 @@ def warm_series(lamina: Lamina, name: str, calls: int, qualifier: str | None = N
     return times
 
 
-def ric_launches(task_root: Path, samples: int, warmups: int = 2) -> dict[str, Any]:
+def ric_launches(
+    task_root: Path, samples: int, warmups: int = 2, extra: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Fresh awslambdaric process per sample: launch -> handler's response at the Runtime API."""
     api = FakeRuntimeApi()
     times: list[float] = []
@@ -120,7 +123,7 @@ def ric_launches(task_root: Path, samples: int, warmups: int = 2) -> dict[str, A
             api.reset()
             api.give([b"{}"])
             start = time.perf_counter()
-            proc = launch_ric(api.address, task_root)
+            proc = launch_ric(api.address, task_root, extra=extra)
             ok = api.wait_responses(1, 60)
             stop([proc])
             if not ok or not api.responses:
@@ -210,6 +213,14 @@ def run_boto3(args: argparse.Namespace, results: Results) -> None:
         done = timed("awslambdaric fresh launches, boto3 in the zip")
         raw["awslambdaric"] = ric_launches(work, max(10, args.samples // 2))
         done()
+        # as on Lambda, whose /var/task is read-only: no bytecode cache for the zip's modules
+        for cache in list(work.rglob("__pycache__")):
+            shutil.rmtree(cache)
+        done = timed("awslambdaric fresh launches, no bytecode cache")
+        raw["awslambdaric_nopyc"] = ric_launches(
+            work, 10, warmups=0, extra={"PYTHONDONTWRITEBYTECODE": "1"}
+        )
+        done()
     samples = min(args.samples, 30)
     variants = [("preload", {}), ("no_preload", {"LAMINA_ZYGOTE_PRELOAD": NO_BOTO3_PRELOAD})]
     for label, extra in variants:
@@ -254,8 +265,13 @@ def run_boto3(args: argparse.Namespace, results: Results) -> None:
             )
         )
     ric = raw["awslambdaric"]["ms"]
+    nopyc = raw["awslambdaric_nopyc"]["ms"]
     rows.append(
-        f"| awslambdaric fresh launch, `import boto3` from the zip | {len(ric)} | {fmt(ric)} |"
+        f"| awslambdaric fresh launch, no bytecode cache (read-only /var/task, as on Lambda) "
+        f"| {len(nopyc)} | {fmt(nopyc)} |"
+    )
+    rows.append(
+        f"| awslambdaric fresh launch, `import boto3` from the zip, bytecode cached | {len(ric)} | {fmt(ric)} |"
     )
     ratio_lines = "\n".join(
         f"- {text}: **$LATEST p50 ÷ SnapStart p50 = {r:.1f}x**, awslambdaric ÷ SnapStart = {q:.1f}x"

@@ -2,6 +2,7 @@
 
     python bench/profile.py newenv [--samples 60]   # new-environment first invokes
     python bench/profile.py warm [--seconds 5]      # warm invokes, wrk at 1 connection
+    python bench/profile.py burst [--burst 200]     # a cold burst of a 100 ms function
 
 Records with `py-spy record --subprocesses --format raw` (py-spy is in the test extras)
 and `--gil` (samples only threads running Python, so waiting in select/recv does not
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 
 from benchlib import VENV_BIN, WORK, Lamina, make_zip
-from cold_start import NOOP, REAP_ENV, new_env_series, warm_series
+from cold_start import NOOP, REAP_ENV, SLEEPY, lamina_burst, new_env_series, warm_series
 from invoke import signed_invoke_script, wrk
 
 
@@ -81,17 +82,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=["newenv", "warm"])
+    parser.add_argument("what", choices=["newenv", "warm", "burst"])
+    parser.add_argument("--burst", type=int, default=200)
     parser.add_argument("--samples", type=int, default=60)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
     out = WORK / f"profile-{args.what}.txt"
-    with Lamina(REAP_ENV if args.what == "newenv" else {}) as lamina:
+    env = {"burst": {"LAMINA_MEMORY_BUDGET_MB": "65536"}, "newenv": REAP_ENV}.get(args.what, {})
+    with Lamina(env) as lamina:
         lamina.create("noop", make_zip({"app.py": NOOP}))
+        lamina.create("sleepy", make_zip({"app.py": SLEEPY}), MemorySize=128)
         warm_series(lamina, "noop", 1)
         spy = record(lamina, out)
-        if args.what == "newenv":
+        if args.what == "burst":
+            result = lamina_burst(lamina, "sleepy", args.burst)
+            print(f"cold burst under the profiler: {result['total_s']:.2f} s, {result['statuses']}")
+        elif args.what == "newenv":
             result = new_env_series(lamina, "noop", args.samples)
             ms = sorted(result["ms"])
             print(f"new environment under the profiler: p50 {ms[len(ms) // 2]:.1f} ms")
