@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from dataclasses import replace
 
 import pytest
 from tests.unit.signing.test_package_signature import FILES, make_zip
@@ -24,8 +25,6 @@ def profile(arn: str, public: bytes, **changes: object) -> SigningProfile:
         platform_id=keys.PLATFORM_ID, validity_value=1, validity_type="DAYS",
         status=ProfileStatus.ACTIVE, status_reason="", created_at=0.0, public_key=public,
     )  # fmt: skip
-    from dataclasses import replace
-
     return replace(base, **changes)  # type: ignore[arg-type]
 
 

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from lamina.errors import LaminaError, ResourceConflict, ResourceNotFound
@@ -205,8 +206,6 @@ class CodeSigning:
             changes["policy"] = parse_policy(
                 p["CodeSigningPolicies"].get("UntrustedArtifactOnDeployment")
             )
-        from dataclasses import replace
-
         updated = await self._configs.update(replace(config, **changes))
         return {"CodeSigningConfig": _config_out(updated)}
 
