@@ -92,6 +92,27 @@ class FakeLambda:
         return Paginator()
 
 
+class FakeIam:
+    """IAM as deploy sees it: the default execution role is made once."""
+
+    class exceptions:  # mirrors boto3's client.exceptions namespace
+        class EntityAlreadyExistsException(Exception):
+            pass
+
+    def __init__(self) -> None:
+        self.roles: dict[str, str] = {}
+        self.attached: list[tuple[str, str]] = []
+
+    def create_role(self, **kwargs: Any) -> dict[str, Any]:
+        if kwargs["RoleName"] in self.roles:
+            raise self.exceptions.EntityAlreadyExistsException()
+        self.roles[kwargs["RoleName"]] = kwargs["AssumeRolePolicyDocument"]
+        return {"Role": {"Arn": f"arn:aws:iam::000000000000:role/{kwargs['RoleName']}"}}
+
+    def attach_role_policy(self, **kwargs: Any) -> None:
+        self.attached.append((kwargs["RoleName"], kwargs["PolicyArn"]))
+
+
 @pytest.fixture
 def app() -> typer.Typer:
     cli = typer.Typer()
@@ -102,7 +123,9 @@ def app() -> typer.Typer:
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeLambda:
     client = FakeLambda()
-    monkeypatch.setattr(Connection, "client", lambda self, service: client)
+    iam = FakeIam()
+    monkeypatch.setattr(Connection, "client", lambda self, service: iam if service == "iam" else client)
+    client.iam = iam  # type: ignore[attr-defined]
     return client
 
 
