@@ -98,7 +98,7 @@ async def start_platform(settings: Settings) -> Platform:
     engine = await open_database(
         sqlite_url(data / "lamina.db"), functions_metadata, queue_metadata, *identity_metadata(),
         ProfileStore.metadata,
-    )
+    )  # fmt: skip
     # Logs have a database file of their own: their writes never queue behind the
     # durable enqueue of async events for SQLite's single write lock.
     logs_engine = await open_database(sqlite_url(data / "logs.db"), LogStore.metadata)
@@ -250,7 +250,9 @@ async def start_platform(settings: Settings) -> Platform:
 
     signer = SignerService(
         profiles,
-        iam_access(identity.principal_of, identity.is_root, identity.authorizer, identity.conditions),
+        iam_access(
+            identity.principal_of, identity.is_root, identity.authorizer, identity.conditions
+        ),
         lambda ctx: str(identity.principal_of(ctx).arn),
     )
     router = AwsRouter(
