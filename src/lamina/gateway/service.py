@@ -27,6 +27,7 @@ from lamina.gateway.keys import Keyring, VirtualKey
 from lamina.gateway.limits import Limiter, Limits, Ticket, estimate_tokens
 from lamina.gateway.pricing import PriceBook, Usage, cost_usd
 from lamina.gateway.providers import JSON, Provider, provider_for
+from lamina.gateway.providers.anthropic import UNTRANSLATED
 from lamina.gateway.providers.base import usage_of
 from lamina.gateway.router import Candidate, Router
 from lamina.gateway.spend import Hold, SpendLedger
@@ -229,8 +230,16 @@ class GatewayService:
             ticket.release()
             self.account(call, candidate, status, usage)
 
+    def _provider(self, candidate: Candidate, body: JSON) -> Provider:
+        kind = candidate.deployment.provider.type
+        if UNTRANSLATED in body and kind != "anthropic":
+            raise InvalidGatewayRequest(
+                f"content block types {', '.join(body[UNTRANSLATED])} cannot be sent to "
+                f"the {kind} provider of model {candidate.model.name!r}")
+        return self._providers[kind]
+
     async def _chat_once(self, candidate: Candidate, body: JSON) -> JSON:
-        provider = self._providers[candidate.deployment.provider.type]
+        provider = self._provider(candidate, body)
         request = provider.chat_request(body, candidate.deployment)
         data = await self._upstream.call(provider, request, candidate.model.timeout_s)
         return provider.chat_response(data, int(self._clocks.wall()))
@@ -263,7 +272,7 @@ class GatewayService:
                            relay.close)
 
     async def _open_stream(self, candidate: Candidate, body: JSON) -> OpenStream:
-        provider = self._providers[candidate.deployment.provider.type]
+        provider = self._provider(candidate, body)
         request = provider.chat_request(body, candidate.deployment)
         stack = AsyncExitStack()
         try:
@@ -289,8 +298,8 @@ class GatewayService:
         model = self._resolve(key, body)
         refusal: Exception | None = None
         for candidate in self._router.plan(model):
-            provider = self._providers[candidate.deployment.provider.type]
             try:
+                provider = self._provider(candidate, body)
                 request = provider.count_tokens_request(body, candidate.deployment)
             except InvalidGatewayRequest as exc:
                 refusal = exc

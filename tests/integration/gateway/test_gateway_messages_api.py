@@ -176,3 +176,18 @@ async def test_thinking_blocks_reach_anthropic_clients(launch: Launch, mocks: Mo
     assert reply.content[1].type == "text"
     assert plain.choices[0].message.content == "anthropic-mock says: hello"
     assert "_anthropic" not in plain.model_dump()
+
+
+async def test_blocks_only_anthropic_can_take(launch: Launch, mocks: Mocks) -> None:
+    document: list[anthropic.types.MessageParam] = [{"role": "user", "content": [
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain",
+                                        "data": "The manual."}},
+        {"type": "text", "text": "Summarize."}]}]
+    async with launch(base_config(mocks)) as gw:
+        client = gw.anthropic()
+        reply = await client.messages.create(model="claude", max_tokens=10, messages=document)
+        with pytest.raises(anthropic.BadRequestError) as refused:
+            await client.messages.create(model="gpt", max_tokens=10, messages=document)
+    assert reply.content[0].type == "text"
+    assert mocks.anthropic.requests[-1]["messages"][0]["content"][0]["type"] == "document"
+    assert "document" in refused.value.message and mocks.openai.requests == []

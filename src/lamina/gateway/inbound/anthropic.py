@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from lamina.gateway.errors import InvalidGatewayRequest
-from lamina.gateway.providers.anthropic import NATIVE
+from lamina.gateway.providers.anthropic import NATIVE, UNTRANSLATED
 from lamina.gateway.providers.base import JSON
 
 # NATIVE: the private member of a chat request carrying the original Anthropic request
@@ -34,7 +34,8 @@ def _text(content: Any) -> str:
     return "".join(parts)
 
 
-def _part(block: JSON) -> JSON:
+def _part(block: JSON) -> JSON | None:
+    """The block in the lingua franca, or None where it has no spelling there."""
     kind = block.get("type")
     if kind == "text":
         return {"type": "text", "text": block.get("text", "")}
@@ -45,10 +46,10 @@ def _part(block: JSON) -> JSON:
         else:
             url = source.get("url", "")
         return {"type": "image_url", "image_url": {"url": url}}
-    raise InvalidGatewayRequest(f"content block type {kind!r} is not supported here")
+    return None
 
 
-def _user(content: Any) -> list[JSON]:
+def _user(content: Any, lost: set[str]) -> list[JSON]:
     if isinstance(content, str):
         return [{"role": "user", "content": content}]
     out: list[JSON] = []
@@ -59,8 +60,10 @@ def _user(content: Any) -> list[JSON]:
             text = _text(result) if not isinstance(result, str) else result
             out.append({"role": "tool", "tool_call_id": block.get("tool_use_id", ""),
                         "content": text})
+        elif (part := _part(block)) is not None:
+            parts.append(part)
         else:
-            parts.append(_part(block))
+            lost.add(str(block.get("type")))
     if parts:
         simple = all(p["type"] == "text" for p in parts)
         out.append({"role": "user",
@@ -96,11 +99,12 @@ def chat_request(body: JSON, *, counting: bool = False) -> JSON:
     system = body.get("system")
     if system:
         messages.append({"role": "system", "content": _text(system)})
+    lost: set[str] = set()
     for message in body["messages"]:
         if message.get("role") == "assistant":
             messages.append(_assistant(message.get("content")))
         else:
-            messages.extend(_user(message.get("content")))
+            messages.extend(_user(message.get("content"), lost))
     out: JSON = {"model": body.get("model"), "messages": messages}
     if not counting:
         out["max_tokens"] = body["max_tokens"]
@@ -131,6 +135,9 @@ def chat_request(body: JSON, *, counting: bool = False) -> JSON:
     # The request as the client wrote it, for a route that lands on Anthropic: it keeps
     # what the lingua franca cannot say (cache_control, top_k, thinking, documents).
     out[NATIVE] = {k: v for k, v in body.items() if k in NATIVE_FIELDS}
+    if lost:
+        # Only an Anthropic deployment can take these (it gets the native request).
+        out[UNTRANSLATED] = sorted(lost)
     return out
 
 

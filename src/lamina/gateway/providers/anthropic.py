@@ -24,6 +24,9 @@ DEFAULT_BASE_URL = "https://api.anthropic.com"
 # Private member: in a request, the original /v1/messages request (inbound/anthropic.py);
 # in an answer, Anthropic's own message or stream event, for an Anthropic client.
 NATIVE = "_anthropic"
+# Private member of a request: Anthropic content block types the lingua franca could
+# not carry; only an Anthropic deployment (which gets NATIVE) may serve it.
+UNTRANSLATED = "_untranslated"
 API_VERSION = "2023-06-01"
 # Anthropic requires max_tokens; OpenAI does not. Used when the client sets none.
 DEFAULT_MAX_TOKENS = 4096
