@@ -299,9 +299,10 @@ class SandboxedChild:
     """An environment's process and its cgroup: `wait()` as before; the cgroup answers
     for its peak memory and whether the OOM killer ended it, and goes with it."""
 
-    def __init__(self, child: Child, prepared: Prepared) -> None:
+    def __init__(self, child: Child, prepared: Prepared, depth: int = 1) -> None:
         self._child = child
         self._prepared = prepared
+        self._depth = depth  # processes between `pid` and the function
         self.pid = child.pid
         self._oom: bool | None = None
         self._peak: int | None = None
@@ -324,6 +325,22 @@ class SandboxedChild:
         kill = getattr(self._child, "kill", None)
         if callable(kill):
             kill()
+
+    def function_pid(self) -> int:
+        """The function's own pid on the host (for its memory figures): `pid` is its
+        PID namespace's init when forked, bubblewrap (whose init is between) when
+        exec'd. 0 when it is not running."""
+        pid = self.pid
+        for _ in range(self._depth):
+            try:
+                with open(f"/proc/{pid}/task/{pid}/children") as children:
+                    first = children.read().split()
+            except OSError:
+                return 0
+            if not first:
+                return 0
+            pid = int(first[0])
+        return pid
 
     def out_of_memory(self) -> bool:
         """Whether the environment was killed for exceeding its memory (after `wait`)."""

@@ -120,4 +120,4 @@ class ConfinedExecSpawner:
         except BaseException:
             prepared.release()
             raise
-        return SandboxedChild(child, prepared)
+        return SandboxedChild(child, prepared, depth=2)  # bubblewrap, its init, the function

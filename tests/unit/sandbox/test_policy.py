@@ -146,3 +146,31 @@ def test_runtime_dirs_keep_the_outermost_folders(tmp_path: Path) -> None:
     dirs = _runtime_dirs([inner, outer, Path("/usr/lib/python3")])
     assert outer in dirs and inner not in dirs
     assert Path("/usr/lib/python3") not in dirs  # /usr is bound anyway
+
+
+def test_function_pid_follows_the_chain_of_first_children() -> None:
+    import subprocess
+    import time
+
+    from lamina.environments.sandbox import Prepared, SandboxedChild
+
+    shell = subprocess.Popen(["sh", "-c", "sleep 30 & wait"])
+    try:
+        children = Path(f"/proc/{shell.pid}/task/{shell.pid}/children")
+        for _ in range(100):
+            if children.read_text().split():
+                break
+            time.sleep(0.01)
+        sleeper = int(children.read_text().split()[0])
+
+        class _Child:
+            pid = shell.pid
+
+            async def wait(self) -> int:
+                return 0
+
+        assert SandboxedChild(_Child(), Prepared({}, None), depth=1).function_pid() == sleeper
+        assert SandboxedChild(_Child(), Prepared({}, None), depth=2).function_pid() == 0
+    finally:
+        shell.kill()
+        shell.wait()
