@@ -76,6 +76,14 @@ def inspect(data: bytes) -> CodePackage:
         total += info.file_size
         if total > UNZIPPED_MAX:
             raise InvalidParameterValue(f"Unzipped size must be smaller than {UNZIPPED_MAX} bytes")
+    # Read every member once (sizes were checked above, so this is bounded): a damaged
+    # member is refused now, not discovered when the code is unpacked after the 201.
+    try:
+        damaged = archive.testzip()
+    except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError) as exc:
+        raise _refuse(f"The archive is damaged ({exc}).") from exc
+    if damaged is not None:
+        raise _refuse(f"Entry '{damaged}' is damaged (its CRC does not match).")
     digest = hashlib.sha256(data).digest()
     return CodePackage(data, digest.hex(), base64.b64encode(digest).decode(), total)
 
