@@ -41,7 +41,6 @@ from lamina.invocation.event_queue import AsyncEvent, EventQueue
 from lamina.invocation.event_queue import metadata as queue_metadata
 from lamina.invocation.invoker import Invoker
 from lamina.protocols.router import AwsRouter, ServiceBinding
-from lamina.secrets import Envelope, load_or_create_master_key
 from lamina.services.lambda_.code_signing import CodeSigning
 from lamina.services.lambda_.code_urls import CodeUrls
 from lamina.services.lambda_.functions_api import FunctionsApi
@@ -218,9 +217,7 @@ async def start_platform(settings: Settings) -> Platform:
     closers.append(dispatcher.close)
 
     code_urls = CodeUrls(settings.endpoint, hashlib.sha256(creds.secret_access_key.encode()).digest())
-    # Profile keys are sealed by the master key start_identity loaded (same file or setting).
-    sealer = Envelope(load_or_create_master_key(data, settings.master_key))
-    profiles = ProfileStore(engine, sealer, settings.region, settings.account_id)
+    profiles = ProfileStore(engine, identity.master, settings.region, settings.account_id)
     await profiles.load()
     signing_configs = ConfigStore(engine, settings.region, settings.account_id)
     await signing_configs.load()

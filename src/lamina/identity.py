@@ -44,6 +44,7 @@ def identity_metadata() -> list[MetaData]:
 
 @dataclass(slots=True)
 class Identity:
+    master: Envelope  # seals with the master key alone (signing keys, ...)
     directory: IamDirectory
     verifier: SessionTokenVerifier
     authorizer: Authorizer
@@ -118,6 +119,7 @@ async def start_identity(
         ),
     }
     return Identity(
+        master=Envelope(master),
         directory=directory,
         verifier=SessionTokenVerifier(directory, time.time),
         authorizer=authorizer,
