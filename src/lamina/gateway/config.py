@@ -34,6 +34,8 @@ class ProviderConfig:
     headers: Mapping[str, str] = field(default_factory=dict)
     # Azure OpenAI: `?api-version=` and deployment paths instead of a model field.
     api_version: str | None = None
+    # OpenAI: serve /v1/responses requests natively (POST {base_url}/responses).
+    responses_api: bool = False
     # Bedrock: SigV4 credentials and region (or `api_key`, a Bedrock API key).
     region: str | None = None
     aws_access_key_id: str | None = None
@@ -201,6 +203,7 @@ def _provider(entry: Mapping[str, Any], where: str) -> ProviderConfig:
         api_key=entry.get("api_key") or None,
         headers={str(k): str(v) for k, v in _mapping(entry, "headers", where).items()},
         api_version=entry.get("api_version") or None,
+        responses_api=bool(entry.get("responses_api", False)),
         region=entry.get("region") or None,
         aws_access_key_id=entry.get("aws_access_key_id") or None,
         aws_secret_access_key=entry.get("aws_secret_access_key") or None,

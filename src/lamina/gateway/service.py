@@ -29,6 +29,7 @@ from lamina.gateway.pricing import PriceBook, Usage, cost_usd
 from lamina.gateway.providers import JSON, Provider, provider_for
 from lamina.gateway.providers.anthropic import UNTRANSLATED
 from lamina.gateway.providers.base import usage_of
+from lamina.gateway.providers.openai_responses import NEEDS_RESPONSES
 from lamina.gateway.router import Candidate, Router
 from lamina.gateway.spend import Hold, SpendLedger
 from lamina.gateway.streaming import CLIENT_CLOSED, OpenStream, Relay
@@ -231,12 +232,17 @@ class GatewayService:
             self.account(call, candidate, status, usage)
 
     def _provider(self, candidate: Candidate, body: JSON) -> Provider:
-        kind = candidate.deployment.provider.type
-        if UNTRANSLATED in body and kind != "anthropic":
+        config = candidate.deployment.provider
+        if UNTRANSLATED in body and config.type != "anthropic":
             raise InvalidGatewayRequest(
                 f"content block types {', '.join(body[UNTRANSLATED])} cannot be sent to "
-                f"the {kind} provider of model {candidate.model.name!r}")
-        return self._providers[kind]
+                f"the {config.type} provider of model {candidate.model.name!r}")
+        if NEEDS_RESPONSES in body and not (config.type == "openai" and config.responses_api):
+            raise InvalidGatewayRequest(
+                f"{'; '.join(body[NEEDS_RESPONSES])}: only a provider that speaks the "
+                f"Responses API (type openai, responses_api: true) can serve this, and "
+                f"model {candidate.model.name!r} is routed to {config.name!r}")
+        return self._providers[config.type]
 
     async def _chat_once(self, candidate: Candidate, body: JSON) -> JSON:
         provider = self._provider(candidate, body)
@@ -340,6 +346,8 @@ class GatewayService:
 
 
 def _check_messages(body: JSON) -> None:
+    if NEEDS_RESPONSES in body:
+        return  # only a native Responses deployment will serve it, from its own input
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages \
             or not all(isinstance(m, dict) and "role" in m for m in messages):

@@ -137,7 +137,60 @@ class MockOpenAI(MockProvider):
         return Starlette(routes=[
             Route("/v1/chat/completions", self.chat, methods=["POST"]),
             Route("/v1/embeddings", self.embeddings, methods=["POST"]),
+            Route("/v1/responses", self.responses, methods=["POST"]),
         ])
+
+    async def responses(self, request: Request) -> Response:
+        """The Responses API, for providers configured with responses_api: true."""
+        body, fault = await self._take(request)
+        if fault is not None and fault.break_after is None:
+            return self._error(fault)
+        text = body["input"] if isinstance(body["input"], str) else "items"
+        message = {"type": "message", "id": "msg_r1", "status": "completed", "role": "assistant",
+                   "content": [{"type": "output_text", "text": f"{self.name} responds: {text}",
+                                "annotations": []}]}
+        reasoning = {"type": "reasoning", "id": "rs_1", "summary": []}
+        response: JSON = {
+            "id": "resp_mock", "object": "response", "created_at": 1700000000,
+            "status": "completed", "model": body["model"], "output": [reasoning, message],
+            "previous_response_id": body.get("previous_response_id"), "error": None,
+            "incomplete_details": None, "tools": body.get("tools") or [],
+            "parallel_tool_calls": True, "tool_choice": "auto",
+            "usage": {"input_tokens": 21, "output_tokens": 9, "total_tokens": 30,
+                      "input_tokens_details": {"cached_tokens": 0},
+                      "output_tokens_details": {"reasoning_tokens": 4}}}
+        if not body.get("stream"):
+            return JSONResponse(response)
+
+        def event(payload: JSON) -> bytes:
+            return (f"event: {payload['type']}\n".encode() + b"data: " + orjson.dumps(payload)
+                    + b"\n\n")
+
+        words = message["content"][0]["text"]  # type: ignore[index]
+        head = dict(response, status="in_progress", output=[], usage=None)
+        payloads = [event({"type": "response.created", "sequence_number": 0, "response": head}),
+                    event({"type": "response.output_item.added", "sequence_number": 1,
+                           "output_index": 0, "item": reasoning}),
+                    event({"type": "response.output_item.done", "sequence_number": 2,
+                           "output_index": 0, "item": reasoning}),
+                    event({"type": "response.output_item.added", "sequence_number": 3,
+                           "output_index": 1, "item": dict(message, content=[],
+                                                           status="in_progress")}),
+                    event({"type": "response.content_part.added", "sequence_number": 4,
+                           "item_id": "msg_r1", "output_index": 1, "content_index": 0,
+                           "part": {"type": "output_text", "text": "", "annotations": []}})]
+        for i in range(0, len(words), 7):
+            payloads.append(event({"type": "response.output_text.delta",
+                                   "sequence_number": len(payloads), "item_id": "msg_r1",
+                                   "output_index": 1, "content_index": 0,
+                                   "delta": words[i:i + 7], "logprobs": []}))
+        payloads.append(event({"type": "response.output_item.done",
+                               "sequence_number": len(payloads), "output_index": 1,
+                               "item": message}))
+        payloads.append(event({"type": "response.completed", "sequence_number": len(payloads),
+                               "response": response}))
+        return StreamingResponse(_events(payloads, fault, self),
+                                 media_type="text/event-stream")
 
     def _error(self, fault: Fault) -> Response:
         body = fault.body or {"error": {"message": f"mock failure {fault.status}",

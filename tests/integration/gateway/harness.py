@@ -64,6 +64,8 @@ def base_config(m: Mocks, **model_options: Any) -> dict[str, Any]:
         "providers": [
             {"name": "openai-main", "type": "openai", "base_url": f"{m.openai_url}/v1",
              "api_key": "${OPENAI_API_KEY}"},
+            {"name": "openai-responses", "type": "openai", "base_url": f"{m.openai_url}/v1",
+             "api_key": "${OPENAI_API_KEY}", "responses_api": True},
             {"name": "claude", "type": "anthropic", "base_url": m.anthropic_url,
              "api_key": "${ANTHROPIC_API_KEY}"},
             {"name": "google", "type": "gemini", "base_url": f"{m.gemini_url}/v1beta",
@@ -81,6 +83,7 @@ def base_config(m: Mocks, **model_options: Any) -> dict[str, Any]:
             model("command", "cohere", "command-a-03-2025"),
             model("cohere-embed", "cohere", "embed-v4.0"),
             model("nova", "aws", "amazon.nova-lite-v1:0"),
+            model("gpt-native", "openai-responses", "gpt-5-mini"),
         ],
         "keys": [
             {"key": "${APP_KEY}", "name": "app"},

@@ -126,7 +126,7 @@ async def test_models_and_embeddings(launch: Launch, mocks: Mocks) -> None:
         models = [m.id async for m in client.models.list()]
         vectors = await client.embeddings.create(model="embed", input=["a", "b"])
     assert models == ["gpt", "claude", "embed", "gemini", "gemini-embed", "command",
-                      "cohere-embed", "nova"]
+                      "cohere-embed", "nova", "gpt-native"]
     assert [d.index for d in vectors.data] == [0, 1]
     assert vectors.usage.prompt_tokens == 6
 

@@ -6,6 +6,7 @@ import json
 
 import openai
 import pytest
+from sqlalchemy import select
 
 from tests.integration.gateway.harness import Launch, Mocks, base_config
 
@@ -74,3 +75,39 @@ async def test_previous_response_id_is_refused(launch: Launch, mocks: Mocks) -> 
         with pytest.raises(openai.BadRequestError):
             await gw.openai().responses.create(model="gpt", input="x",
                                                previous_response_id="resp_1")
+
+
+async def test_native_responses_pass_through(launch: Launch, mocks: Mocks) -> None:
+    async with launch(base_config(mocks)) as gw:
+        client = gw.openai()
+        reply = await client.responses.create(
+            model="gpt-native", input="hi", previous_response_id="resp_prev",
+            tools=[{"type": "web_search"}], reasoning={"effort": "low"})
+        chat = await client.chat.completions.create(
+            model="gpt-native", messages=[{"role": "user", "content": "hello"}])
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.responses.create(model="gpt", input="x",
+                                          tools=[{"type": "web_search"}])
+    sent = mocks.openai.requests[0]
+    assert sent["previous_response_id"] == "resp_prev" and sent["model"] == "gpt-5-mini"
+    assert sent["tools"] == [{"type": "web_search"}] and sent["reasoning"] == {"effort": "low"}
+    assert [item.type for item in reply.output] == ["reasoning", "message"]
+    assert reply.output_text == "openai-mock responds: hi"
+    assert reply.usage is not None and reply.usage.output_tokens_details.reasoning_tokens == 4
+    assert chat.choices[0].message.content == "openai-mock says: hello"  # chat stays chat
+    assert "web_search" in refused.value.message
+
+
+async def test_native_responses_stream(launch: Launch, mocks: Mocks) -> None:
+    async with launch(base_config(mocks)) as gw:
+        async with gw.openai().responses.stream(model="gpt-native", input="stream") as stream:
+            kinds = [event.type async for event in stream]
+            final = await stream.get_final_response()
+        await gw.gateway.drain()
+        async with gw.gateway.engine.connect() as conn:
+            row = (await conn.execute(select(gw.gateway.tables.usage))).one()
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    assert kinds.count("response.output_item.added") == 2  # reasoning item passed through
+    assert final.output_text == "openai-mock responds: stream"
+    assert (row.api, row.prompt_tokens, row.completion_tokens, row.stream) == \
+        ("responses", 21, 9, True)

@@ -20,6 +20,7 @@ from lamina.gateway.api.wire import (
 )
 from lamina.gateway.inbound import responses as responses_api
 from lamina.gateway.providers.anthropic import NATIVE
+from lamina.gateway.providers.openai_responses import NATIVE_RESPONSES
 from lamina.gateway.service import GatewayService, StreamReply
 from lamina.gateway.sse import DONE, named_event, openai_event
 
@@ -112,17 +113,17 @@ def _model(name: str) -> dict[str, object]:
 
 def public(answer: dict[str, Any]) -> dict[str, Any]:
     """An answer without lamina's private members (a provider's native payload)."""
-    if NATIVE not in answer:
+    if NATIVE not in answer and NATIVE_RESPONSES not in answer:
         return answer
-    return {k: v for k, v in answer.items() if k != NATIVE}
+    return {k: v for k, v in answer.items() if not k.startswith("_")}
 
 
 async def sse_chunks(reply: StreamReply) -> AsyncIterator[bytes]:
     try:
         async for chunk in reply.chunks:
-            if NATIVE in chunk:
+            if NATIVE in chunk or NATIVE_RESPONSES in chunk:
                 if not chunk["choices"] and "usage" not in chunk:
-                    continue  # a carrier of a native event, nothing for OpenAI clients
+                    continue  # a carrier of a native event, nothing for chat clients
                 chunk = public(chunk)
             yield openai_event(chunk)
         yield DONE

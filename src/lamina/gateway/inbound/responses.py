@@ -11,6 +11,7 @@ from typing import Any
 from lamina.gateway.errors import InvalidGatewayRequest
 from lamina.gateway.folding import Folder
 from lamina.gateway.providers.base import JSON
+from lamina.gateway.providers.openai_responses import NATIVE_RESPONSES, NEEDS_RESPONSES
 
 
 def _content(content: Any) -> Any:
@@ -63,10 +64,18 @@ def _messages(body: JSON) -> list[JSON]:
 
 
 def chat_request(body: JSON) -> JSON:
+    """The request in the lingua franca, with the original beside it (NATIVE_RESPONSES)
+    for an OpenAI deployment that speaks the Responses API; what only such a deployment
+    can serve is listed under NEEDS_RESPONSES."""
+    needs: list[str] = []
     if body.get("previous_response_id"):
-        raise InvalidGatewayRequest("previous_response_id is not supported: lamina's "
-                                    "Responses API is stateless; send the whole input")
-    out: JSON = {"model": body.get("model"), "messages": _messages(body)}
+        needs.append("previous_response_id")
+    try:
+        messages = _messages(body)
+    except InvalidGatewayRequest as exc:
+        needs.append(exc.message)
+        messages = []
+    out: JSON = {"model": body.get("model"), "messages": messages}
     if body.get("max_output_tokens"):
         out["max_tokens"] = body["max_output_tokens"]
     for name in ("temperature", "top_p", "parallel_tool_calls", "user"):
@@ -75,7 +84,8 @@ def chat_request(body: JSON) -> JSON:
     tools = []
     for tool in body.get("tools") or []:
         if tool.get("type") != "function":
-            raise InvalidGatewayRequest(f"tool type {tool.get('type')!r} is not supported")
+            needs.append(f"tool type {tool.get('type')!r}")
+            continue
         function = {k: tool[k] for k in ("name", "description", "parameters", "strict")
                     if tool.get(k) is not None}
         tools.append({"type": "function", "function": function})
@@ -95,6 +105,9 @@ def chat_request(body: JSON) -> JSON:
     if body.get("stream"):
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
+    out[NATIVE_RESPONSES] = {k: v for k, v in body.items() if k not in ("model", "stream")}
+    if needs:
+        out[NEEDS_RESPONSES] = needs
     return out
 
 
@@ -124,6 +137,9 @@ def _call_item(call: JSON, status: str = "completed") -> JSON:
 
 
 def response(completion: JSON, request: JSON, *, status: str = "completed") -> JSON:
+    native = completion.get(NATIVE_RESPONSES)
+    if isinstance(native, dict) and status == "completed":
+        return native  # served natively: the Response as OpenAI sent it
     base_id = str(completion.get("id") or "")
     output: list[JSON] = []
     choice = (completion.get("choices") or [{}])[0]
@@ -190,7 +206,12 @@ async def events(chunks: AsyncIterator[JSON], request: JSON) -> AsyncIterator[JS
         text_index = None
         return done
 
+    native = False  # served natively: OpenAI's events pass through as they came
     async for chunk in chunks:
+        if NATIVE_RESPONSES in chunk:
+            native = True
+            yield chunk[NATIVE_RESPONSES]
+            continue
         folder.feed(chunk)
         if not started:
             started = True
@@ -231,6 +252,8 @@ async def events(chunks: AsyncIterator[JSON], request: JSON) -> AsyncIterator[JS
                     yield seq({"type": "response.function_call_arguments.delta",
                                "item_id": f"fc_{state['id']}", "output_index": position,
                                "delta": piece})
+    if native:
+        return
     for event in close_text():
         yield event
     for position, state in calls.values():

@@ -13,18 +13,32 @@ import orjson
 from lamina.gateway.errors import InvalidGatewayRequest, UpstreamError
 from lamina.gateway.pricing import Usage
 from lamina.gateway.providers.base import JSON, Deployment, UpstreamRequest, usage_of
+from lamina.gateway.providers.openai_responses import (
+    NATIVE_RESPONSES,
+    ResponsesStream,
+    decode,
+    is_responses_event,
+)
+from lamina.gateway.providers.openai_responses import chat_completion as responses_completion
 from lamina.gateway.sse import Event, EventDecoder
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
 class OpenAIStream:
-    def __init__(self) -> None:
+    def __init__(self, created: int = 0) -> None:
+        self._created = created
+        self._responses: ResponsesStream | None = None  # a native Responses stream
         self.usage: Usage | None = None
 
     def feed(self, event: Event) -> list[JSON]:
         if event.data == "[DONE]":
             return []
+        if self._responses is not None or is_responses_event(event):
+            self._responses = self._responses or ResponsesStream(self._created)
+            chunks = self._responses.feed(decode(event))
+            self.usage = self._responses.usage
+            return chunks
         chunk: JSON = orjson.loads(event.data)
         if "error" in chunk and "choices" not in chunk:
             message = str((chunk.get("error") or {}).get("message", "upstream stream error"))
@@ -55,6 +69,13 @@ class OpenAIProvider:
         return headers
 
     def chat_request(self, body: JSON, deployment: Deployment) -> UpstreamRequest:
+        native = body.get(NATIVE_RESPONSES)
+        if isinstance(native, dict) and deployment.provider.responses_api:
+            request = dict(native, model=deployment.model)
+            if body.get("stream"):
+                request["stream"] = True
+            return UpstreamRequest(self._url(deployment, "responses"), orjson.dumps(request),
+                                   self._headers(deployment))
         # Members starting with "_" are lamina's own (e.g. a native Anthropic request).
         upstream = {k: v for k, v in body.items() if not k.startswith("_")}
         upstream["model"] = deployment.model
@@ -65,12 +86,14 @@ class OpenAIProvider:
                                orjson.dumps(upstream), self._headers(deployment))
 
     def chat_response(self, data: JSON, created: int) -> JSON:
+        if data.get("object") == "response":
+            return responses_completion(data, created)
         data.setdefault("object", "chat.completion")
         data.setdefault("created", created)
         return data
 
     def chat_stream(self, created: int) -> OpenAIStream:
-        return OpenAIStream()
+        return OpenAIStream(created)
 
     def stream_events(self) -> EventDecoder:
         return EventDecoder()
