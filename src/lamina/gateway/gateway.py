@@ -36,6 +36,7 @@ from lamina.gateway.function_keys import (
 from lamina.gateway.http1 import HTTP1Client
 from lamina.gateway.keys import Keyring, hash_secret
 from lamina.gateway.keystore import KeyStore
+from lamina.gateway.prompts import PromptStore
 from lamina.gateway.service import Clocks, GatewayService
 from lamina.gateway.spend import SpendLedger
 from lamina.gateway.tables import Tables, gateway_tables
@@ -89,12 +90,15 @@ class Gateway:
         await store.load()
         ledger = SpendLedger(clocks.wall)
         await ledger.load(engine, tables)
+        prompt_store = PromptStore(engine, tables, clocks.wall)
+        await prompt_store.load()
         upstream = Upstream(http_client)
         writer = UsageWriter(engine, tables)
         writer.start()
         service = GatewayService(parsed, keyring=keyring, ledger=ledger, upstream=upstream,
                                  writer=writer, clocks=clocks, rng=rng or random.Random(),
-                                 sleep=clocks.sleep or asyncio.sleep)
+                                 sleep=clocks.sleep or asyncio.sleep,
+                                 prompt_store=prompt_store)
         root = root_secret(root_access_key_id) if root_access_key_id else None
         # Function keys are derived from the root secret so they survive restarts;
         # without one they last as long as this process.

@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lamina.gateway.cache import ResponseCache, cache_key
-from lamina.gateway.config import GatewayConfig, ModelConfig
+from lamina.gateway.config import GatewayConfig, ModelConfig, PromptConfig
 from lamina.gateway.errors import InvalidGatewayRequest, ModelNotFound
 from lamina.gateway.folding import unfold
 from lamina.gateway.health import Health
 from lamina.gateway.keys import Keyring, VirtualKey
 from lamina.gateway.limits import Limiter, Limits, Ticket, estimate_tokens
 from lamina.gateway.pricing import PriceBook, Usage, cost_usd
+from lamina.gateway.prompts import PromptStore, merged
 from lamina.gateway.providers import JSON, Provider, provider_for
 from lamina.gateway.providers.anthropic import UNTRANSLATED
 from lamina.gateway.providers.base import usage_of
@@ -87,8 +88,10 @@ class Call:
 class GatewayService:
     def __init__(self, config: GatewayConfig, *, keyring: Keyring, ledger: SpendLedger,
                  upstream: Upstream, writer: UsageWriter, clocks: Clocks,
-                 rng: random.Random, sleep: Callable[[float], Awaitable[None]]) -> None:
+                 rng: random.Random, sleep: Callable[[float], Awaitable[None]],
+                 prompt_store: PromptStore | None = None) -> None:
         self.keyring = keyring
+        self.prompt_store = prompt_store
         self.ledger = ledger
         self._upstream = upstream
         self._writer = writer
@@ -123,6 +126,11 @@ class GatewayService:
                             "circuit": self._health.state(deployment_id).value,
                             "consecutive_failures": self._health.failures(deployment_id)})
         return out
+
+    def prompts(self) -> dict[str, tuple[PromptConfig, ...]]:
+        """Every template version: the config file's and those published since."""
+        published = self.prompt_store.published if self.prompt_store else {}
+        return merged(self.config.prompts, published)
 
     def model_names(self, key: VirtualKey) -> list[str]:
         return [name for name in self.config.models if key.allows(name)]

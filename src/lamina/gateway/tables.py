@@ -22,6 +22,7 @@ class Tables:
     keys: Table
     spend: Table
     usage: Table
+    prompts: Table
 
 
 def gateway_tables() -> Tables:
@@ -68,4 +69,14 @@ def gateway_tables() -> Tables:
         Column("fallback", Boolean, nullable=False),
         Column("stream", Boolean, nullable=False),
     )
-    return Tables(metadata, keys, spend, usage)
+    # Prompt template versions published through the admin API (config ones live in
+    # the config file).
+    prompts = Table(
+        "gateway_prompts", metadata,
+        Column("name", String, primary_key=True),
+        Column("version", Integer, primary_key=True),
+        Column("model", String, nullable=False),
+        Column("template", String, nullable=False),
+        Column("created_at", Float, nullable=False),
+    )
+    return Tables(metadata, keys, spend, usage, prompts)

@@ -191,3 +191,27 @@ async def test_admin_key_with_expiry(launch: Launch, mocks: Mocks) -> None:
             await gw.openai(past["key"]).models.list()
         await gw.openai(future["key"]).models.list()
     assert past["expires_at"] == 1577836800.0 and bad.status_code == 400
+
+
+async def test_publish_prompt_versions(launch: Launch, mocks: Mocks) -> None:
+    config = base_config(mocks)
+    config["prompts"] = [{"name": "greet", "model": "claude", "template": "Hi {{who}}"}]
+    user = {"authorization": f"Bearer {APP_KEY}"}
+    async with launch(config) as gw, httpx.AsyncClient(base_url=gw.url) as http:
+        published = await http.post("/gateway/admin/prompts", headers=ROOT, json={
+            "name": "greet", "model": "gpt", "template": "Hello there, {{who}}"})
+        bad = await http.post("/gateway/admin/prompts", headers=ROOT, json={
+            "name": "greet", "model": "nope", "template": "x"})
+        latest = await http.post("/gateway/prompts/greet", headers=user,
+                                 json={"variables": {"who": "Ada"}})
+        pinned = await http.post("/gateway/prompts/greet", headers=user,
+                                 json={"variables": {"who": "Ada"}, "version": 1})
+    async with launch(config) as gw, httpx.AsyncClient(base_url=gw.url) as http:
+        listing = (await http.get("/gateway/admin/prompts", headers=ROOT)).json()["data"]
+    assert published.status_code == 201 and published.json()["version"] == 2
+    assert bad.status_code == 400
+    assert latest.json()["choices"][0]["message"]["content"] == \
+        "openai-mock says: Hello there, Ada"
+    assert pinned.json()["choices"][0]["message"]["content"] == "anthropic-mock says: Hi Ada"
+    assert [(p["name"], p["version"], p["model"]) for p in listing] == [
+        ("greet", 1, "claude"), ("greet", 2, "gpt")]

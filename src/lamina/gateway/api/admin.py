@@ -9,6 +9,8 @@
            (also at /gateway/usage)
     POST   /gateway/admin/reload               re-read the config file
     GET    /gateway/admin/deployments          each model's deployments and circuit state
+    GET    /gateway/admin/prompts              every prompt template version
+    POST   /gateway/admin/prompts              {"name", "model", "template"} → a new version
 """
 
 from __future__ import annotations
@@ -96,6 +98,26 @@ def admin_routes(gateway: Gateway) -> list[BaseRoute]:
                                   _time(params.get("from"), "from"), _time(params.get("to"), "to"))
         return JSONBytes({"data": rows})
 
+    async def list_prompts(_request: Request) -> Response:
+        return JSONBytes({"data": [
+            {"name": v.name, "version": v.version, "model": v.model, "template": v.template}
+            for versions in service.prompts().values() for v in versions]})
+
+    async def publish_prompt(request: Request) -> Response:
+        body, _ = await json_body(request)
+        fields = {k: body.get(k) for k in ("name", "model", "template")}
+        if not all(isinstance(v, str) and v for v in fields.values()):
+            raise InvalidGatewayRequest("'name', 'model' and 'template' are required strings")
+        if fields["model"] not in service.config.models:
+            raise InvalidGatewayRequest(f"model {fields['model']!r} does not exist")
+        assert service.prompt_store is not None
+        prompt = await service.prompt_store.publish(
+            str(fields["name"]), str(fields["model"]), str(fields["template"]),
+            service.config.prompts)
+        return JSONBytes({"name": prompt.name, "version": prompt.version,
+                          "model": prompt.model, "template": prompt.template},
+                         status_code=201)
+
     async def deployments(_request: Request) -> Response:
         return JSONBytes({"data": service.deployments()})
 
@@ -114,4 +136,6 @@ def admin_routes(gateway: Gateway) -> list[BaseRoute]:
         Route("/gateway/usage", guarded(usage), methods=["GET"]),
         Route("/gateway/admin/reload", guarded(reload), methods=["POST"]),
         Route("/gateway/admin/deployments", guarded(deployments), methods=["GET"]),
+        Route("/gateway/admin/prompts", guarded(list_prompts), methods=["GET"]),
+        Route("/gateway/admin/prompts", guarded(publish_prompt), methods=["POST"]),
     ]

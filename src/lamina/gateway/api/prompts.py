@@ -30,7 +30,7 @@ def prompt_routes(service: GatewayService) -> list[BaseRoute]:
             {"name": name, "model": versions[-1].model,
              "versions": [v.version for v in versions],
              "variables": prompts.placeholders(versions[-1].template)}
-            for name, versions in service.config.prompts.items()
+            for name, versions in sorted(service.prompts().items())
             if key.allows(versions[-1].model)]})
 
     async def complete(request: Request) -> Response:
@@ -40,7 +40,7 @@ def prompt_routes(service: GatewayService) -> list[BaseRoute]:
             version = body.get("version")
             if version is not None and not isinstance(version, int):
                 raise InvalidGatewayRequest("'version' must be an integer")
-            prompt = prompts.choose(service.config.prompts, request.path_params["name"],
+            prompt = prompts.choose(service.prompts(), request.path_params["name"],
                                     version)
             stream = request.query_params.get("stream", "").lower() in ("1", "true", "yes")
             chat = prompts.chat_request(prompt, body, stream)
