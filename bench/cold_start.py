@@ -188,7 +188,7 @@ received). Same handler file. Milliseconds.
 | awslambdaric, fresh launch → first response | {len(ric)} | {fmt(ric)} |
 
 **awslambdaric p50 ÷ lamina new-environment p50 = {ratio:.1f}x** (target ≥ 4x; lamina target p50 ≤ 10 ms, p99 ≤ 25 ms).
-Distinct environment pids over the lamina samples: {raw["lamina"]["distinct_pids"]} of {len(lam)}; errors: lamina {raw["lamina"]["errors"]}, awslambdaric {raw["awslambdaric"]["errors"]}.
+Distinct environments (ids) over the lamina samples: {raw["lamina"]["distinct_pids"]} of {len(lam)}; errors: lamina {raw["lamina"]["errors"]}, awslambdaric {raw["awslambdaric"]["errors"]}.
 """
     print(md)
     results.put("noop", md, raw)
