@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.integration.support import LaminaServer, create_function  # noqa: E402
+from tests.integration.support import LaminaServer, create_function
 
 # The log stream names the environment (every sandboxed function is pid 2).
 NOOP = "import os\n\ndef handler(event, context):\n    return os.environ['AWS_LAMBDA_LOG_STREAM_NAME']\n"
