@@ -34,7 +34,9 @@ from lamina.environments.spawn import ConfinedExecSpawner, ZygoteSpawner
 from lamina.functions.aliases import FunctionSettings
 from lamina.functions.model import Function, FunctionConfig
 from lamina.functions.registry import FunctionRegistry
-from lamina.identity import identity_metadata, start_identity
+from lamina.gateway import Gateway
+from lamina.gateway.function_keys import grant_from_environment
+from lamina.identity import Identity, identity_metadata, start_identity
 from lamina.invocation.concurrency import Concurrency
 from lamina.invocation.dispatcher import Dispatcher
 from lamina.invocation.event_queue import AsyncEvent, EventQueue
@@ -149,6 +151,7 @@ async def start_platform(settings: Settings) -> Platform:
         closers.append(_async(snapshots.close))
     else:
         spawner = ConfinedExecSpawner(sandbox)
+    gateway_holder: list[Gateway] = []  # started last; environments start after it
     budget = settings.memory_budget_mb or _host_memory_mb() * 4 // 5
     capacity = Capacity(budget, settings.scale_burst, settings.scale_rate_per_s)
     pool = EnvironmentPool(
@@ -158,7 +161,7 @@ async def start_platform(settings: Settings) -> Platform:
         spawner=spawner,
         snapshots=snapshots,
         capacity=capacity,
-        credentials=identity.role_environment,
+        credentials=lambda config: _function_environment(config, identity, gateway_holder, settings),
     )
     pool.start()
     closers.append(pool.close)
@@ -268,7 +271,8 @@ async def start_platform(settings: Settings) -> Platform:
         creds, runtimes, router, pool, code_urls, blobs, closers=closers, sandbox=sandbox,
         audit=AuditEndpoint(audit, creds.secret_access_key),
     )  # fmt: skip
-    platform.gateway = await _start_gateway(settings, engine, creds, lookup_secret, closers)
+    gateway, platform.gateway = await _start_gateway(settings, engine, creds, lookup_secret, closers)
+    gateway_holder.append(gateway)
     return platform
 
 
@@ -278,10 +282,8 @@ async def _start_gateway(
     creds: RootCredentials,
     lookup_secret: Callable[[str], str | None],
     closers: list[Callable[[], Awaitable[None]]],
-) -> ASGIApp:
+) -> tuple[Gateway, ASGIApp]:
     from starlette.applications import Starlette
-
-    from lamina.gateway import Gateway
 
     gateway = await Gateway.start(
         settings.config.get("gateway") or {},
@@ -292,7 +294,19 @@ async def _start_gateway(
         root_access_key_id=creds.access_key_id,
     )
     closers.append(gateway.close)
-    return Starlette(routes=gateway.routes())
+    return gateway, Starlette(routes=gateway.routes())
+
+
+async def _function_environment(
+    config: FunctionConfig, identity: Identity, gateway: list[Gateway], settings: Settings
+) -> dict[str, str]:
+    """What lamina adds to an environment: its role's credentials and, when the function
+    opts in, OPENAI_*/ANTHROPIC_* pointing at the gateway with a key of its own."""
+    env = await identity.role_environment(config)
+    grant = grant_from_environment(config.name, config.environment)
+    if grant is not None and gateway:
+        env.update(gateway[0].function_environment(grant, settings.endpoint))
+    return env
 
 
 def _host_memory_mb() -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from lamina.gateway.keys import VirtualKey
@@ -49,3 +50,31 @@ def function_environment(endpoint: str, secret: str) -> dict[str, str]:
     base = endpoint.rstrip("/")
     return {"OPENAI_BASE_URL": f"{base}/v1", "OPENAI_API_KEY": secret,
             "ANTHROPIC_BASE_URL": base, "ANTHROPIC_API_KEY": secret}
+
+
+GATEWAY_SWITCH = "LAMINA_AI_GATEWAY"
+
+
+def grant_from_environment(function: str, variables: Mapping[str, str]) -> FunctionGrant | None:
+    """A function opts in with `LAMINA_AI_GATEWAY=on` among its environment variables;
+    `LAMINA_AI_GATEWAY_MODELS` (comma-separated), `..._RPM`, `..._TPM` and
+    `..._BUDGET_USD` narrow its own key. None when it did not opt in."""
+    if variables.get(GATEWAY_SWITCH, "").strip().lower() not in ("1", "on", "true", "yes"):
+        return None
+
+    def number(suffix: str) -> str | None:
+        raw = variables.get(f"{GATEWAY_SWITCH}_{suffix}", "").strip()
+        return raw or None
+
+    models = number("MODELS")
+    rpm, tpm, budget = number("RPM"), number("TPM"), number("BUDGET_USD")
+    try:
+        return FunctionGrant(
+            function,
+            models=frozenset(m.strip() for m in models.split(",") if m.strip()) if models else None,
+            rpm=int(rpm) if rpm else None,
+            tpm=int(tpm) if tpm else None,
+            budget_usd=float(budget) if budget else None,
+        )
+    except ValueError:
+        return FunctionGrant(function)  # a malformed limit: the function still gets its key
