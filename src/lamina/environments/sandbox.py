@@ -282,6 +282,11 @@ class Sandbox:
             made.add(target)
         args += ["--dev", "/dev", "--proc", "/proc"]
         args += ["--size", str(int(plan["tmp_mb"]) << 20), "--perms", "1777", "--tmpfs", "/tmp"]
+        # Binds under the host's /tmp (lamina may be installed there) are hidden by the
+        # private /tmp: bind them again on top of it.
+        for source, target, _ in plan["binds"]:
+            if target.startswith("/tmp/"):
+                args += ["--ro-bind", source, target]
         args += ["--remount-ro", "/", "--chdir", TASK_ROOT]
         if "uid" in plan and p.setpriv is not None:
             args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--", p.setpriv]

@@ -280,6 +280,11 @@ def _build_root(plan, libc):
     _bind(libc, plan["task"], root + "/var/task", False)
     tmp_mb = int(plan.get("tmp_mb", 512))
     libc.mount("tmp", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmp_mb}m,mode=1777")
+    # lamina itself (its runtime, an interpreter) may live under the host's /tmp: the
+    # private /tmp just mounted hides those binds, so they are made again on top of it.
+    for source, target, writable in plan.get("binds", ()):
+        if target.startswith("/tmp/"):
+            _bind(libc, source, root + target, writable)
     libc.mount("shm", root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777")
     if "pid" in plan.get("namespaces", ()):
         libc.mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
