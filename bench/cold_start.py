@@ -170,6 +170,17 @@ def run_noop(args: argparse.Namespace, results: Results) -> None:
         raw["new_function"] = [inv.invoke(name)[0] for name in names]
         inv.close()
         done()
+    # what the sandbox and the zygote each contribute: the same series without them
+    for label, extra in (
+        ("no_sandbox", {"LAMINA_SANDBOX": "0"}),
+        ("no_zygote", {"LAMINA_ZYGOTES": "0"}),
+    ):
+        with Lamina({**REAP_ENV, **extra}) as lamina:
+            lamina.create("noop", make_zip({"app.py": NOOP}))
+            warm_series(lamina, "noop", 1)
+            done = timed(f"lamina new environments, {label}")
+            raw[label] = new_env_series(lamina, "noop", max(10, args.samples // 2))
+            done()
     lam, ric = raw["lamina"]["ms"], raw["awslambdaric"]["ms"]
     ratio = summary(ric)["p50"] / summary(lam)["p50"]
     md = f"""## New environment, no-op Python function (`cold_start.py noop`)
@@ -184,6 +195,8 @@ received). Same handler file. Milliseconds.
 | lamina, new environment (idle one reaped between samples) | {len(lam)} | {fmt(lam)} |
 | lamina, same, with boto3's client (client overhead included) | {len(raw["lamina_boto3"])} | {fmt(raw["lamina_boto3"])} |
 | lamina, first invoke of a new function (CreateFunction Active) | {len(raw["new_function"])} | {fmt(raw["new_function"])} |
+| lamina with LAMINA_SANDBOX=0, new environment | {len(raw["no_sandbox"]["ms"])} | {fmt(raw["no_sandbox"]["ms"])} |
+| lamina with LAMINA_ZYGOTES=0 (exec, not fork), new environment | {len(raw["no_zygote"]["ms"])} | {fmt(raw["no_zygote"]["ms"])} |
 | lamina, warm invoke (same client, for reference) | {len(raw["warm"])} | {fmt(raw["warm"])} |
 | awslambdaric, fresh launch → first response | {len(ric)} | {fmt(ric)} |
 
