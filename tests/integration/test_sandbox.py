@@ -128,8 +128,8 @@ def test_a_function_cannot_see_lamina_or_other_functions(
     for path, outcome in body["list"].items():
         if path == "/root":  # the interpreters may live under /root: only they are there
             assert "DENIED" in outcome or "'.pyenv'" in outcome or outcome == "OK []", outcome
-        else:
-            assert outcome.startswith("DENIED") or outcome == "OK []", (path, outcome)
+        else:  # the data dir may hold the libraries lamina lends to functions, nothing else
+            assert outcome.startswith("DENIED") or outcome in ("OK []", "OK ['runtime-lib']"), (path, outcome)
     for path, outcome in body["write"].items():
         expected = "OK" if path.startswith("/tmp/") else "DENIED"
         assert outcome.startswith(expected), (path, outcome)
@@ -171,7 +171,11 @@ def test_tmp_is_private_per_environment_and_sized(
     code = (
         "import os, shutil\n"
         "def handler(e, c):\n"
-        "    seen = sorted(os.listdir('/tmp'))\n"
+        "    # lamina's own read-only folders are mounted here when it is installed under\n"
+        "    # the host's /tmp (a CI clone): leave out entries that lead to a mount point\n"
+        "    def mounted(top):\n"
+        "        return any(os.path.ismount(os.path.join(r, d)) for r, ds, _ in os.walk(top) for d in ds)\n"
+        "    seen = sorted(n for n in os.listdir('/tmp') if not mounted('/tmp/' + n))\n"
         "    open('/tmp/' + c.aws_request_id, 'w').write('x')\n"
         "    total = shutil.disk_usage('/tmp').total\n"
         "    try:\n"
