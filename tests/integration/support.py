@@ -89,7 +89,7 @@ class LaminaServer:
             # Many tests watch functions through host files and os.getpid(), which the
             # sandbox forbids (and makes 2 in every environment): off unless asked for.
             # tests/integration/test_sandbox*.py start servers of their own with it on.
-            LAMINA_SANDBOX=os.environ.get("LAMINA_SANDBOX", "0"),
+            LAMINA_SANDBOX=os.environ.get("LAMINA_SANDBOX", "1"),
         )
         env.update(self.extra_env)
         return env

@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 
 from tests.integration.support import LaminaServer, create_function
 
-SLEEPER = "import os, time\ndef handler(e, c):\n    time.sleep(e.get('sleep', 0))\n    return os.getpid()\n"
+SLEEPER = "import os, time\ndef handler(e, c):\n    time.sleep(e.get('sleep', 0))\n    return os.environ['AWS_LAMBDA_LOG_STREAM_NAME']\n"
 
 
 def _call(client: Any, name: str, sleep: float = 0) -> tuple[str, Any]:

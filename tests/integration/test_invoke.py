@@ -23,7 +23,7 @@ def handler(event, context):
         "event": event,
         "count": COUNT,
         "started": STARTED,
-        "pid": os.getpid(),
+        "pid": os.environ["AWS_LAMBDA_LOG_STREAM_NAME"],
         "request_id": context.aws_request_id,
         "function_name": context.function_name,
         "function_version": context.function_version,

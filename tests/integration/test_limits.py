@@ -17,7 +17,7 @@ import os, time
 def handler(event, context):
     start = time.time()
     time.sleep(event.get("sleep", 0))
-    return {"pid": os.getpid(), "start": start, "end": time.time()}
+    return {"pid": os.environ["AWS_LAMBDA_LOG_STREAM_NAME"], "start": start, "end": time.time()}
 """
 
 

@@ -33,7 +33,7 @@ def after(tag="restored"):
 
 def handler(event, context):
     time.sleep(event.get("sleep", 0))
-    return {"pid": os.getpid(), "random": random.random(), "init_type": os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE"),
+    return {"pid": os.environ["AWS_LAMBDA_LOG_STREAM_NAME"], "random": random.random(), "init_type": os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE"),
             "key": os.environ.get("AWS_ACCESS_KEY_ID")}
 """
 

@@ -142,13 +142,37 @@ class ForkServer:
         reply: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = reply
         try:
-            socket.send_fds(self._sock, [orjson.dumps({"id": request_id, **body})], fds)
+            await self._send(orjson.dumps({"id": request_id, **body}), fds)
         except OSError as exc:
             self._pending.pop(request_id, None)
             raise ZygoteUnavailable(f"{self.name}: {exc}") from exc
         pid = await reply
         exited = self._exits.setdefault(pid, asyncio.get_running_loop().create_future())
         return ForkedChild(pid, exited)
+
+    async def _send(self, message: bytes, fds: list[int]) -> None:
+        """Send one request; in a burst the socket's buffer fills (EAGAIN): wait until
+        the zygote has read some, rather than giving up on forking."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._sock is None:
+                raise ZygoteUnavailable(f"{self.name} is not running")
+            try:
+                socket.send_fds(self._sock, [message], fds)
+                return
+            except BlockingIOError:
+                writable: asyncio.Future[None] = loop.create_future()
+                fileno = self._sock.fileno()
+
+                def ready(done: asyncio.Future[None] = writable) -> None:
+                    if not done.done():
+                        done.set_result(None)
+
+                loop.add_writer(fileno, ready)
+                try:
+                    await asyncio.wait_for(writable, 30)
+                finally:
+                    loop.remove_writer(fileno)
 
     def _on_message(self) -> None:
         while self._sock is not None:
