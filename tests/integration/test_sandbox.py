@@ -340,3 +340,36 @@ def test_snapstart_environments_are_sandboxed(
         "root": "/var/task",
         "init": "snap-start",
     }
+
+
+EGRESS_PROBE = """
+import os, socket
+def handler(event, context):
+    out = {}
+    for name, host, port in (("lamina", "127.0.0.1", int(event["port"])), ("outside", "192.0.2.1", 80)):
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            out[name] = "connected"
+        except OSError as exc:
+            out[name] = type(exc).__name__
+    return out
+"""
+
+
+def test_functions_in_subnets_have_no_egress(lamina_server: LaminaServer, lambda_client: Any) -> None:
+    described = _sandbox(lamina_server)
+    if not described["on"].get("egress_off"):
+        pytest.skip("this kernel gives lamina no network namespaces")
+    port = json.dumps({"port": lamina_server.port})
+    open_fn = create_function(lambda_client, EGRESS_PROBE, Timeout=10)
+    closed_fn = create_function(
+        lambda_client, EGRESS_PROBE, Timeout=10,
+        VpcConfig={"SubnetIds": ["subnet-private"], "SecurityGroupIds": ["sg-1"]},
+    )  # fmt: skip
+    config = lambda_client.get_function_configuration(FunctionName=closed_fn)
+    assert config["VpcConfig"]["SubnetIds"] == ["subnet-private"]
+    opened = json.loads(lambda_client.invoke(FunctionName=open_fn, Payload=port)["Payload"].read())
+    assert opened["lamina"] == "connected"
+    # the Runtime API still answers (this invocation completes), nothing else does
+    closed = json.loads(lambda_client.invoke(FunctionName=closed_fn, Payload=port)["Payload"].read())
+    assert closed["lamina"] != "connected" and closed["outside"] != "connected", closed

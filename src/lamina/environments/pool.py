@@ -90,7 +90,9 @@ class EnvironmentPool:
         role_env = await self._credentials(config) if self._credentials is not None else {}
 
         def spec_for(api: str) -> LaunchSpec:
-            spec = build_spec(config, env_id, api, self._facts, stream, initialization)
+            spec = build_spec(
+                config, env_id, api, self._facts, stream, initialization, egress=config.egress
+            )
             spec.env.update(role_env)  # reserved keys: a function cannot set them itself
             return spec
 

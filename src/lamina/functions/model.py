@@ -52,6 +52,15 @@ class FunctionConfig:
     log_format: str = "Text"
     snap_start: str = "None"  # SnapStart.ApplyOn: "PublishedVersions" or "None"
     kms_key_arn: str = ""  # customer KMS key sealing the environment variables at rest
+    # VpcConfig. lamina reads a function placed in subnets as placed in private subnets
+    # with no route out: its environments get no network egress (the Runtime API and
+    # nothing else stays reachable).
+    vpc_subnets: tuple[str, ...] = ()
+    vpc_security_groups: tuple[str, ...] = ()
+
+    @property
+    def egress(self) -> bool:
+        return not self.vpc_subnets
 
     @property
     def snapshotted(self) -> bool:

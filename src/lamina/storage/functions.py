@@ -93,6 +93,8 @@ def config_from_json(raw: bytes) -> FunctionConfig:
     data["state"] = State(data["state"])
     data["last_update_status"] = UpdateStatus(data["last_update_status"])
     data["architectures"] = tuple(data["architectures"])
+    data["vpc_subnets"] = tuple(data.get("vpc_subnets") or ())
+    data["vpc_security_groups"] = tuple(data.get("vpc_security_groups") or ())
     return FunctionConfig(**data)
 
 

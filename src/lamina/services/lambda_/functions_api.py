@@ -59,6 +59,14 @@ def _paginate(items: list[Any], params: Params) -> tuple[list[Any], str | None]:
     return page, _marker_encode(start + size) if more else None
 
 
+def _vpc(p: Params) -> dict[str, tuple[str, ...]]:
+    vpc = p.get("VpcConfig") or {}
+    return {
+        "vpc_subnets": tuple(vpc.get("SubnetIds") or ()),
+        "vpc_security_groups": tuple(vpc.get("SecurityGroupIds") or ()),
+    }
+
+
 def _snap_start(p: Params, runtime: str) -> str | None:
     """SnapStart.ApplyOn from a request, or None when the request does not set it."""
     apply_on = (p.get("SnapStart") or {}).get("ApplyOn")
@@ -185,6 +193,8 @@ class FunctionsApi:
             log_format=(p.get("LoggingConfig") or {}).get("LogFormat", "Text"),
             snap_start=_snap_start(p, runtime) or "None",
             kms_key_arn=p.get("KMSKeyArn") or "",
+            vpc_subnets=_vpc(p)["vpc_subnets"],
+            vpc_security_groups=_vpc(p)["vpc_security_groups"],
         )
         await self._check_role(config.role)
         signing_config = p.get("CodeSigningConfigArn")
@@ -253,6 +263,8 @@ class FunctionsApi:
             variables = (p["Environment"] or {}).get("Variables") or {}
             validate_environment(variables)
             changes["environment"] = dict(variables)
+        if "VpcConfig" in p:
+            changes.update(_vpc(p))
         if "EphemeralStorage" in p:
             changes["ephemeral_storage_mb"] = p["EphemeralStorage"]["Size"]
         if "TracingConfig" in p:

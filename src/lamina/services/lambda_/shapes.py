@@ -52,6 +52,12 @@ class Shapes:
             out["Environment"] = {"Variables": dict(c.environment)}
         if c.kms_key_arn:
             out["KMSKeyArn"] = c.kms_key_arn
+        if c.vpc_subnets:
+            out["VpcConfig"] = {
+                "SubnetIds": list(c.vpc_subnets),
+                "SecurityGroupIds": list(c.vpc_security_groups),
+                "VpcId": "vpc-lamina",
+            }
         if c.state_reason:
             out["StateReason"] = c.state_reason
             out["StateReasonCode"] = c.state_reason_code
