@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: serve test lint typecheck bench clean system-deps
+.PHONY: serve test lint typecheck bench bench-cold bench-peers bench-sandbox clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,17 @@ test: $(TEST_STAMP) system-deps
 bench: $(TEST_STAMP)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/invoke.py
+
+bench-cold: $(TEST_STAMP)
+	$(BIN)/python bench/cold_start.py all
+
+bench-peers: $(TEST_STAMP)
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	@command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq npm)
+	$(BIN)/python bench/peers.py all
+
+bench-sandbox: $(TEST_STAMP)
+	$(BIN)/python bench/sandbox.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
