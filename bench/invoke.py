@@ -40,6 +40,14 @@ from botocore.credentials import Credentials
 HERE = Path(__file__).resolve().parent
 KEY, SECRET = "LKIABENCHMARK0000001", "bench-secret"
 NOOP = "def handler(event, context):\n    return None\n"
+LAMBDA_TRUST = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+)
 FLOOR_APP = textwrap.dedent(
     """
     def handler(event, context):
@@ -201,6 +209,10 @@ def main() -> None:
             "lambda", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=KEY,
             aws_secret_access_key=SECRET, config=Config(retries={"max_attempts": 0}),
         )  # fmt: skip
+        boto3.client(
+            "iam", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=KEY,
+            aws_secret_access_key=SECRET,
+        ).create_role(RoleName="bench", AssumeRolePolicyDocument=LAMBDA_TRUST)  # fmt: skip
         client.create_function(
             FunctionName="noop", Runtime=f"python{sys.version_info[0]}.{sys.version_info[1]}",
             Role="arn:aws:iam::000000000000:role/bench", Handler="app.handler",
