@@ -44,35 +44,23 @@ versions_table = Table(
     Column("version", String, primary_key=True),
     Column("config", LargeBinary, nullable=False),
 )
-aliases_table = Table(
-    "function_aliases",
-    metadata,
-    Column("name", String, primary_key=True),
-    Column("alias", String, primary_key=True),
-    Column("data", LargeBinary, nullable=False),
-)
-invoke_configs_table = Table(
-    "function_event_invoke_configs",
-    metadata,
-    Column("name", String, primary_key=True),
-    Column("qualifier", String, primary_key=True),
-    Column("data", LargeBinary, nullable=False),
-)
-provisioned_table = Table(
-    "function_provisioned_concurrency",
-    metadata,
-    Column("name", String, primary_key=True),
-    Column("qualifier", String, primary_key=True),
-    Column("data", LargeBinary, nullable=False),
-)
-policies_table = Table(
-    "function_policies",
-    metadata,
-    Column("name", String, primary_key=True),
-    Column("qualifier", String, primary_key=True),  # "" for the function itself
-    Column("document", LargeBinary, nullable=False),
-)
 
+
+def _documents(name: str, key: str) -> Table:
+    """A table of JSON documents per (function, key): aliases, configs, policies."""
+    return Table(
+        name,
+        metadata,
+        Column("name", String, primary_key=True),
+        Column(key, String, primary_key=True),
+        Column("data", LargeBinary, nullable=False),
+    )
+
+
+aliases_table = _documents("function_aliases", "alias")
+invoke_configs_table = _documents("function_event_invoke_configs", "qualifier")
+provisioned_table = _documents("function_provisioned_concurrency", "qualifier")
+policies_table = _documents("function_policies", "qualifier")  # "" for the function itself
 
 def _dump(obj: Any) -> bytes:
     return orjson.dumps(dataclasses.asdict(obj))
@@ -205,12 +193,7 @@ class FunctionRepository:
         await self._upsert(aliases_table, "alias", alias.function, alias.name, _dump(alias))
 
     async def delete_alias(self, function: str, alias: str) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                delete(aliases_table)
-                .where(aliases_table.c.name == function)
-                .where(aliases_table.c.alias == alias)
-            )
+        await self._remove(aliases_table, "alias", function, alias)
 
     async def save_invoke_config(
         self, function: str, qualifier: str, config: EventInvokeConfig
@@ -218,47 +201,31 @@ class FunctionRepository:
         await self._upsert(invoke_configs_table, "qualifier", function, qualifier, _dump(config))
 
     async def delete_invoke_config(self, function: str, qualifier: str) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                delete(invoke_configs_table)
-                .where(invoke_configs_table.c.name == function)
-                .where(invoke_configs_table.c.qualifier == qualifier)
-            )
+        await self._remove(invoke_configs_table, "qualifier", function, qualifier)
 
     async def save_provisioned(self, function: str, qualifier: str, config: ProvisionedConfig) -> None:
         await self._upsert(provisioned_table, "qualifier", function, qualifier, _dump(config))
 
     async def delete_provisioned(self, function: str, qualifier: str) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                delete(provisioned_table)
-                .where(provisioned_table.c.name == function)
-                .where(provisioned_table.c.qualifier == qualifier)
-            )
+        await self._remove(provisioned_table, "qualifier", function, qualifier)
 
     async def save_policy(self, function: str, qualifier: str, document: str) -> None:
         """Write a function's resource policy; an empty document deletes it."""
         if document:
-            stmt = sqlite_insert(policies_table).values(
-                name=function, qualifier=qualifier, document=document.encode()
-            )
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["name", "qualifier"], set_={"document": document.encode()}
-            )
-            async with self._engine.begin() as conn:
-                await conn.execute(stmt)
-            return
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                delete(policies_table)
-                .where(policies_table.c.name == function)
-                .where(policies_table.c.qualifier == qualifier)
-            )
+            await self._upsert(policies_table, "qualifier", function, qualifier, document.encode())
+        else:
+            await self._remove(policies_table, "qualifier", function, qualifier)
 
     async def load_policies(self) -> dict[tuple[str, str], dict[str, Any]]:
         async with self._engine.connect() as conn:
             rows = await conn.execute(select(policies_table))
-            return {(r.name, r.qualifier): orjson.loads(r.document) for r in rows}
+            return {(r.name, r.qualifier): orjson.loads(r.data) for r in rows}
+
+    async def _remove(self, table: Table, key: str, name: str, second: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                delete(table).where(table.c.name == name).where(table.c[key] == second)
+            )
 
     async def _upsert(self, table: Table, key: str, name: str, second: str, data: bytes) -> None:
         stmt = sqlite_insert(table).values(**{"name": name, key: second, "data": data})
