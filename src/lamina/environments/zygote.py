@@ -151,9 +151,11 @@ class ForkServer:
         return ForkedChild(pid, exited)
 
     async def _send(self, message: bytes, fds: list[int]) -> None:
-        """Send one request; in a burst the socket's buffer fills (EAGAIN): wait until
-        the zygote has read some, rather than giving up on forking."""
-        loop = asyncio.get_running_loop()
+        """Send one request; in a burst the socket's buffer fills (EAGAIN): retry until
+        the zygote has read some, rather than giving up on forking. (A short sleep, not
+        add_writer: the reader of this same socket must stay registered undisturbed.)"""
+        delay = 0.001
+        deadline = asyncio.get_running_loop().time() + 30
         while True:
             if self._sock is None:
                 raise ZygoteUnavailable(f"{self.name} is not running")
@@ -161,18 +163,10 @@ class ForkServer:
                 socket.send_fds(self._sock, [message], fds)
                 return
             except BlockingIOError:
-                writable: asyncio.Future[None] = loop.create_future()
-                fileno = self._sock.fileno()
-
-                def ready(done: asyncio.Future[None] = writable) -> None:
-                    if not done.done():
-                        done.set_result(None)
-
-                loop.add_writer(fileno, ready)
-                try:
-                    await asyncio.wait_for(writable, 30)
-                finally:
-                    loop.remove_writer(fileno)
+                if asyncio.get_running_loop().time() > deadline:
+                    raise ZygoteUnavailable(f"{self.name} stopped reading requests") from None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
 
     def _on_message(self) -> None:
         while self._sock is not None:
