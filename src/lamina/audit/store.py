@@ -8,22 +8,21 @@ Queries flush first, so a reader sees every call answered before its query.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-from collections import deque
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 
 from sqlalchemy import MetaData, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from lamina.audit.model import AuditEvent
 from lamina.audit.tables import APPEND_ONLY_TRIGGERS, audit_events, audit_metadata
+from lamina.storage.write_buffer import WriteBuffer
 
-logger = logging.getLogger(__name__)
-WRITE_ATTEMPTS = 3
 MAX_QUERY = 10_000
+
+
+async def _insert(conn: AsyncConnection, batch: list[AuditEvent]) -> None:
+    await conn.execute(audit_events.insert(), [asdict(e) for e in batch])
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,78 +41,32 @@ class AuditLog:
         self, engine: AsyncEngine, *, linger_s: float = 0.1, max_buffered: int = 100_000
     ) -> None:
         self._engine = engine
-        self._linger_s = linger_s
-        self._max_buffered = max_buffered
-        self._pending: deque[AuditEvent] = deque()
-        self._wake = asyncio.Event()
-        self._stop = asyncio.Event()
-        self._write_lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
-        self._failures = 0
-        self.dropped_events = 0
+        self._buffer: WriteBuffer[AuditEvent] = WriteBuffer(
+            engine, _insert, name="audit events", linger_s=linger_s, max_buffered=max_buffered
+        )
+
+    @property
+    def dropped_events(self) -> int:
+        return self._buffer.dropped
 
     async def start(self) -> None:
         if self._engine.dialect.name == "sqlite":
             async with self._engine.begin() as conn:
                 for statement in APPEND_ONLY_TRIGGERS:
                     await conn.execute(text(statement))
-        if self._task is None:
-            self._stop.clear()
-            self._task = asyncio.create_task(self._run(), name="lamina-audit-flusher")
+        self._buffer.start()
 
     async def close(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._task is not None:
-            task, self._task = self._task, None
-            await task
-        await self.flush()
+        await self._buffer.close()
 
     def record(self, event: AuditEvent) -> None:
         """Buffer one event; never blocks. Past `max_buffered` (the database is down or
         far behind) events are dropped, counted and reported, never kept unbounded."""
-        if len(self._pending) >= self._max_buffered:
-            self.dropped_events += 1
-            return
-        self._pending.append(event)
-        self._wake.set()
+        self._buffer.extend([event])
 
     async def flush(self) -> None:
         """Write everything recorded before this call."""
-        async with self._write_lock:
-            if not self._pending:
-                return
-            batch = list(self._pending)
-            self._pending.clear()
-            try:
-                async with self._engine.begin() as conn:
-                    await conn.execute(audit_events.insert(), [asdict(e) for e in batch])
-            except Exception:
-                self._failures += 1
-                if self._failures < WRITE_ATTEMPTS:
-                    self._pending.extendleft(reversed(batch))
-                else:
-                    self._failures = 0
-                    self.dropped_events += len(batch)
-                    logger.error(
-                        "dropped %d audit events after repeated write failures", len(batch)
-                    )
-                raise
-            self._failures = 0
-
-    async def _run(self) -> None:
-        while not self._stop.is_set():
-            await self._wake.wait()
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self._linger_s)
-            try:
-                await self.flush()
-            except Exception:
-                logger.exception("writing audit events failed; retrying in 1 s")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), 1.0)
-                self._wake.set()
+        await self._buffer.flush()
 
     async def query(self, q: AuditQuery) -> list[AuditEvent]:
         """Matching events, oldest first: the latest `q.limit` of them."""
