@@ -228,6 +228,7 @@ async def start_platform(settings: Settings) -> Platform:
     functions_api = FunctionsApi(
         registry, fn_settings, shapes, lambda: runtimes, lambda c: code_urls.url(c.code_sha256),
         fleets.state, identity.check_execution_role, code_gate=code_signing,
+        may_decrypt=identity.may_decrypt,
     )  # fmt: skip
     operations = OperationTable(
         "Lambda",

@@ -62,6 +62,14 @@ class Identity:
     def is_root(principal: Any) -> bool:
         return bool(principal.kind is PrincipalKind.ROOT)
 
+    async def may_decrypt(self, ctx: Any, key_arn: str) -> bool:
+        """Is the caller allowed kms:Decrypt on `key_arn` (root always is)?"""
+        principal = self.principal_of(ctx)
+        if self.is_root(principal):
+            return True
+        decision = self.directory.authorize(principal, "kms:Decrypt", key_arn, self.conditions(ctx))
+        return bool(decision.allowed)
+
     async def check_execution_role(self, role_arn: str) -> None:
         if not self.directory.role_trusts_service(role_arn, LAMBDA_SERVICE):
             raise InvalidParameterValue(

@@ -218,3 +218,22 @@ def test_environment_variables_and_secrets_are_sealed_at_rest(lamina_server: Lam
     lamina_server.client("secretsmanager").create_secret(Name=unique_name("s"), SecretString=marker + "-secret")
     for path in lamina_server.data_dir.glob("*.db*"):
         assert marker.encode() not in path.read_bytes(), path
+
+
+def test_customer_key_variables_need_kms_decrypt(lamina_server: LaminaServer, lambda_client: Any) -> None:
+    key_arn = lamina_server.client("kms").create_key(Description="fn env")["KeyMetadata"]["Arn"]
+    name = create_function(
+        lambda_client, ECHO, KMSKeyArn=key_arn, Environment={"Variables": {"TOKEN": "t0p"}}
+    )
+    root_view = lambda_client.get_function_configuration(FunctionName=name)
+    assert root_view["KMSKeyArn"] == key_arn
+    assert root_view["Environment"]["Variables"] == {"TOKEN": "t0p"}
+    reader = _user_client(
+        lamina_server, unique_name("reader"),
+        _policy({"Effect": "Allow", "Action": "lambda:GetFunctionConfiguration", "Resource": "*"}),
+    )  # fmt: skip
+    hidden = reader.get_function_configuration(FunctionName=name)["Environment"]
+    assert "Variables" not in hidden
+    assert hidden["Error"]["ErrorCode"] == "AccessDeniedException"
+    # and the function itself still gets its variables
+    assert json.loads(lambda_client.invoke(FunctionName=name, Payload=b"{}")["Payload"].read()) == {"ok": True}

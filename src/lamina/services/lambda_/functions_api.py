@@ -89,11 +89,13 @@ class FunctionsApi:
         code_location: Callable[[FunctionConfig], str],
         fleet_state: Callable[[str, str], FleetState | None] = lambda _f, _q: None,
         role_check: Callable[[str], Awaitable[None]] | None = None,
+        may_decrypt: Callable[[RequestContext, str], Awaitable[bool]] | None = None,
         code_gate: CodeGate | None = None,
     ) -> None:
         self._code_gate = code_gate
         self._fleet_state = fleet_state
         self._role_check = role_check
+        self._may_decrypt = may_decrypt
         self._registry = registry
         self._settings = settings
         self._shapes = shapes
@@ -213,7 +215,7 @@ class FunctionsApi:
         config = self._config(p)
         fn = self._registry.get(config.name)
         out: Params = {
-            "Configuration": self._shapes.configuration(config),
+            "Configuration": await self._render(config, ctx),
             "Code": {"RepositoryType": "S3", "Location": self._code_location(config)},
         }
         if fn.reserved_concurrency is not None:
@@ -221,7 +223,23 @@ class FunctionsApi:
         return out
 
     async def get_function_configuration(self, p: Params, ctx: RequestContext) -> Params:
-        return self._shapes.configuration(self._config(p))
+        return await self._render(self._config(p), ctx)
+
+    async def _render(self, config: FunctionConfig, ctx: RequestContext) -> Params:
+        """A configuration as this caller may see it: variables sealed with a customer KMS
+        key are shown only to callers allowed kms:Decrypt on it, as Lambda does."""
+        out = self._shapes.configuration(config)
+        sealed = bool(config.kms_key_arn and config.environment)
+        if sealed and self._may_decrypt and not await self._may_decrypt(ctx, config.kms_key_arn):
+            out["Environment"] = {
+                "Error": {
+                    "ErrorCode": "AccessDeniedException",
+                    "Message": "Lambda was unable to decrypt the environment variables "
+                    "because KMS access was denied: the caller is not allowed "
+                    f"kms:Decrypt on {config.kms_key_arn}.",
+                }
+            }
+        return out
 
     async def list_functions(self, p: Params, ctx: RequestContext) -> Params:
         everything = p.get("FunctionVersion") == "ALL"
@@ -232,7 +250,7 @@ class FunctionsApi:
             if everything:
                 configs.extend(fn.versions[v] for v in sorted(fn.versions, key=int))
         page, marker = _paginate(configs, p)
-        out: Params = {"Functions": [self._shapes.configuration(c) for c in page]}
+        out: Params = {"Functions": [await self._render(c, ctx) for c in page]}
         if marker:
             out["NextMarker"] = marker
         return out
