@@ -129,7 +129,10 @@ def test_a_function_cannot_see_lamina_or_other_functions(
         if path == "/root":  # the interpreters may live under /root: only they are there
             assert "DENIED" in outcome or "'.pyenv'" in outcome or outcome == "OK []", outcome
         else:  # the data dir may hold the libraries lamina lends to functions, nothing else
-            assert outcome.startswith("DENIED") or outcome in ("OK []", "OK ['runtime-lib']"), (path, outcome)
+            assert outcome.startswith("DENIED") or outcome in ("OK []", "OK ['runtime-lib']"), (
+                path,
+                outcome,
+            )
     for path, outcome in body["write"].items():
         expected = "OK" if path.startswith("/tmp/") else "DENIED"
         assert outcome.startswith(expected), (path, outcome)
@@ -356,7 +359,9 @@ def handler(event, context):
 """
 
 
-def test_functions_in_subnets_have_no_egress(lamina_server: LaminaServer, lambda_client: Any) -> None:
+def test_functions_in_subnets_have_no_egress(
+    lamina_server: LaminaServer, lambda_client: Any
+) -> None:
     described = _sandbox(lamina_server)
     if not described["on"].get("egress_off"):
         pytest.skip("this kernel gives lamina no network namespaces")
@@ -371,5 +376,73 @@ def test_functions_in_subnets_have_no_egress(lamina_server: LaminaServer, lambda
     opened = json.loads(lambda_client.invoke(FunctionName=open_fn, Payload=port)["Payload"].read())
     assert opened["lamina"] == "connected"
     # the Runtime API still answers (this invocation completes), nothing else does
-    closed = json.loads(lambda_client.invoke(FunctionName=closed_fn, Payload=port)["Payload"].read())
+    closed = json.loads(
+        lambda_client.invoke(FunctionName=closed_fn, Payload=port)["Payload"].read()
+    )
     assert closed["lamina"] != "connected" and closed["outside"] != "connected", closed
+
+
+# A custom runtime (provided.al2023) whose bootstrap, a shell script, tries the same.
+EGRESS_BOOTSTRAP = """#!/bin/sh
+set -u
+api="http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime"
+try() { curl -sS --max-time 2 -o /dev/null "$1" 2>/dev/null && echo connected || echo "failed:$?"; }
+while true; do
+  headers=$(mktemp)
+  curl -sS -D "$headers" -o /dev/null "$api/invocation/next" || exit 0
+  rid=$(grep -i '^lambda-runtime-aws-request-id:' "$headers" | tr -d '\\r' | cut -d' ' -f2)
+  printf '{"lamina": "%s", "other": "%s", "outside": "%s"}' \\
+    "$(try http://127.0.0.1:$LAMINA_PORT/health)" "$(try http://127.0.0.1:$OTHER_PORT/)" \\
+    "$(try http://192.0.2.1:80/)" > /tmp/out
+  curl -sS -o /dev/null -X POST --data-binary @/tmp/out "$api/invocation/$rid/response"
+done
+"""
+
+
+def test_a_custom_runtime_in_subnets_reaches_only_the_runtime_api(
+    lamina_server: LaminaServer, lambda_client: Any
+) -> None:
+    described = _sandbox(lamina_server)
+    if not described["on"].get("egress_off") or not described.get("bubblewrap"):
+        pytest.skip("no network namespaces or no bubblewrap on this machine")
+    import socket
+    import threading
+
+    from tests.integration.support import make_zip
+
+    other = socket.create_server(("127.0.0.1", 0))  # another host service on loopback
+
+    def answer() -> None:
+        while True:
+            try:
+                conn, _ = other.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(1000)
+                conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+    threading.Thread(target=answer, daemon=True).start()
+    variables = {"LAMINA_PORT": str(lamina_server.port), "OTHER_PORT": str(other.getsockname()[1])}
+    package = make_zip({"bootstrap": EGRESS_BOOTSTRAP}, {"bootstrap": 0o755})
+    try:
+        names = {}
+        for label, extra in (("open", {}), ("closed", {"VpcConfig": {
+                "SubnetIds": ["subnet-private"], "SecurityGroupIds": ["sg-1"]}})):  # fmt: skip
+            names[label] = create_function(
+                lambda_client, {"bootstrap": "#!/bin/sh\n"}, runtime="provided.al2023",
+                handler="x", Timeout=30, Environment={"Variables": variables}, **extra,
+            )  # fmt: skip
+            lambda_client.update_function_code(FunctionName=names[label], ZipFile=package)
+            lambda_client.get_waiter("function_updated_v2").wait(FunctionName=names[label])
+        opened, error = _invoke(lambda_client, names["open"])
+        assert error is None, opened
+        assert opened["lamina"] == opened["other"] == "connected", opened
+        # answered through the Runtime API (twice: the same environment stays usable) ...
+        for _ in range(2):
+            closed, error = _invoke(lambda_client, names["closed"])
+            assert error is None, closed
+            # ... while nothing else can be reached, host loopback services included
+            assert all(v.startswith("failed") for v in closed.values()), closed
+    finally:
+        other.close()

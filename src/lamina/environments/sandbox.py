@@ -50,6 +50,12 @@ ROOT_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")  # often li
 # /etc files a function has no business reading, hidden even though it runs as nobody.
 HIDDEN_FILES = ("/etc/shadow", "/etc/gshadow", "/etc/sudoers")
 OOM_ERROR = "Runtime.OutOfMemory"
+# Variables that change what the dynamic loader, libc or Python load: a function may
+# set them (LD_LIBRARY_PATH, LD_PRELOAD are Lambda's to extend), but an exec'd
+# environment's first processes (`sh`, bubblewrap, the egress helper) run on the host
+# as root, so these reach the function inside the sandbox only (`--setenv`).
+LOADER_VARIABLES = ("GCONV_PATH", "GLIBC_TUNABLES", "HOSTALIASES", "LOCALDOMAIN", "LOCPATH",
+                    "NLSPATH", "RESOLV_HOST_CONF", "RES_OPTIONS", "TZDIR", "BASH_ENV", "ENV")  # fmt: skip
 
 
 class Child(Protocol):
@@ -118,6 +124,9 @@ class Sandbox:
     # lamina's runtimes, the libraries lamina lends functions.
     runtime_dirs: tuple[Path, ...] = ()
     _links: tuple[tuple[str, str], ...] = field(default=())
+    # The interpreter that runs runtimes/python/sandbox.py on the host side of an exec'd
+    # environment with egress off (it leaves the network, leaving a forwarder behind).
+    python: str = sys.executable
 
     @property
     def forks_confined(self) -> bool:
@@ -133,6 +142,18 @@ class Sandbox:
             and "mount" in self.protections.namespaces
         )
 
+    @property
+    def egress_off(self) -> bool:
+        """Whether a function's egress can be turned off: a network namespace, and root
+        to make it (the forwarder that keeps the Runtime API reachable stays outside)."""
+        p = self.protections
+        return (
+            self.enabled
+            and p.root
+            and "net" in p.namespaces
+            and (self.forks_confined or self.execs_confined)
+        )
+
     def describe(self) -> dict[str, Any]:
         """For the start-up banner and `GET /health`: what is on, what is off and why."""
         p = self.protections
@@ -140,7 +161,7 @@ class Sandbox:
         on = {
             # "net" is used for functions with egress off (network is on by default)
             "namespaces": list(p.namespaces) if self.enabled else [],
-            "egress_off": self.forks_confined and "net" in p.namespaces,
+            "egress_off": self.egress_off,
             "filesystem": self.forks_confined or self.execs_confined,
             "unprivileged_user": self.enabled and p.root,
             "memory_limit": "cgroup" if layout and layout.memory else "rlimit_as",
@@ -176,7 +197,6 @@ class Sandbox:
             off.append(
                 "SnapStart templates run their init outside the sandbox (their environments are sandboxed)"
             )
-            off.append("egress off is enforced for forked (Python) environments, not exec'd ones")
         return {
             "enabled": self.enabled,
             "cgroups": layout.describe() if layout else None,
@@ -215,7 +235,7 @@ class Sandbox:
                     "cgroup for %s: %s; limits fall back to rlimits", confinement.env_id, exc
                 )
         namespaces: list[str] = [ns for ns in ("mount", "pid", "ipc", "uts") if ns in p.namespaces]
-        if not confinement.egress and "net" in p.namespaces:
+        if not confinement.egress and "net" in p.namespaces and p.root:
             namespaces.append("net")
         rlimits: dict[str, list[int]] = {"nofile": [NOFILE, NOFILE]}
         plan: dict[str, Any] = {
@@ -252,9 +272,12 @@ class Sandbox:
         binds += [["/dev/null", f, False] for f in HIDDEN_FILES if Path(f).exists()]
         return binds
 
-    def bwrap_argv(self, argv: Iterable[str], prepared: Prepared) -> tuple[str, ...]:
+    def bwrap_argv(
+        self, argv: Iterable[str], prepared: Prepared, inside_env: Mapping[str, str] | None = None
+    ) -> tuple[str, ...]:
         """An exec'd environment's argv under bubblewrap, behind a `sh` that joins the
-        cgroups and sets the rlimits first (bubblewrap does neither)."""
+        cgroups and sets the rlimits first (bubblewrap does neither). `inside_env`: the
+        variables set inside only (`host_env`)."""
         p, plan = self.protections, prepared.plan
         assert p.bubblewrap is not None
         limits = f"ulimit -n {NOFILE}"
@@ -265,8 +288,13 @@ class Sandbox:
             f'{limits}; exec "$@"'
         )
         args = [p.bubblewrap, "--die-with-parent"]
-        # Not "net": under bubblewrap nothing would forward the Runtime API into it (yet).
-        args += [f"--unshare-{ns}" for ns in plan["namespaces"] if ns not in ("mount", "net")]
+        # "net" with a Runtime API to reach: made before bubblewrap (`--no-egress` below).
+        forward = plan.get("net_forward") if "net" in plan["namespaces"] else None
+        args += [
+            f"--unshare-{ns}"
+            for ns in plan["namespaces"]
+            if ns != "mount" and not (ns == "net" and forward)
+        ]
         if plan["hostname"]:
             args += ["--hostname", plan["hostname"]]
         for source, target in plan["links"]:
@@ -297,7 +325,27 @@ class Sandbox:
                 "--no-new-privs",
             ]
         args.append("--")
-        return ("/bin/sh", "-c", script, "sh", *plan["cgroups"], "--", *args, *argv)
+        if inside_env:
+            # Set last, by `env` as the function's user: not even setpriv runs with them.
+            args += ["/usr/bin/env", *(f"{k}={v}" for k, v in inside_env.items())]
+        confined = ("/bin/sh", "-c", script, "sh", *plan["cgroups"], "--", *args, *argv)
+        if forward:
+            # Egress off: a helper leaves lamina's network first, keeping a forwarder to
+            # the Runtime API outside (runtimes/python/sandbox.py, exec_without_egress).
+            helper = (self.python, "-s", "-E", str(RUNTIME_SANDBOX), "--no-egress", forward, "--")
+            return (*helper, *confined)
+        return confined
+
+
+def host_env(env: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """An exec'd environment's variables split in two: those safe for the host-side
+    processes that run as root before the sandbox, and those for inside only."""
+    host: dict[str, str] = {}
+    inside: dict[str, str] = {}
+    for name, value in env.items():
+        unsafe = name.startswith(("LD_", "MALLOC_", "PYTHON")) or name in LOADER_VARIABLES
+        (inside if unsafe else host)[name] = value
+    return host, inside
 
 
 class SandboxedChild:
@@ -394,7 +442,7 @@ async def probe_sandbox(
         pivot_root=bool(found.get("pivot_root")),
         errors=tuple(errors),
     )
-    return Sandbox(True, protections, _runtime_dirs(runtime_dirs), _root_links())
+    return Sandbox(True, protections, _runtime_dirs(runtime_dirs), _root_links(), python)
 
 
 def _runtime_dirs(extra: Iterable[Path]) -> tuple[Path, ...]:

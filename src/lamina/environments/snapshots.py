@@ -55,8 +55,8 @@ class TemplateSpawner:
     def __init__(self, template: Template) -> None:
         self._template = template
 
-    async def spawn(self, spec: LaunchSpec, out_fd: int) -> Child:
-        return await fork(self._template.server, spec, out_fd, self._template.sandbox)
+    async def spawn(self, spec: LaunchSpec, out_fd: int, channel_fd: int | None = None) -> Child:
+        return await fork(self._template.server, spec, out_fd, self._template.sandbox, channel_fd)
 
 
 class _OutputPump:
@@ -122,7 +122,9 @@ class Snapshots:
         python = self._facts.interpreters.get(config.runtime)
         server = await self._zygotes.server_for(python)
         if server is None:
-            raise ResourceConflict(f"SnapStart needs the {config.runtime} zygote, which is not running.")
+            raise ResourceConflict(
+                f"SnapStart needs the {config.runtime} zygote, which is not running."
+            )
         template_id = "snapshot" + secrets.token_hex(12)
         stream = log_stream(config.version, template_id)
         spec = build_spec(config, template_id, "", self._facts, stream, initialization="snap-start")
@@ -139,7 +141,9 @@ class Snapshots:
                 str(exc.error.get("errorType", "Runtime.Unknown")),
             ) from exc
         except (TimeoutError, ZygoteUnavailable) as exc:
-            raise SnapshotFailed(f"the snapshot could not be made: {exc}", "Runtime.SnapshotError") from exc
+            raise SnapshotFailed(
+                f"the snapshot could not be made: {exc}", "Runtime.SnapshotError"
+            ) from exc
         finally:
             os.close(write_fd)
         ready = await template_server.ready

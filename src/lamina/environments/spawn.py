@@ -14,7 +14,7 @@ import logging
 from collections.abc import Mapping, Sequence
 
 from lamina.environments.environment import Child, ExecSpawner, LaunchSpec
-from lamina.environments.sandbox import Sandbox, SandboxedChild
+from lamina.environments.sandbox import Sandbox, SandboxedChild, host_env
 from lamina.environments.zygote import ForkServer, Zygote, ZygoteUnavailable
 
 log = logging.getLogger("lamina.spawn")
@@ -64,11 +64,11 @@ class ZygoteSpawner:
             )
         return None
 
-    async def spawn(self, spec: LaunchSpec, out_fd: int) -> Child:
+    async def spawn(self, spec: LaunchSpec, out_fd: int, channel_fd: int | None = None) -> Child:
         server = await self.server_for(spec.python)
         if server is not None:
             try:
-                return await fork(server, spec, out_fd, self._sandbox)
+                return await fork(server, spec, out_fd, self._sandbox, channel_fd)
             except ZygoteUnavailable as exc:
                 log.warning("%s; exec'ing instead", exc)
         return await self._exec.spawn(spec, out_fd)
@@ -80,16 +80,27 @@ class ZygoteSpawner:
             zygote.close()
 
 
-async def fork(server: ForkServer, spec: LaunchSpec, out_fd: int, sandbox: Sandbox | None) -> Child:
+async def fork(
+    server: ForkServer,
+    spec: LaunchSpec,
+    out_fd: int,
+    sandbox: Sandbox | None,
+    channel_fd: int | None = None,
+) -> Child:
     """Fork an environment from `server` (a zygote or a SnapStart template), in its
     sandbox when the spec asks for one and this machine allows it."""
     confinement = spec.sandbox
     if sandbox is None or confinement is None or not sandbox.forks_confined:
-        return await server.fork(spec.runtime_argv, spec.env, spec.cwd, out_fd)
+        return await server.fork(spec.runtime_argv, spec.env, spec.cwd, out_fd, None, channel_fd)
     prepared = sandbox.prepare(confinement)
     try:
         child = await server.fork(
-            spec.runtime_argv, confinement.inside(spec.env), spec.cwd, out_fd, prepared.plan
+            spec.runtime_argv,
+            confinement.inside(spec.env),
+            spec.cwd,
+            out_fd,
+            prepared.plan,
+            channel_fd,
         )
     except BaseException:
         prepared.release()
@@ -105,15 +116,17 @@ class ConfinedExecSpawner:
         self._sandbox = sandbox
         self._exec = ExecSpawner()
 
-    async def spawn(self, spec: LaunchSpec, out_fd: int) -> Child:
+    async def spawn(self, spec: LaunchSpec, out_fd: int, channel_fd: int | None = None) -> Child:
         sandbox, confinement = self._sandbox, spec.sandbox
         if sandbox is None or confinement is None or not sandbox.execs_confined:
             return await self._exec.spawn(spec, out_fd)
         prepared = sandbox.prepare(confinement)
+        # The host-side processes (root, before the sandbox) never see loader variables.
+        env, inside_only = host_env(confinement.inside(spec.env))
         confined = dataclasses.replace(
             spec,
-            argv=sandbox.bwrap_argv(map(confinement.inside_path, spec.argv), prepared),
-            env=confinement.inside(spec.env),
+            argv=sandbox.bwrap_argv(map(confinement.inside_path, spec.argv), prepared, inside_only),
+            env=env,
         )
         try:
             child = await self._exec.spawn(confined, out_fd)

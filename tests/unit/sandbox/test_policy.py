@@ -107,10 +107,10 @@ def test_inside_shows_the_sandbox_s_folders(tmp_path: Path) -> None:
 
 def test_bwrap_argv_joins_cgroups_then_drops_to_nobody(tmp_path: Path) -> None:
     sandbox = _sandbox()
-    prepared = sandbox.prepare(_confinement(tmp_path, egress=False))
+    prepared = sandbox.prepare(_confinement(tmp_path))
     prepared.plan["cgroups"] = ["/cg/memory/e1/cgroup.procs"]
     argv = sandbox.bwrap_argv(["/var/task/bootstrap"], prepared)
-    assert "--unshare-net" not in argv  # no Runtime API forwarder under bubblewrap
+    assert "--unshare-net" not in argv  # egress is on by default
     assert argv[:2] == ("/bin/sh", "-c")
     assert argv[4:6] == ("/cg/memory/e1/cgroup.procs", "--")
     bwrap = list(argv[6:])
@@ -174,3 +174,41 @@ def test_function_pid_follows_the_chain_of_first_children() -> None:
     finally:
         shell.kill()
         shell.wait()
+
+
+def test_bwrap_with_egress_off_leaves_the_network_first_keeping_the_runtime_api(
+    tmp_path: Path,
+) -> None:
+    sandbox = _sandbox()
+    prepared = sandbox.prepare(_confinement(tmp_path, egress=False, runtime_api="127.0.0.1:9001"))
+    argv = sandbox.bwrap_argv(["/var/task/bootstrap"], prepared)
+    # the helper makes the network namespace (bubblewrap then stays in it) ...
+    assert argv[1:3] == ("-s", "-E") and argv[4:7] == ("--no-egress", "127.0.0.1:9001", "--")
+    assert argv[3].endswith("runtimes/python/sandbox.py")
+    assert argv[7:9] == ("/bin/sh", "-c")
+    assert "--unshare-net" not in argv
+    # ... and without a Runtime API to forward, bubblewrap makes it itself
+    bare = sandbox.prepare(_confinement(tmp_path, egress=False))
+    assert "--unshare-net" in sandbox.bwrap_argv(["/var/task/bootstrap"], bare)
+    # not root: no namespace of lamina's making, egress stays on (and /health says so)
+    user = _sandbox(root=False)
+    assert not user.egress_off and not user.describe()["on"]["egress_off"]
+    assert "net" not in user.prepare(_confinement(tmp_path, egress=False)).plan["namespaces"]
+
+
+def test_loader_variables_reach_the_function_only_inside_the_sandbox(tmp_path: Path) -> None:
+    from lamina.environments.sandbox import host_env
+
+    env = {"PATH": "/usr/bin", "LD_PRELOAD": "/var/task/x.so", "LD_LIBRARY_PATH": "/var/task/lib",
+           "GCONV_PATH": "/var/task", "PYTHONPATH": "/var/task", "SECRET": "s3cr3t"}  # fmt: skip
+    host, inside = host_env(env)
+    assert host == {"PATH": "/usr/bin", "SECRET": "s3cr3t"}  # secrets stay out of argv
+    assert set(inside) == {"LD_PRELOAD", "LD_LIBRARY_PATH", "GCONV_PATH", "PYTHONPATH"}
+    sandbox = _sandbox()
+    argv = list(
+        sandbox.bwrap_argv(["/var/task/bootstrap"], sandbox.prepare(_confinement(tmp_path)), inside)
+    )
+    # set by `env` after setpriv has dropped to nobody: not even setpriv loads them
+    at = argv.index("LD_PRELOAD=/var/task/x.so")
+    assert argv[at - 1] == "/usr/bin/env" and argv[-1] == "/var/task/bootstrap"
+    assert argv.index("--no-new-privs") < at

@@ -363,10 +363,11 @@ def _listen_for_runtime_api(address, channel):
     channel.close()
 
 
-def _forward(address, channel):
+def _forward(address, channel, watched=-1):
     """In lamina's network namespace: accept the function's connections on the listening
     socket made inside its namespace and splice them to the Runtime API. Runs until the
-    sandbox's PID namespace goes (its init's exit kills it)."""
+    sandbox's PID namespace goes (its init's exit kills it), or until the process that
+    `watched` (a pidfd) refers to ends."""
     import select
 
     try:
@@ -379,11 +380,14 @@ def _forward(address, channel):
     listener = socket.socket(fileno=fds[0])
     host, port = address.rsplit(":", 1)
     peers = {}
+    extra = [watched] if watched >= 0 else []
     while True:
         try:
-            readable, _, _ = select.select([listener, *peers], [], [])
+            readable, _, _ = select.select([listener, *peers, *extra], [], [])
         except InterruptedError:
             continue
+        if watched in readable:
+            return  # the sandbox is gone
         for sock in readable:
             if sock is listener:
                 inner, _ = listener.accept()
@@ -410,6 +414,41 @@ def _forward(address, channel):
             for end in (sock, other):
                 peers.pop(end, None)
                 end.close()
+
+
+def exec_without_egress(address, argv, libc=None):
+    """For an exec'd environment (bubblewrap) with egress off: this process leaves
+    lamina's network for one with only loopback, listening there on the Runtime API's
+    host:port, then execs `argv` (the cgroup-joining `sh`, then bubblewrap, which stays
+    in this network). A forwarder left behind in lamina's network splices each
+    connection to the real Runtime API, as for a forked environment.
+
+    The forwarder is a grandchild, not a child: bubblewrap (what this process becomes)
+    then has the sandbox as its only child. It ends with this process (a pidfd), and is
+    in its process group, so lamina's kill reaches it; it joins no cgroup of the
+    function's (`sh` joins them after this), so its memory is not the function's."""
+    libc = libc or _Libc()
+    watched = os.pidfd_open(os.getpid())
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    middle = os.fork()
+    if middle == 0:
+        if os.fork() == 0:
+            ours.close()
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):  # not the function's log pipe: its end is the function's
+                os.dup2(devnull, fd)
+            try:
+                _forward(address, theirs, watched)
+            finally:
+                os._exit(0)
+        os._exit(0)
+    os.waitpid(middle, 0)
+    theirs.close()
+    os.close(watched)
+    libc.unshare(CLONE_NEWNET)
+    _loopback_up()
+    _listen_for_runtime_api(address, ours)
+    os.execvp(argv[0], argv)
 
 
 # -------------------------------------------------------------------------- probe
@@ -440,6 +479,13 @@ def _try_in_child(step):
 if __name__ == "__main__":
     if sys.argv[1:] == ["--probe"]:
         print(json.dumps(probe()))
+    elif len(sys.argv) > 4 and sys.argv[1] == "--no-egress" and sys.argv[3] == "--":
+        # python sandbox.py --no-egress HOST:PORT -- argv...: see exec_without_egress.
+        try:
+            exec_without_egress(sys.argv[2], sys.argv[4:])
+        except OSError as exc:
+            sys.stderr.write(f"[lamina] the sandbox could not be entered: {exc}\n")
+            sys.exit(125)
     elif len(sys.argv) > 2 and sys.argv[1] == "--exec":
         # python sandbox.py --exec '<plan json>' argv...: as a zygote does it (a child in
         # a PID namespace of its own enters the plan), then exec; ends as the function.
