@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: serve test lint typecheck bench bench-cold bench-peers bench-sandbox clean system-deps
+.PHONY: serve test lint typecheck bench bench-cold bench-peers bench-sandbox bench-gateway clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ bench-peers: $(TEST_STAMP)
 
 bench-sandbox: $(TEST_STAMP)
 	$(BIN)/python bench/sandbox.py
+
+bench-gateway: $(TEST_STAMP)
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	@command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq npm)
+	$(BIN)/python bench/gateway.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -238,7 +238,10 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     report = render(results, cold, boto3_warm)
     print(report)
-    args.out.write_text(report)
+    # Sections other scripts keep in this file between markers (bench/gateway.py's) stay.
+    previous = args.out.read_text() if args.out.exists() else ""
+    kept = [m[0] for m in re.finditer(r"<!-- (\w+):begin -->.*?<!-- \1:end -->\n", previous, re.S)]
+    args.out.write_text("\n".join([report, *kept]))
     (args.out.with_suffix(".json")).write_text(json.dumps({"warm": results, "cold": cold}, indent=2))
 
 
