@@ -253,9 +253,21 @@ class MockOpenAI(MockProvider):
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         return JSONResponse({
             "object": "list", "model": body["model"],
-            "data": [{"object": "embedding", "index": i, "embedding": [0.1 * (i + 1), 0.2, 0.3]}
-                     for i in range(len(inputs))],
+            "data": [{"object": "embedding", "index": i, "embedding": bag_of_words(text)}
+                     for i, text in enumerate(inputs)],
             "usage": {"prompt_tokens": 3 * len(inputs), "total_tokens": 3 * len(inputs)}})
+
+
+def bag_of_words(text: Any, dimensions: int = 64) -> list[float]:
+    """A deterministic embedding in which texts with the same words point the same way:
+    each lower-cased word (punctuation stripped) adds 1 to a dimension picked by its
+    CRC-32. Cosine similarity is then the overlap of the two texts' words."""
+    vector = [0.0] * dimensions
+    for word in str(text).lower().split():
+        word = "".join(c for c in word if c.isalnum())
+        if word:
+            vector[zlib.crc32(word.encode()) % dimensions] += 1.0
+    return vector
 
 
 class MockAnthropic(MockProvider):
