@@ -15,6 +15,7 @@ from lamina.gateway.providers.base import (
 from lamina.gateway.providers.bedrock import BedrockProvider
 from lamina.gateway.providers.cohere import CohereProvider
 from lamina.gateway.providers.gemini import GeminiProvider
+from lamina.gateway.providers.local_embeddings import LocalEmbeddingsProvider
 from lamina.gateway.providers.openai import OpenAIProvider
 
 
@@ -29,6 +30,8 @@ def provider_for(kind: str) -> Provider:
         return CohereProvider()
     if kind == "bedrock":
         return BedrockProvider()
+    if kind == "local-embeddings":
+        return LocalEmbeddingsProvider()
     raise ValueError(f"unknown provider type {kind!r}")
 
 
@@ -39,6 +42,7 @@ __all__ = [
     "CohereProvider",
     "Deployment",
     "GeminiProvider",
+    "LocalEmbeddingsProvider",
     "OpenAIProvider",
     "Provider",
     "StreamDecoder",
