@@ -96,9 +96,7 @@ class UpstreamError(ServiceError):
     status = 502
     kind = ErrorKind.UPSTREAM
 
-    def __init__(
-        self, message: str, *, status: int, retry_after_s: float | None = None
-    ) -> None:
+    def __init__(self, message: str, *, status: int, retry_after_s: float | None = None) -> None:
         super().__init__(message, status=status)
         self.retry_after_s = retry_after_s
 
@@ -115,4 +113,3 @@ class UpstreamTimeout(ServiceError):
     kind = ErrorKind.TIMEOUT
 
     retryable = True
-

@@ -40,6 +40,7 @@ from lamina.gateway.prompts import PromptStore
 from lamina.gateway.service import Clocks, GatewayService
 from lamina.gateway.spend import SpendLedger
 from lamina.gateway.tables import Tables, gateway_tables
+from lamina.gateway.telemetry import Telemetry
 from lamina.gateway.upstream import Upstream
 from lamina.gateway.usage import UsageWriter
 
@@ -93,12 +94,15 @@ class Gateway:
         prompt_store = PromptStore(engine, tables, clocks.wall)
         await prompt_store.load()
         upstream = Upstream(http_client)
-        writer = UsageWriter(engine, tables)
+        # Metrics always; spans when an OTLP endpoint is configured (in the config's
+        # telemetry block or the standard OTEL_* variables).
+        telemetry = Telemetry.start(parsed.telemetry, env)
+        writer = UsageWriter(engine, tables, observers=[telemetry])
         writer.start()
         service = GatewayService(parsed, keyring=keyring, ledger=ledger, upstream=upstream,
                                  writer=writer, clocks=clocks, rng=rng or random.Random(),
                                  sleep=clocks.sleep or asyncio.sleep,
-                                 prompt_store=prompt_store)
+                                 prompt_store=prompt_store, telemetry=telemetry)
         root = root_secret(root_access_key_id) if root_access_key_id else None
         # Function keys are derived from the root secret so they survive restarts;
         # without one they last as long as this process.

@@ -49,17 +49,24 @@ def from_config(entry: KeyConfig) -> VirtualKey:
     return VirtualKey(
         # A config key's identity is its name, so its spend survives restarts and
         # secret rotation in the config file.
-        id=f"config:{entry.name}", name=entry.name, models=entry.models, rpm=entry.rpm,
-        tpm=entry.tpm, max_parallel=entry.max_parallel, budget_usd=entry.budget_usd,
+        id=f"config:{entry.name}",
+        name=entry.name,
+        models=entry.models,
+        rpm=entry.rpm,
+        tpm=entry.tpm,
+        max_parallel=entry.max_parallel,
+        budget_usd=entry.budget_usd,
         budget_period=entry.budget_period,
         expires_at=entry.expires_at.timestamp() if entry.expires_at else None,
-        metadata=entry.metadata, source="config",
+        metadata=entry.metadata,
+        source="config",
     )
 
 
 class Keyring:
-    def __init__(self, clock: Callable[[], float],
-                 root: Callable[[str], bool] | None = None) -> None:
+    def __init__(
+        self, clock: Callable[[], float], root: Callable[[str], bool] | None = None
+    ) -> None:
         self._clock = clock  # wall clock, for expiry
         self._root = root
         self._config: dict[str, VirtualKey] = {}
@@ -73,13 +80,15 @@ class Keyring:
         self._stored[key_hash] = key
 
     def find(self, key_id: str) -> VirtualKey | None:
-        return next((k for k in (*self._stored.values(), *self._config.values())
-                     if k.id == key_id), None)
+        return next(
+            (k for k in (*self._stored.values(), *self._config.values()) if k.id == key_id), None
+        )
 
     def authenticate(self, secret: str | None) -> VirtualKey:
         if not secret:
-            raise Unauthenticated("missing API key: send it as 'Authorization: Bearer KEY' "
-                                  "or 'x-api-key: KEY'")
+            raise Unauthenticated(
+                "missing API key: send it as 'Authorization: Bearer KEY' or 'x-api-key: KEY'"
+            )
         digest = hash_secret(secret)
         key = self._stored.get(digest) or self._config.get(digest)
         if key is None:

@@ -40,8 +40,9 @@ class KeySpec:
         if period not in BUDGET_PERIODS:
             raise InvalidGatewayRequest(f"'budget_period' must be one of {sorted(BUDGET_PERIODS)}")
         models = body.get("models")
-        if models is not None and not (isinstance(models, list)
-                                       and all(isinstance(m, str) for m in models)):
+        if models is not None and not (
+            isinstance(models, list) and all(isinstance(m, str) for m in models)
+        ):
             raise InvalidGatewayRequest("'models' must be a list of model names")
 
         def number(name: str) -> Any:
@@ -55,15 +56,22 @@ class KeySpec:
             try:
                 expires = datetime.fromisoformat(expires).timestamp()
             except ValueError as exc:
-                raise InvalidGatewayRequest("'expires_at' must be ISO 8601 or unix seconds") \
-                    from exc
+                raise InvalidGatewayRequest(
+                    "'expires_at' must be ISO 8601 or unix seconds"
+                ) from exc
         elif expires is not None:
             expires = number("expires_at")
-        return cls(name=name, models=frozenset(models) if models is not None else None,
-                   rpm=number("rpm"), tpm=number("tpm"), max_parallel=number("max_parallel"),
-                   budget_usd=number("budget_usd"), budget_period=period,
-                   expires_at=expires,
-                   metadata={str(k): str(v) for k, v in (body.get("metadata") or {}).items()})
+        return cls(
+            name=name,
+            models=frozenset(models) if models is not None else None,
+            rpm=number("rpm"),
+            tpm=number("tpm"),
+            max_parallel=number("max_parallel"),
+            budget_usd=number("budget_usd"),
+            budget_period=period,
+            expires_at=expires,
+            metadata={str(k): str(v) for k, v in (body.get("metadata") or {}).items()},
+        )
 
 
 def new_secret() -> str:
@@ -71,8 +79,9 @@ def new_secret() -> str:
 
 
 class KeyStore:
-    def __init__(self, engine: AsyncEngine, tables: Tables, keyring: Keyring,
-                 clock: Callable[[], float]) -> None:
+    def __init__(
+        self, engine: AsyncEngine, tables: Tables, keyring: Keyring, clock: Callable[[], float]
+    ) -> None:
         self._engine = engine
         self._table = tables.keys
         self._keyring = keyring
@@ -81,12 +90,19 @@ class KeyStore:
     @staticmethod
     def _key(row: Any) -> VirtualKey:
         return VirtualKey(
-            id=row.id, name=row.name,
+            id=row.id,
+            name=row.name,
             models=frozenset(row.models) if row.models is not None else None,
-            rpm=row.rpm, tpm=row.tpm, max_parallel=row.max_parallel,
-            budget_usd=row.budget_usd, budget_period=row.budget_period,
-            expires_at=row.expires_at, metadata=dict(row.metadata or {}),
-            revoked=bool(row.revoked), source="admin")
+            rpm=row.rpm,
+            tpm=row.tpm,
+            max_parallel=row.max_parallel,
+            budget_usd=row.budget_usd,
+            budget_period=row.budget_period,
+            expires_at=row.expires_at,
+            metadata=dict(row.metadata or {}),
+            revoked=bool(row.revoked),
+            source="admin",
+        )
 
     async def load(self) -> None:
         async with self._engine.connect() as conn:
@@ -100,26 +116,45 @@ class KeyStore:
 
     async def get(self, key_id: str) -> VirtualKey:
         async with self._engine.connect() as conn:
-            row = (await conn.execute(
-                select(self._table).where(self._table.c.id == key_id))).first()
+            row = (
+                await conn.execute(select(self._table).where(self._table.c.id == key_id))
+            ).first()
         if row is None:
             raise ResourceNotFound(f"no key with id {key_id!r}")
         return self._key(row)
 
     async def create(self, spec: KeySpec) -> tuple[VirtualKey, str]:
         secret = new_secret()
-        key = VirtualKey(id="key_" + secrets.token_hex(8), name=spec.name, models=spec.models,
-                         rpm=spec.rpm, tpm=spec.tpm, max_parallel=spec.max_parallel,
-                         budget_usd=spec.budget_usd, budget_period=spec.budget_period,
-                         expires_at=spec.expires_at, metadata=spec.metadata)
+        key = VirtualKey(
+            id="key_" + secrets.token_hex(8),
+            name=spec.name,
+            models=spec.models,
+            rpm=spec.rpm,
+            tpm=spec.tpm,
+            max_parallel=spec.max_parallel,
+            budget_usd=spec.budget_usd,
+            budget_period=spec.budget_period,
+            expires_at=spec.expires_at,
+            metadata=spec.metadata,
+        )
         async with self._engine.begin() as conn:
-            await conn.execute(self._table.insert().values(
-                id=key.id, name=key.name, key_hash=hash_secret(secret),
-                models=sorted(key.models) if key.models is not None else None,
-                rpm=key.rpm, tpm=key.tpm, max_parallel=key.max_parallel,
-                budget_usd=key.budget_usd, budget_period=key.budget_period,
-                expires_at=key.expires_at, metadata=dict(key.metadata), revoked=False,
-                created_at=self._clock()))
+            await conn.execute(
+                self._table.insert().values(
+                    id=key.id,
+                    name=key.name,
+                    key_hash=hash_secret(secret),
+                    models=sorted(key.models) if key.models is not None else None,
+                    rpm=key.rpm,
+                    tpm=key.tpm,
+                    max_parallel=key.max_parallel,
+                    budget_usd=key.budget_usd,
+                    budget_period=key.budget_period,
+                    expires_at=key.expires_at,
+                    metadata=dict(key.metadata),
+                    revoked=False,
+                    created_at=self._clock(),
+                )
+            )
         self._keyring.put(hash_secret(secret), key)
         return key, secret
 
@@ -127,18 +162,21 @@ class KeyStore:
         key = await self.get(key_id)
         secret = new_secret()
         async with self._engine.begin() as conn:
-            await conn.execute(update(self._table).where(self._table.c.id == key_id)
-                               .values(key_hash=hash_secret(secret)))
+            await conn.execute(
+                update(self._table)
+                .where(self._table.c.id == key_id)
+                .values(key_hash=hash_secret(secret))
+            )
         self._keyring.put(hash_secret(secret), key)
         return key, secret
 
     async def revoke(self, key_id: str) -> VirtualKey:
         await self.get(key_id)
         async with self._engine.begin() as conn:
-            await conn.execute(update(self._table).where(self._table.c.id == key_id)
-                               .values(revoked=True))
-            row = (await conn.execute(
-                select(self._table).where(self._table.c.id == key_id))).one()
+            await conn.execute(
+                update(self._table).where(self._table.c.id == key_id).values(revoked=True)
+            )
+            row = (await conn.execute(select(self._table).where(self._table.c.id == key_id))).one()
         key = replace(self._key(row), revoked=True)
         self._keyring.put(row.key_hash, key)
         return key

@@ -62,7 +62,8 @@ class SpendLedger:
         if spent + self._reserved.get(key.id, 0.0) >= key.budget_usd:
             raise BudgetExceeded(
                 f"key {key.name!r} has spent ${spent:.4f} of its ${key.budget_usd:g} "
-                f"{key.budget_period} budget (calls in flight included)")
+                f"{key.budget_period} budget (calls in flight included)"
+            )
 
     def reserve(self, key: VirtualKey, estimate_usd: float) -> Hold:
         """Check the budget and hold the call's estimated cost until it settles."""

@@ -35,4 +35,5 @@ async def test_function_environment_drives_both_sdks(launch: Launch, mocks: Mock
         await oa.close()
         await an.close()
     assert again == env  # derived, not random: stable for the function
-    assert [(r["function"], r["requests"]) for r in usage] == [("thumbnail", 3)]
+    # The refused call is a call too: recorded with its 429.
+    assert [(r["function"], r["requests"], r["errors"]) for r in usage] == [("thumbnail", 4, 1)]

@@ -1,7 +1,7 @@
 """The one place gateway errors become wire errors, in the inbound API's own shape:
 
-    OpenAI     {"error": {"message", "type", "param", "code"}}
-    Anthropic  {"type": "error", "error": {"type", "message"}}
+OpenAI     {"error": {"message", "type", "param", "code"}}
+Anthropic  {"type": "error", "error": {"type", "message"}}
 """
 
 from __future__ import annotations
@@ -57,13 +57,21 @@ def status_of(exc: LaminaError) -> int:
 
 
 def openai_body(exc: LaminaError) -> dict[str, object]:
-    return {"error": {"message": exc.message, "type": _OPENAI_TYPES[kind_of(exc)],
-                      "param": None, "code": exc.code}}
+    return {
+        "error": {
+            "message": exc.message,
+            "type": _OPENAI_TYPES[kind_of(exc)],
+            "param": None,
+            "code": exc.code,
+        }
+    }
 
 
 def anthropic_body(exc: LaminaError) -> dict[str, object]:
-    return {"type": "error",
-            "error": {"type": _ANTHROPIC_TYPES[kind_of(exc)], "message": exc.message}}
+    return {
+        "type": "error",
+        "error": {"type": _ANTHROPIC_TYPES[kind_of(exc)], "message": exc.message},
+    }
 
 
 def openai_error(exc: LaminaError) -> Response:
@@ -71,5 +79,4 @@ def openai_error(exc: LaminaError) -> Response:
 
 
 def anthropic_error(exc: LaminaError) -> Response:
-    return JSONResponse(anthropic_body(exc), status_code=status_of(exc),
-                        headers=dict(exc.headers))
+    return JSONResponse(anthropic_body(exc), status_code=status_of(exc), headers=dict(exc.headers))
