@@ -335,14 +335,90 @@ def test_snapstart_environments_are_sandboxed(
     response = lambda_client.invoke(FunctionName=name, Qualifier=version)
     body = json.loads(response["Payload"].read())
     assert "FunctionError" not in response, body
+    # a fork of the template, which is PID 1 of the version's PID namespace
+    assert body.pop("pid") > 1
     assert body == {
         "uid": 65534,
-        "pid": 2,
         "cwd": "/var/task",
         "later": "late",
         "root": "/var/task",
         "init": "snap-start",
     }
+
+
+# A SnapStart function's init (module level) goes looking, and reports what it saw.
+SNAPSTART_PROBE = """
+import json, os
+
+def attempt(fn):
+    try:
+        return "OK " + str(fn())[:200]
+    except Exception as exc:
+        return "DENIED " + type(exc).__name__
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read(100)
+
+TARGETS = json.loads(os.environ["PROBE_TARGETS"])
+SEEN_AT_INIT = {
+    "read": {p: attempt(lambda p=p: read(p)) for p in TARGETS["read"]},
+    "list": {p: attempt(lambda p=p: os.listdir(p)) for p in TARGETS["list"]},
+    "write": attempt(lambda: open("/var/task/x", "w")),
+    "uid": os.getuid(),
+    "cwd": os.getcwd(),
+    "procs": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+}
+open("/tmp/from-init", "w").write("x")
+
+def handler(event, context):
+    return {"init": SEEN_AT_INIT, "tmp": sorted(os.listdir("/tmp")),
+            "type": os.environ["AWS_LAMBDA_INITIALIZATION_TYPE"]}
+"""
+
+
+def test_a_snapstart_init_cannot_see_lamina_or_other_functions(
+    lamina_server: LaminaServer, lambda_client: Any
+) -> None:
+    _requires(lamina_server, filesystem=True)
+    data = lamina_server.data_dir.resolve()
+    other = create_function(
+        lambda_client, "MARKER = 'other-function-code-5b1e'\ndef handler(e, c):\n    return 1\n"
+    )
+    other_code = lambda_client.get_function(FunctionName=other)["Configuration"]["CodeSha256"]
+    targets = {
+        "read": [str(data / "credentials.json"), str(data / "lamina.db"), "/proc/1/environ",
+                 str(data / "code" / other_code / "app.py"), "/etc/shadow"],
+        "list": [str(data), str(data / "code"), "/home"],
+    }  # fmt: skip
+    name = create_function(
+        lambda_client, SNAPSTART_PROBE, runtime="python3.12", Timeout=30,
+        SnapStart={"ApplyOn": "PublishedVersions"},
+        Environment={"Variables": {"PROBE_TARGETS": json.dumps(targets)}},
+    )  # fmt: skip
+    version = lambda_client.publish_version(FunctionName=name)["Version"]
+    lambda_client.get_waiter("published_version_active").wait(
+        FunctionName=name, Qualifier=version, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+    )
+    response = lambda_client.invoke(FunctionName=name, Qualifier=version)
+    body = json.loads(response["Payload"].read())
+    assert "FunctionError" not in response, body
+    assert body["type"] == "snap-start"
+    seen = body["init"]
+    for path, outcome in seen["read"].items():
+        assert outcome.startswith("DENIED"), (path, outcome)
+    for path, outcome in seen["list"].items():
+        assert outcome.startswith("DENIED") or outcome in ("OK []", "OK ['runtime-lib']"), (
+            path,
+            outcome,
+        )
+    assert seen["write"].startswith("DENIED")
+    assert seen["uid"] == 65534 and seen["cwd"] == "/var/task"
+    assert seen["procs"] == [1]  # init sees itself only, in a PID namespace of its own
+    assert "other-function-code-5b1e" not in json.dumps(body)
+    # the environment is a fork of that init: its /tmp is the template's (shared by the
+    # version's environments; documented in docs/sandbox.md)
+    assert "from-init" in body["tmp"]
 
 
 EGRESS_PROBE = """
@@ -446,3 +522,34 @@ def test_a_custom_runtime_in_subnets_reaches_only_the_runtime_api(
             assert all(v.startswith("failed") for v in closed.values()), closed
     finally:
         other.close()
+
+
+def test_a_snapstart_function_in_subnets_has_no_egress_from_init_or_environments(
+    lamina_server: LaminaServer, lambda_client: Any
+) -> None:
+    described = _sandbox(lamina_server)
+    if not described["on"].get("egress_off"):
+        pytest.skip("this kernel gives lamina no network namespaces")
+    code = EGRESS_PROBE + (
+        "\nimport os\n"
+        "AT_INIT = handler({'port': os.environ['LAMINA_PORT']}, None)\n"
+        "def with_init(event, context):\n"
+        "    return {'init': AT_INIT, 'invoke': handler(event, context)}\n"
+    )
+    name = create_function(
+        lambda_client, code, runtime="python3.12", handler="app.with_init", Timeout=30,
+        SnapStart={"ApplyOn": "PublishedVersions"},
+        VpcConfig={"SubnetIds": ["subnet-private"], "SecurityGroupIds": ["sg-1"]},
+        Environment={"Variables": {"LAMINA_PORT": str(lamina_server.port)}},
+    )  # fmt: skip
+    version = lambda_client.publish_version(FunctionName=name)["Version"]
+    lambda_client.get_waiter("published_version_active").wait(
+        FunctionName=name, Qualifier=version, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+    )
+    port = json.dumps({"port": lamina_server.port}).encode()
+    for _ in range(2):  # answered through the Runtime API, twice
+        response = lambda_client.invoke(FunctionName=name, Qualifier=version, Payload=port)
+        body = json.loads(response["Payload"].read())
+        assert "FunctionError" not in response, body
+        for when in ("init", "invoke"):
+            assert "connected" not in body[when].values(), body

@@ -194,9 +194,6 @@ class Sandbox:
                 off.append("no pids cgroup: fork bombs are bounded by RLIMIT_NPROC only")
             if layout is None or layout.cpu is None:
                 off.append("no cpu cgroup: CPU is not shared by memory size")
-            off.append(
-                "SnapStart templates run their init outside the sandbox (their environments are sandboxed)"
-            )
         return {
             "enabled": self.enabled,
             "cgroups": layout.describe() if layout else None,
@@ -263,6 +260,20 @@ class Sandbox:
         (confinement.run_dir / "root").mkdir(parents=True, exist_ok=True)
         Path(plan["base"]).mkdir(exist_ok=True)
         return Prepared(plan, cgroup)
+
+    def prepare_template(self, confinement: Confinement) -> Prepared:
+        """The sandbox a SnapStart template runs the function's init in: an
+        environment's, carried out by a keeper that stays root outside the template's
+        PID namespace (runtimes/python/sandbox.py, templates)."""
+        prepared = self.prepare(confinement)
+        plan = prepared.plan
+        plan["template"] = True
+        if "pid" in plan["namespaces"]:  # the keeper makes it for the template, not for itself
+            plan["namespaces"].remove("pid")
+            plan["template_pid"] = True
+        if self.protections.cgroups is not None:
+            plan["cgroup_root"] = str(cgroups.CGROUP_ROOT)
+        return prepared
 
     def _binds(self) -> list[list[Any]]:
         """What every environment sees read-only (its code comes on top, at /var/task)."""
@@ -400,6 +411,12 @@ class SandboxedChild:
         if self._oom is None and self._prepared.cgroup is not None:
             return self._prepared.cgroup.oom_killed()
         return bool(self._oom)
+
+    def peak_memory_path(self) -> str | None:
+        """Where the cgroup's peak is read, for a reader that keeps the file open."""
+        cgroup = self._prepared.cgroup
+        path = cgroup.peak_file if cgroup is not None else None
+        return str(path) if path is not None else None
 
     def peak_memory_mb(self) -> int:
         """Max Memory Used: the cgroup's peak (0 when there is no memory cgroup)."""

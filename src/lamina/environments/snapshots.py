@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from lamina.environments.environment import Child, LaunchSpec
 from lamina.environments.launcher import HostFacts, build_spec
 from lamina.environments.logs import LineSplitter, LogSink, log_group, log_stream
-from lamina.environments.sandbox import Sandbox
+from lamina.environments.sandbox import Sandbox, SandboxedChild
 from lamina.environments.spawn import ZygoteSpawner, fork
 from lamina.environments.zygote import ForkedChild, ForkServer, TemplateInitError, ZygoteUnavailable
 from lamina.errors import ResourceConflict
@@ -38,15 +38,20 @@ class SnapshotFailed(Exception):
 @dataclass(slots=True)
 class Template:
     config: FunctionConfig
-    process: ForkedChild
+    process: ForkedChild | SandboxedChild
     server: ForkServer
     init_ms: float
-    # Its environments start in this sandbox (the template itself runs outside it).
+    # The sandbox it runs in (None: none); its environments are forked into it.
     sandbox: Sandbox | None = None
+    confined: bool = False  # whether the template itself runs sandboxed
 
     def close(self) -> None:
         self.server.close()
         self.process.kill()
+        if isinstance(self.process, SandboxedChild):
+            # Its cgroups go once it is gone (SandboxedChild.wait removes them).
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().create_task(self.process.wait())
 
 
 class TemplateSpawner:
@@ -56,7 +61,21 @@ class TemplateSpawner:
         self._template = template
 
     async def spawn(self, spec: LaunchSpec, out_fd: int, channel_fd: int | None = None) -> Child:
-        return await fork(self._template.server, spec, out_fd, self._template.sandbox, channel_fd)
+        template = self._template
+        if not template.confined or template.sandbox is None or spec.sandbox is None:
+            return await fork(template.server, spec, out_fd, template.sandbox, channel_fd)
+        # A fork of a sandboxed template is in its sandbox already: the plan tells the
+        # template's keeper which cgroups (and Runtime API port) are the environment's.
+        prepared = template.sandbox.prepare(spec.sandbox)
+        env = spec.sandbox.inside(spec.env)
+        try:
+            child = await template.server.fork(
+                spec.runtime_argv, env, spec.cwd, out_fd, prepared.plan, channel_fd
+            )
+        except BaseException:
+            prepared.release()
+            raise
+        return SandboxedChild(child, prepared, depth=0)  # the environment itself
 
 
 class _OutputPump:
@@ -127,13 +146,25 @@ class Snapshots:
             )
         template_id = "snapshot" + secrets.token_hex(12)
         stream = log_stream(config.version, template_id)
-        spec = build_spec(config, template_id, "", self._facts, stream, initialization="snap-start")
+        spec = build_spec(
+            config, template_id, "", self._facts, stream, "snap-start", egress=config.egress
+        )
+        # The function's init runs in the sandbox its environments run in.
+        sandbox, confinement = self._facts.sandbox, spec.sandbox
+        prepared = None
+        env = spec.env
+        if sandbox is not None and confinement is not None and sandbox.forks_confined:
+            prepared = sandbox.prepare_template(confinement)
+            env = confinement.inside(spec.env)
         read_fd, write_fd = os.pipe()
         pump = _OutputPump(read_fd, self._logs, log_group(config.name), stream)
+        plan = prepared.plan if prepared else None
+        made = False
         try:
-            process, template_server = await asyncio.wait_for(
-                server.template(spec.runtime_argv, spec.env, spec.cwd, write_fd), INIT_TIMEOUT_S
+            forked, template_server = await asyncio.wait_for(
+                server.template(spec.runtime_argv, env, spec.cwd, write_fd, plan), INIT_TIMEOUT_S
             )
+            made = True
         except TemplateInitError as exc:
             pump.pump()
             raise SnapshotFailed(
@@ -146,9 +177,16 @@ class Snapshots:
             ) from exc
         finally:
             os.close(write_fd)
+            if prepared is not None and not made:
+                prepared.release()  # best effort: a group still busy goes at shutdown
         ready = await template_server.ready
         init_ms = float(ready.get("init_ms", 0.0))
-        template = Template(config, process, template_server, init_ms, self._facts.sandbox)
+        process: ForkedChild | SandboxedChild = forked
+        if prepared is not None:
+            process = SandboxedChild(forked, prepared)
+        template = Template(
+            config, process, template_server, init_ms, sandbox, confined=prepared is not None
+        )
         self._templates[config.code_key] = template
         return template
 

@@ -115,15 +115,21 @@ class ForkServer:
         return await self._request(body, [out_fd])
 
     async def template(
-        self, argv: Sequence[str], env: Mapping[str, str], cwd: str, out_fd: int
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        cwd: str,
+        out_fd: int,
+        sandbox: Mapping[str, Any] | None = None,
     ) -> tuple[ForkedChild, ForkServer]:
-        """Fork a SnapStart template; returns it once its init is done (or raises)."""
+        """Fork a SnapStart template; returns it once its init is done (or raises).
+        `sandbox`: the plan it runs its init in (sandbox.py, templates)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        body: dict[str, Any] = {"template": True, "argv": list(argv), "env": dict(env), "cwd": cwd}
+        if sandbox:
+            body["sandbox"] = sandbox
         try:
-            child = await self._request(
-                {"template": True, "argv": list(argv), "env": dict(env), "cwd": cwd},
-                [out_fd, theirs.fileno()],
-            )
+            child = await self._request(body, [out_fd, theirs.fileno()])
         finally:
             theirs.close()
         server = ForkServer(ours, f"{self.name} template {child.pid}")

@@ -171,6 +171,8 @@ def _template(request, fds, closing, runtime):
     """A SnapStart template: init the function, snapshot hooks, then serve forks."""
     out_fd, control_fd = fds
     control = socket.socket(fileno=control_fd)
+    if request.get("sandbox"):  # its keeper takes this fd over (sandbox.py, templates)
+        request["sandbox"]["control_fd"] = control_fd
     try:
         _become(request, out_fd, closing)
         started = time_ns()
