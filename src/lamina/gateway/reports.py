@@ -97,7 +97,7 @@ async def call_log(
         rows = await conn.execute(query)
         return [
             {
-                **{column.name: row._mapping[column] for column in usage.c},
+                **{str(column.name): row._mapping[column] for column in usage.c},
                 "request_body": row.request,
                 "response_body": row.response,
             }
