@@ -14,6 +14,7 @@ joins it itself (writes its pid to each ``cgroup.procs``) before any user code r
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,8 @@ class CgroupLayout:
                 _write_if(group / "memory.swap.max", "0")
                 if self.pids is not None:
                     _write(group / "pids.max", str(PIDS_MAX))
+                # One OOM kill ends the whole environment, as a sandbox's init would.
+                _write_if(group / "memory.oom.group", "1")
                 if self.cpu is not None:  # cpu.weight: 100 is one share of the default
                     _write(
                         group / "cpu.weight",
@@ -172,15 +175,9 @@ def _probe_v2(root: Path, own: str) -> CgroupLayout | None:
         controllers = _read(mount / "cgroup.controllers").split()
         if "memory" not in controllers:
             continue
-        top = mount / own.lstrip("/") / "lamina"
-        parent = top / str(os.getpid())
+        wanted = [c for c in ("memory", "pids", "cpu") if c in controllers]
         try:
-            top.mkdir(exist_ok=True)
-            _sweep_dead(top)
-            parent.mkdir(exist_ok=True)
-            wanted = " ".join("+" + c for c in ("memory", "pids", "cpu") if c in controllers)
-            for group in (top.parent, top, parent):
-                _write(group / "cgroup.subtree_control", wanted)
+            parent = delegate_v2(mount / own.lstrip("/"), wanted)
         except OSError:
             continue
         enabled = _read(parent / "cgroup.subtree_control").split()
@@ -190,6 +187,34 @@ def _probe_v2(root: Path, own: str) -> CgroupLayout | None:
             2, parent, parent if "pids" in enabled else None, parent if "cpu" in enabled else None
         )
     return None
+
+
+def delegate_v2(own: Path, controllers: list[str]) -> Path:
+    """Make ``<own>/lamina/<pid>`` with `controllers` enabled down to it, and return it.
+
+    cgroup v2's rule that only leaves hold processes ("no internal processes", except
+    in the root) means lamina's own group can pass controllers on only once no
+    process is in it: when it is busy (lamina in a container, or a service), lamina
+    moves itself into a leaf of its own (``lamina/server-<pid>``) first, and every
+    process it starts later is born there."""
+    top = own / "lamina"
+    parent = top / str(os.getpid())
+    top.mkdir(exist_ok=True)
+    _sweep_dead(top)
+    parent.mkdir(exist_ok=True)
+    wanted = " ".join("+" + c for c in controllers)
+    try:
+        _write(own / "cgroup.subtree_control", wanted)
+    except OSError as exc:
+        if exc.errno != errno.EBUSY:
+            raise
+        leaf = top / f"server-{os.getpid()}"
+        leaf.mkdir(exist_ok=True)
+        _write(leaf / "cgroup.procs", str(os.getpid()))
+        _write(own / "cgroup.subtree_control", wanted)  # EBUSY again: others are in it
+    for group in (top, parent):
+        _write(group / "cgroup.subtree_control", wanted)
+    return parent
 
 
 def _probe_v1(root: Path, membership: dict[str, str]) -> CgroupLayout | None:

@@ -116,3 +116,92 @@ def test_membership_parses_v1_and_v2_lines() -> None:
     assert cgroups._membership(text) == {
         "systemd": "/", "memory": "/a/b", "cpu": "/c", "cpuacct": "/c", "": "/d",
     }  # fmt: skip
+
+
+class _FakeV2:
+    """A cgroup2 mount as files: cgroup.subtree_control reads back without the '+'
+    (as the kernel's does), and lamina's own group refuses to pass controllers on
+    while a process is in it (v2's "no internal processes" rule, EBUSY)."""
+
+    def __init__(self, root: Path, own: str, monkeypatch: pytest.MonkeyPatch, busy: bool) -> None:
+        self.own = root / own.lstrip("/")
+        self.own.mkdir(parents=True)
+        (root / "cgroup.controllers").write_text("cpuset cpu io memory hugetlb pids rdma misc\n")
+        self.busy = busy
+        real_write = cgroups._write
+
+        def write(path: Path, text: str) -> None:
+            import errno
+
+            if path.name == "cgroup.subtree_control":
+                if path.parent == self.own and self.busy:
+                    raise OSError(errno.EBUSY, "Device or resource busy")
+                names = [t.lstrip("+") for t in text.split()]
+                path.write_text(" ".join(names) + "\n")
+                return
+            if path.name == "cgroup.procs" and path.parent.name.startswith("server-"):
+                self.busy = False  # lamina left its group for a leaf
+            real_write(path, text) if path.exists() else path.write_text(text)
+
+        monkeypatch.setattr(cgroups, "_write", write)
+
+
+@pytest.mark.parametrize("busy", [False, True])
+def test_probe_v2_passes_memory_pids_cpu_down_to_lamina_s_groups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, busy: bool
+) -> None:
+    import os
+
+    root = tmp_path / "cgroup"
+    fake = _FakeV2(root, "/system.slice/lamina.service", monkeypatch, busy)
+    own = tmp_path / "self-cgroup"
+    own.write_text("0::/system.slice/lamina.service\n")
+    layout = cgroups.probe(root, own)
+    parent = fake.own / "lamina" / str(os.getpid())
+    assert layout == CgroupLayout(2, parent, parent, parent)
+    for group in (fake.own, fake.own / "lamina", parent):
+        assert (group / "cgroup.subtree_control").read_text().split() == ["memory", "pids", "cpu"]
+    # a busy group: lamina moved itself into a leaf of its own first
+    leaf = fake.own / "lamina" / f"server-{os.getpid()}"
+    assert leaf.is_dir() is busy
+    if busy:
+        assert (leaf / "cgroup.procs").read_text() == str(os.getpid())
+
+
+def test_probe_v2_without_the_memory_controller_falls_back_to_v1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "cgroup"
+    (root / "unified").mkdir(parents=True)
+    (root / "unified" / "cgroup.controllers").write_text("hugetlb\n")  # this host's
+    own = tmp_path / "self-cgroup"
+    own.write_text("4:memory:/\n0::/\n")
+    monkeypatch.setattr(cgroups, "_probe_v1", lambda root, membership: "v1")
+    assert cgroups.probe(root, own) == "v1"
+    assert not (root / "unified" / "lamina").exists()  # nothing made in the v2 tree
+
+
+def test_v2_create_writes_the_kernel_s_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parent = tmp_path / "lamina"
+    parent.mkdir()
+    real_mkdir = Path.mkdir
+
+    def mkdir(path: Path, *args: object, **kwargs: object) -> None:
+        real_mkdir(path, *args, **kwargs)  # type: ignore[arg-type]
+        for name in ("memory.max", "memory.swap.max", "memory.oom.group", "pids.max",
+                     "cpu.weight", "cgroup.procs"):  # fmt: skip  # cgroup v2's names
+            (path / name).write_text("")
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    layout = CgroupLayout(2, parent, parent, parent)
+    group = layout.create("full", 1769)
+    files = {p.name: p.read_text() for p in (parent / "full").iterdir()}
+    assert files == {
+        "memory.max": str(1769 << 20), "memory.swap.max": "0", "memory.oom.group": "1",
+        "pids.max": "1024", "cpu.weight": "100", "cgroup.procs": "",
+    }  # fmt: skip
+    assert group.version == 2 and group.memory == group.pids == parent / "full"
+    layout.create("small", 128)
+    assert (parent / "small" / "cpu.weight").read_text() == str(128 * 100 // 1769)
