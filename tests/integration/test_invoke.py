@@ -144,3 +144,32 @@ def test_client_context_reaches_the_handler(lambda_client: Any) -> None:
     ctx = base64.b64encode(json.dumps({"custom": {"k": "v"}}).encode()).decode()
     _, body = invoke_json(lambda_client, name, ClientContext=ctx)
     assert body["client_context"] == {"k": "v"}
+
+
+CHANNEL_PROBE = """
+import os
+
+def handler(event, context):
+    kinds = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            kinds.append(os.readlink(f"/proc/self/fd/{fd}").split(":")[0])
+        except OSError:
+            pass
+    return {
+        "env": sorted(k for k in os.environ if "CHANNEL" in k),
+        "sockets": kinds.count("socket"),
+        "api": os.environ["AWS_LAMBDA_RUNTIME_API"],
+    }
+"""
+
+
+def test_builtin_runtime_uses_its_private_channel_invisibly(lambda_client: Any) -> None:
+    """The built-in runtime talks to lamina over its socket pair, not HTTP: one socket
+    (the channel), no variable naming it, and the standard Runtime API still set."""
+    name = create_function(lambda_client, CHANNEL_PROBE)
+    for _ in range(3):  # warm invocations use the same channel
+        _, body = invoke_json(lambda_client, name)
+        assert body["env"] == []
+        assert body["sockets"] == 1
+        assert body["api"].startswith("127.0.0.1:")

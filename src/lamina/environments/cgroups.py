@@ -107,14 +107,20 @@ class EnvironmentCgroup:
     def procs_files(self) -> list[str]:
         return [str(group / "cgroup.procs") for group in self.groups]
 
-    def peak_bytes(self) -> int:
-        """The group's peak memory (v2 memory.peak, v1 memory.max_usage_in_bytes); 0 if
-        unknown."""
+    @property
+    def peak_file(self) -> Path | None:
+        """The file of the group's peak memory (v2 memory.peak, v1
+        memory.max_usage_in_bytes), in bytes; None without a memory controller."""
         if self.memory is None:
+            return None
+        return self.memory / ("memory.peak" if self.version == 2 else "memory.max_usage_in_bytes")
+
+    def peak_bytes(self) -> int:
+        """The group's peak memory; 0 if unknown."""
+        if self.peak_file is None:
             return 0
-        name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
         try:
-            return int((self.memory / name).read_text())
+            return int(self.peak_file.read_text())
         except (OSError, ValueError):
             return 0
 

@@ -107,12 +107,17 @@ class ForkServer:
         cwd: str,
         out_fd: int,
         sandbox: Mapping[str, Any] | None = None,
+        channel_fd: int | None = None,
     ) -> ForkedChild:
-        """Fork an environment; `sandbox` is the plan its child enters (sandbox.py)."""
+        """Fork an environment; `sandbox` is the plan its child enters (sandbox.py),
+        `channel_fd` the runtime's end of its private channel (runtime_channel.py)."""
         body: dict[str, Any] = {"argv": list(argv), "env": dict(env), "cwd": cwd}
         if sandbox:
             body["sandbox"] = sandbox
-        return await self._request(body, [out_fd])
+        if channel_fd is None:
+            return await self._request(body, [out_fd])
+        body["channel"] = True
+        return await self._request(body, [out_fd, channel_fd])
 
     async def template(
         self,

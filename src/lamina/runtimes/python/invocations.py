@@ -22,13 +22,14 @@ if TYPE_CHECKING:
     from .log_sinks import CurrentInvocation
     from .payload import Marshaller
     from .runtime_api import RuntimeApiClient
+    from .runtime_channel import ChannelClient
 
 # X-Ray causes at least this large are dropped rather than sent as a header.
 _MAX_XRAY_HEADER = 1024 * 1024
 
 
 def serve(
-    api: RuntimeApiClient,
+    api: RuntimeApiClient | ChannelClient,
     handler: Callable[[object, object], object],
     marshaller: Marshaller,
     current: CurrentInvocation,

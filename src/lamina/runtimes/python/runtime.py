@@ -24,6 +24,7 @@ from .log_sinks import (
 )
 from .payload import Marshaller
 from .runtime_api import HostGone, RuntimeApiClient, RuntimeApiError
+from .runtime_channel import ChannelClient
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -52,7 +53,12 @@ def main(argv: Sequence[str], environ: MutableMapping[str, str]) -> int:
     log_error = ErrorLog(sink, marshaller, json_format)
     logging_setup = LoggingSetup(sink, current, json_format, environ.get("AWS_LAMBDA_LOG_LEVEL"))
     LoggingImportHook(logging_setup).install()
-    api = RuntimeApiClient(address)
+    # lamina's private channel when it handed one over, else the standard Runtime API;
+    # popped so the function never sees it.
+    channel = environ.pop("_LAMINA_RUNTIME_CHANNEL", None)
+    api: RuntimeApiClient | ChannelClient = (
+        ChannelClient(int(channel)) if channel else RuntimeApiClient(address)
+    )
 
     try:
         handler = load_handler(handler_name)
@@ -119,7 +125,9 @@ def load_handler(name: str) -> Handler:
         ) from None
 
 
-def report_init_error(api: RuntimeApiClient, log_error: ErrorLog, error: dict[str, object]) -> int:
+def report_init_error(
+    api: RuntimeApiClient | ChannelClient, log_error: ErrorLog, error: dict[str, object]
+) -> int:
     import logging  # installs Lambda's handler through the import hook if not yet there
 
     logging.warning(UNHANDLED_EXCEPTION_WARNING)

@@ -142,11 +142,13 @@ def _run_hooks(kind):
             func(*args, **kwargs)
 
 
-def _child(request, out_fd, closing, runtime, restored):
+def _child(request, fds, closing, runtime, restored):
     """Runs in the forked child: become the environment's process, then the runtime."""
     code = 1
     try:
-        _become(request, out_fd, closing)
+        _become(request, fds[0], closing)
+        if len(fds) > 1:  # the private runtime channel (runtime_channel.py)
+            os.environ["_LAMINA_RUNTIME_CHANNEL"] = str(fds[1])
         # A fork copies the parent's random state: reseed so environments differ.
         if "random" in sys.modules:
             sys.modules["random"].seed()
@@ -245,7 +247,7 @@ def _serve(control, runtime, restored):
             return 0  # lamina closed its end: stop; the children live on until killed
         request = json.loads(data)
         template = bool(request.get("template"))
-        if len(fds) != (2 if template else 1):
+        if len(fds) != 1 + template + bool(request.get("channel")):
             for fd in fds:
                 os.close(fd)
             _send(control, {"id": request.get("id"), "error": "wrong number of fds"})
@@ -272,7 +274,7 @@ def _serve(control, runtime, restored):
             closing = (control.detach(), wake_read, wake_write, *pid_namespaces.fds())
             if template:
                 _template(request, fds, closing, runtime)
-            _child(request, fds[0], closing, runtime, restored)
+            _child(request, fds, closing, runtime, restored)
         if plan:
             sandboxed.add(pid)
         for fd in fds:

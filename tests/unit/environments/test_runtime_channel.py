@@ -1,0 +1,134 @@
+"""The private runtime channel, both ends: lamina's RuntimeChannel on the event loop and
+the built-in runtime's ChannelClient (blocking, in a thread), over a real socket pair."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from tests.unit.environments.test_runtime_api import INVOCATION, RID, FakeHandler
+
+from lamina.environments.runtime_api import MAX_BODY
+from lamina.environments.runtime_channel import RuntimeChannel, invocation_frame
+from lamina.runtimes.python.runtime_api import HostGone
+from lamina.runtimes.python.runtime_channel import ChannelClient
+
+
+@dataclass
+class Pair:
+    handler: FakeHandler
+    channel: RuntimeChannel
+    theirs: socket.socket
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[Pair]:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    handler = FakeHandler()
+    _, channel = await asyncio.get_running_loop().connect_accepted_socket(
+        lambda: RuntimeChannel(handler), ours
+    )
+    yield Pair(handler, channel, theirs)
+    channel.close()
+    theirs.close()
+
+
+async def until(predicate: object, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():  # type: ignore[operator]
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.005)
+
+
+async def test_next_event_reaches_the_runtime_with_runtime_api_headers(pair: Pair) -> None:
+    pair.handler.queued.append(INVOCATION)
+    client = ChannelClient(pair.theirs.detach())
+    response = await asyncio.to_thread(client.next_invocation)
+    assert response.status == 200
+    assert response.body == INVOCATION.payload
+    assert response.headers == {
+        "content-type": "application/json",
+        "lambda-runtime-aws-request-id": RID,
+        "lambda-runtime-deadline-ms": str(INVOCATION.deadline_ms),
+        "lambda-runtime-invoked-function-arn": INVOCATION.invoked_function_arn,
+        "lambda-runtime-trace-id": INVOCATION.trace_id,
+        "lambda-runtime-client-context": INVOCATION.client_context,
+        "lambda-runtime-cognito-identity": INVOCATION.cognito_identity,
+    }
+    client.close()
+
+
+async def test_a_result_travels_with_the_next_ask(pair: Pair) -> None:
+    pair.handler.queued.append(INVOCATION)
+    client = ChannelClient(pair.theirs.detach())
+    await asyncio.to_thread(client.next_invocation)
+    payload = b'{"answer": "\x00 and \xff bytes survive"}'
+    assert client.post_response(RID, payload, "application/json").status == 202
+    assert pair.handler.calls == []  # nothing is sent until the runtime asks for more
+    ask = asyncio.create_task(asyncio.to_thread(client.next_invocation))
+    await until(lambda: len(pair.handler.waiting) == 2)
+    assert pair.handler.calls == [("response", RID, payload, False)]
+    pair.handler.waiting[-1].cancel()  # the host stops the environment
+    pair.channel.close()
+    with pytest.raises(HostGone):
+        await ask
+
+
+async def test_handler_error_and_init_error(pair: Pair) -> None:
+    client = ChannelClient(pair.theirs.detach())
+    client.post_error(RID, b'{"errorMessage": "boom"}', "ValueError", "cause")
+    client.post_init_error(b'{"errorMessage": "no module"}', "Runtime.ImportModuleError")
+    await until(lambda: len(pair.handler.calls) == 2)
+    assert pair.handler.calls == [
+        ("error", RID, "ValueError", b'{"errorMessage": "boom"}'),
+        ("init_error", "Runtime.ImportModuleError", b'{"errorMessage": "no module"}'),
+    ]
+    client.close()
+
+
+async def test_frames_split_anywhere_are_reassembled(pair: Pair) -> None:
+    body = RID.encode() + b"\x00application/json\x00" + b'{"k": 1}'
+    stream = struct.pack("!IB", len(body), ord("R")) + body + struct.pack("!IB", 0, ord("X"))
+    for i in range(len(stream)):
+        pair.theirs.send(stream[i : i + 1])
+    await until(lambda: pair.handler.asked.is_set())
+    assert pair.handler.calls == [("response", RID, b'{"k": 1}', False)]
+
+
+async def test_an_oversized_result_is_reported_too_large_without_buffering_it(pair: Pair) -> None:
+    size = MAX_BODY + 1024
+    head = struct.pack("!IB", size, ord("R")) + RID.encode() + b"\x00application/json\x00"
+    rest = size - (len(head) - 5)
+    pair.theirs.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_sendall(pair.theirs, head)
+    chunk = b"x" * 65536
+    while rest > 0:
+        piece = chunk[: min(rest, len(chunk))]
+        await loop.sock_sendall(pair.theirs, piece)
+        rest -= len(piece)
+    await loop.sock_sendall(pair.theirs, struct.pack("!IB", 0, ord("X")))  # the stream goes on
+    await until(lambda: pair.handler.asked.is_set())
+    assert pair.handler.calls == [("response", RID, b"", True)]
+    assert len(pair.channel._buffer) == 0
+
+
+async def test_unknown_frames_end_the_conversation(pair: Pair) -> None:
+    pair.theirs.send(struct.pack("!IB", 0, ord("?")))
+    loop = asyncio.get_running_loop()
+    pair.theirs.setblocking(False)
+    assert await asyncio.wait_for(loop.sock_recv(pair.theirs, 16), 5) == b""  # closed
+
+
+def test_invocation_frame_round_trips_empty_optional_fields() -> None:
+    from dataclasses import replace
+
+    frame = invocation_frame(replace(INVOCATION, client_context=None, cognito_identity=None))
+    length, kind = struct.unpack_from("!IB", frame)
+    assert kind == ord("I") and length == len(frame) - 5
+    fields = frame[5:].split(b"\x00", 6)
+    assert fields[4:6] == [b"", b""] and fields[6] == INVOCATION.payload
