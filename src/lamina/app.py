@@ -102,7 +102,7 @@ async def start_platform(settings: Settings) -> Platform:
     )  # fmt: skip
     # Logs have a database file of their own: their writes never queue behind the
     # durable enqueue of async events for SQLite's single write lock.
-    logs_engine = await open_database(sqlite_url(data / "logs.db"), LogStore.metadata)
+    logs_engine = await open_database(sqlite_url(data / "logs.db"), LogStore.metadata, durable=False)
     # The audit log too: appending to it never waits on the other two.
     audit_engine = await open_database(sqlite_url(data / "audit.db"), AuditLog.metadata)
     closers: list[Callable[[], Awaitable[None]]] = [
