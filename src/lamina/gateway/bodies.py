@@ -37,36 +37,72 @@ _SECRET_VALUES = re.compile(
     r"|\bxox[abprs]-[A-Za-z0-9\-]{10,}"  # Slack tokens
     r"|\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]+"  # JWTs
     r"|\b[Bb]earer\s+[A-Za-z0-9._~+/\-]{12,}=*"
-    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"
+    # Matched in JSON text: the block's newlines are escaped and it holds no quote.
+    r'|-----BEGIN [A-Z ]*PRIVATE KEY-----[^"]*?-----END [A-Z ]*PRIVATE KEY-----'
 )
+# Every credential shape above contains one of these. Looking for them with `in` is a
+# fast scan of the text; the expression runs only on the rare body that has one.
+_TRIGGERS = (
+    "sk-",
+    "lk-",
+    "AKIA",
+    "ASIA",
+    "AIza",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "xox",
+    "eyJ",
+    "earer",
+    "PRIVATE KEY",
+)
+# Every secret member name above contains one of these.
+_NAME_HINTS = ("key", "auth", "pass", "secret", "token", "cookie")
+
+
+def scrub(text: str) -> str:
+    """`text` with every credential-shaped value replaced."""
+    if any(trigger in text for trigger in _TRIGGERS):
+        return _SECRET_VALUES.sub(REDACTED, text)
+    return text
 
 
 def redact(value: Any, rules: Iterable[str] = ()) -> Any:
-    """A copy of `value` with secrets and the configured paths / keys blanked."""
+    """A copy of `value` with secret-named members and the configured paths / keys
+    blanked (credential-shaped values are `scrub`bed from the serialized text)."""
     paths = [rule.split(".") for rule in rules if "." in rule]
     keys = frozenset(rule for rule in rules if "." not in rule)
-    return _walk(value, [], paths, keys)
+    return _walk(value, [] if paths else None, paths, keys)
 
 
-def _walk(value: Any, at: list[str], paths: list[list[str]], keys: frozenset[str]) -> Any:
+def _secret_name(name: str) -> bool:
+    lowered = name.lower()
+    return any(hint in lowered for hint in _NAME_HINTS) and bool(_SECRET_NAMES.match(name))
+
+
+def _walk(value: Any, at: list[str] | None, paths: list[list[str]], keys: frozenset[str]) -> Any:
+    # `at` (the path so far) is only kept when there are paths to match.
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for name, member in value.items():
             name = str(name)
-            here = [*at, name]
-            if name in keys or _SECRET_NAMES.match(name) or _matches(here, paths):
+            here = None if at is None else [*at, name]
+            if name in keys or _secret_name(name) or (here and _matches(here, paths)):
                 out[name] = REDACTED
             else:
                 out[name] = _walk(member, here, paths, keys)
         return out
     if isinstance(value, list):
+        if at is None:
+            return [_walk(item, None, paths, keys) for item in value]
         items = []
         for index, item in enumerate(value):
             here = [*at, str(index)]
             items.append(REDACTED if _matches(here, paths) else _walk(item, here, paths, keys))
         return items
-    if isinstance(value, str):
-        return _SECRET_VALUES.sub(REDACTED, value)
     return value
 
 
@@ -84,7 +120,8 @@ def logged_body(value: Any, rules: Iterable[str], max_bytes: int) -> str | None:
     # Members starting with "_" are lamina's own (a provider's native payload).
     if isinstance(value, dict):
         value = {k: v for k, v in value.items() if not str(k).startswith("_")}
-    text = orjson.dumps(redact(value, rules)).decode()
+    # Scrubbed before the cut, so a cut can never leave half a key readable.
+    text = scrub(orjson.dumps(redact(value, rules)).decode())
     raw = text.encode()
     if len(raw) <= max_bytes:
         return text

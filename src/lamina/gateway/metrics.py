@@ -91,30 +91,44 @@ class CallMetrics:
         self._outcomes: dict[tuple[str, ...], Any] = {}
 
     def observe(self, records: Sequence[UsageRecord]) -> None:
+        # Counters are summed over the batch and moved once per label set: a batch of
+        # hundreds of calls usually has a handful of them. Histograms take each call.
+        outcomes: dict[tuple[str, ...], int] = {}
+        sums: dict[tuple[str, ...], list[float]] = {}
         for r in records:
             labels = (r.key_name, r.model, r.provider, r.upstream_model)
-            children = self._children.get(labels)
-            if children is None:
-                children = self._children[labels] = self._make(labels)
-            prompt, completion, cached, cost, latency, ttft, fallbacks = children
             outcome = (*labels, r.api, str(r.status), "hit" if r.cache_hit else "miss")
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            total = sums.get(labels)
+            if total is None:
+                total = sums[labels] = [0, 0, 0, 0.0, 0]
+            total[0] += r.prompt_tokens
+            total[1] += r.completion_tokens
+            total[2] += r.cached_tokens
+            total[3] += r.cost_usd
+            total[4] += r.fallback
+            children = self._of(labels)
+            children[4].observe(r.latency_ms / 1000)
+            if r.ttft_ms is not None:
+                children[5].observe(r.ttft_ms / 1000)
+        for outcome, count in outcomes.items():
             requests = self._outcomes.get(outcome)
             if requests is None:
                 requests = self._outcomes[outcome] = self._requests.labels(*outcome)
-            requests.inc()
-            if r.prompt_tokens:
-                prompt.inc(r.prompt_tokens)
-            if r.completion_tokens:
-                completion.inc(r.completion_tokens)
-            if r.cached_tokens:
-                cached.inc(r.cached_tokens)
-            if r.cost_usd:
-                cost.inc(r.cost_usd)
-            latency.observe(r.latency_ms / 1000)
-            if r.ttft_ms is not None:
-                ttft.observe(r.ttft_ms / 1000)
-            if r.fallback:
-                fallbacks.inc()
+            requests.inc(count)
+        for labels, total in sums.items():
+            prompt, completion, cached, cost, _, _, fallbacks = self._of(labels)
+            for child, amount in ((prompt, total[0]), (completion, total[1]),
+                                  (cached, total[2]), (cost, total[3]),
+                                  (fallbacks, total[4])):  # fmt: skip
+                if amount:
+                    child.inc(amount)
+
+    def _of(self, labels: tuple[str, ...]) -> tuple[Any, ...]:
+        children = self._children.get(labels)
+        if children is None:
+            children = self._children[labels] = self._make(labels)
+        return children
 
     def _make(self, labels: tuple[str, ...]) -> tuple[Any, ...]:
         deployment = labels[1:]

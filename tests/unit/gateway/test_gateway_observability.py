@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from dataclasses import replace
@@ -192,7 +193,9 @@ def test_secrets_are_redacted_by_name_and_by_shape() -> None:
         "nested": {"password": 123, "note": "token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl end"},
         "ok": "lk-short",
     }
-    out = redact(body)
+    text = logged_body(body, [], 10_000)
+    assert text is not None
+    out = json.loads(text)
     assert out["api_key"] == out["Authorization"] == out["x-api-key"] == REDACTED
     assert out["nested"]["password"] == REDACTED
     assert out["messages"][0]["content"] == f"use {REDACTED} now"
