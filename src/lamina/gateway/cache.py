@@ -65,8 +65,9 @@ NOT_CACHED = Lookup()
 
 
 class ResponseCache:
-    def __init__(self, clock: Callable[[], float], max_entries: int = 10_000,
-                 embed: Embed | None = None) -> None:
+    def __init__(
+        self, clock: Callable[[], float], max_entries: int = 10_000, embed: Embed | None = None
+    ) -> None:
         self._clock = clock  # monotonic
         self._max = max_entries
         self._entries: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
@@ -106,13 +107,18 @@ class ResponseCache:
         except Exception as exc:
             # The cache is an optimisation: an embeddings model that is down must not
             # fail the call, which goes upstream as if the cache were exact-only.
-            self._log.warning("semantic cache of model %r: embedding with %r failed: %s",
-                              model.name, semantic.embeddings_model, exc)
+            self._log.warning(
+                "semantic cache of model %r: embedding with %r failed: %s",
+                model.name,
+                semantic.embeddings_model,
+                exc,
+            )
             return Lookup(key, model.cache_ttl_s)
         if vector is None:
             return Lookup(key, model.cache_ttl_s)
-        probe = Probe(model.name, scope_of(api, body, semantic.embeddings_model), vector,
-                      semantic.max_entries)
+        probe = Probe(
+            model.name, scope_of(api, body, semantic.embeddings_model), vector, semantic.max_entries
+        )
         near = self._semantic.nearest(probe.model, probe.scope, vector, semantic.threshold)
         if near is not None:
             return Lookup(key, model.cache_ttl_s, near[0], "semantic-hit", probe)
@@ -125,5 +131,6 @@ class ResponseCache:
         self.put(lookup.key, value, lookup.ttl_s)
         probe = lookup.probe
         if probe is not None:
-            self._semantic.add(probe.model, probe.scope, probe.vector, value, lookup.ttl_s,
-                               probe.max_entries)
+            self._semantic.add(
+                probe.model, probe.scope, probe.vector, value, lookup.ttl_s, probe.max_entries
+            )

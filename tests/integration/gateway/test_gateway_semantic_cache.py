@@ -3,14 +3,27 @@ bag-of-words /embeddings (same words, same direction), answers from the mock cha
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
+import httpx
+import openai
 import pytest
+import yaml
 from sqlalchemy import select
 
 from lamina.gateway.service import Clocks
 from tests.integration.gateway.gateway_mocks import Fault
-from tests.integration.gateway.harness import Launch, Mocks, Running, base_config
+from tests.integration.gateway.harness import (
+    APP_KEY,
+    ENV,
+    Launch,
+    Mocks,
+    Running,
+    base_config,
+)
+from tests.integration.support import SECRET_KEY, LaminaServer
 
 CATS = [{"role": "user", "content": "Tell me a joke about cats, please!"}]
 CATS_REWORDED = [{"role": "user", "content": "please   tell me a joke about cats"}]
@@ -22,18 +35,21 @@ def semantic_config(mocks: Mocks, *models: str, threshold: float = 0.95) -> dict
     config = base_config(mocks)
     for model in config["models"]:
         if model["name"] in models:
-            model["cache"] = {"ttl_s": 300, "semantic": {"embeddings_model": "embed",
-                                                         "threshold": threshold}}
+            model["cache"] = {
+                "ttl_s": 300,
+                "semantic": {"embeddings_model": "embed", "threshold": threshold},
+            }
     return config
 
 
-async def ask(gw: Running, model: str, messages: list[dict[str, str]], **options: Any
-              ) -> tuple[str, str]:
+async def ask(
+    gw: Running, model: str, messages: list[dict[str, str]], **options: Any
+) -> tuple[str, str]:
     """The answer's text and its x-lamina-cache header."""
     response = await gw.openai().chat.completions.with_raw_response.create(
-        model=model, messages=messages, **options)  # type: ignore[arg-type]
-    return response.parse().choices[0].message.content or "", \
-        response.headers["x-lamina-cache"]
+        model=model, messages=messages, **options
+    )  # type: ignore[arg-type]
+    return response.parse().choices[0].message.content or "", response.headers["x-lamina-cache"]
 
 
 async def usage_rows(gw: Running) -> list[Any]:
@@ -51,7 +67,8 @@ def embeddings(mocks: Mocks) -> list[dict[str, Any]]:
 
 
 async def test_a_similar_prompt_is_a_semantic_hit_and_costs_nothing(
-        launch: Launch, mocks: Mocks) -> None:
+    launch: Launch, mocks: Mocks
+) -> None:
     async with launch(semantic_config(mocks, "gpt")) as gw:
         first, first_cache = await ask(gw, "gpt", CATS)
         again, again_cache = await ask(gw, "gpt", CATS_REWORDED)
@@ -62,10 +79,15 @@ async def test_a_similar_prompt_is_a_semantic_hit_and_costs_nothing(
     assert len(chats(mocks)) == 1
     # One embedding per exact miss, of the normalized prompt; none for the exact hit.
     assert [e["input"] for e in embeddings(mocks)] == [
-        ["user: Tell me a joke about cats, please!"], ["user: please tell me a joke about cats"]]
+        ["user: Tell me a joke about cats, please!"],
+        ["user: please tell me a joke about cats"],
+    ]
     chat_rows = [r for r in rows if r.model == "gpt"]
-    assert [(r.cache_hit, r.cost_usd > 0) for r in chat_rows] == \
-        [(False, True), (True, False), (True, False)]
+    assert [(r.cache_hit, r.cost_usd > 0) for r in chat_rows] == [
+        (False, True),
+        (True, False),
+        (True, False),
+    ]
     assert len(rows) == 3  # the cache's own embeddings are not billed to the key
 
 
@@ -73,8 +95,11 @@ async def test_a_semantic_hit_streams(launch: Launch, mocks: Mocks) -> None:
     async with launch(semantic_config(mocks, "gpt")) as gw:
         await ask(gw, "gpt", CATS)
         response = await gw.openai().chat.completions.with_raw_response.create(
-            model="gpt", messages=CATS_REWORDED, stream=True,  # type: ignore[arg-type]
-            stream_options={"include_usage": True})
+            model="gpt",
+            messages=CATS_REWORDED,
+            stream=True,  # type: ignore[arg-type]
+            stream_options={"include_usage": True},
+        )
         chunks = [c async for c in response.parse()]
     assert response.headers["x-lamina-cache"] == "semantic-hit"
     assert response.headers["content-type"].startswith("text/event-stream")
@@ -87,8 +112,12 @@ async def test_a_semantic_hit_streams(launch: Launch, mocks: Mocks) -> None:
 
 async def test_a_streamed_answer_is_found_semantically(launch: Launch, mocks: Mocks) -> None:
     async with launch(semantic_config(mocks, "gpt")) as gw:
-        streamed = [c async for c in await gw.openai().chat.completions.create(
-            model="gpt", messages=CATS, stream=True)]  # type: ignore[arg-type]
+        streamed = [
+            c
+            async for c in await gw.openai().chat.completions.create(
+                model="gpt", messages=CATS, stream=True
+            )
+        ]  # type: ignore[arg-type]
         text, cache = await ask(gw, "gpt", CATS_REWORDED)
     assert cache == "semantic-hit"
     assert text == "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
@@ -124,8 +153,7 @@ async def test_another_model_or_other_parameters_miss(launch: Launch, mocks: Moc
 
 async def test_entries_expire_with_the_ttl(launch: Launch, mocks: Mocks) -> None:
     now = [1000.0]
-    async with launch(semantic_config(mocks, "gpt"),
-                      clocks=Clocks(monotonic=lambda: now[0])) as gw:
+    async with launch(semantic_config(mocks, "gpt"), clocks=Clocks(monotonic=lambda: now[0])) as gw:
         await ask(gw, "gpt", CATS)
         now[0] += 299
         _, fresh = await ask(gw, "gpt", CATS_REWORDED)
@@ -136,7 +164,8 @@ async def test_entries_expire_with_the_ttl(launch: Launch, mocks: Mocks) -> None
 
 
 async def test_a_failing_embeddings_model_only_turns_the_cache_off(
-        launch: Launch, mocks: Mocks) -> None:
+    launch: Launch, mocks: Mocks
+) -> None:
     async with launch(semantic_config(mocks, "claude")) as gw:
         mocks.openai.fail(Fault(status=500))  # the embeddings call of the first request
         first, first_cache = await ask(gw, "claude", CATS)
@@ -148,13 +177,71 @@ async def test_a_failing_embeddings_model_only_turns_the_cache_off(
     assert len(mocks.anthropic.requests) == 2
 
 
-@pytest.mark.parametrize("messages", [
-    [{"role": "user", "content": [{"type": "image_url",
-                                   "image_url": {"url": "data:image/png;base64,AA=="}}]}],
-])
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}
+                ],
+            }
+        ],
+    ],
+)
 async def test_prompts_that_are_not_text_are_cached_exactly_only(
-        launch: Launch, mocks: Mocks, messages: list[dict[str, Any]]) -> None:
+    launch: Launch, mocks: Mocks, messages: list[dict[str, Any]]
+) -> None:
     async with launch(semantic_config(mocks, "gpt")) as gw:
         await ask(gw, "gpt", messages)
         _, cache = await ask(gw, "gpt", messages)
     assert cache == "hit" and embeddings(mocks) == []
+
+
+@pytest.mark.slow
+async def test_semantic_cache_in_lamina_serve(tmp_path: Path, mocks: Mocks) -> None:
+    config_file = tmp_path / "lamina.yaml"
+    config = semantic_config(mocks, "gpt")
+    config["pricing"] = {
+        "gpt-4o-mini": {"input_per_mtok": 1_000_000, "output_per_mtok": 1_000_000}
+    }  # $1 a token
+    config_file.write_text(yaml.safe_dump({"gateway": config}))
+    (tmp_path / "data").mkdir()
+    server = LaminaServer(
+        tmp_path / "data", extra_env=dict(ENV), args=["--config", str(config_file)]
+    )
+    await asyncio.to_thread(server.start)
+    try:
+        client = openai.AsyncOpenAI(
+            base_url=f"{server.endpoint}/v1", api_key=APP_KEY, max_retries=0
+        )
+        first = await client.chat.completions.with_raw_response.create(model="gpt", messages=CATS)  # type: ignore[arg-type]
+        streamed = await client.chat.completions.with_raw_response.create(
+            model="gpt", messages=CATS_REWORDED, stream=True
+        )  # type: ignore[arg-type]
+        chunks = [c async for c in streamed.parse()]
+        async with httpx.AsyncClient(base_url=server.endpoint) as http:
+            usage = (
+                await http.get(
+                    "/gateway/admin/usage?group_by=model",
+                    headers={"authorization": f"Bearer {SECRET_KEY}"},
+                )
+            ).json()["data"]
+        await client.close()
+    except Exception:
+        print(server.log_text())
+        raise
+    finally:
+        await asyncio.to_thread(server.stop)
+    assert first.headers["x-lamina-cache"] == "miss"
+    assert streamed.headers["x-lamina-cache"] == "semantic-hit"
+    assert (
+        "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        == "openai-mock says: Tell me a joke about cats, please!"
+    )
+    assert len(chats(mocks)) == 1
+    # Two requests, one of them a hit: the cost is the one upstream call's.
+    (row,) = usage
+    assert (row["requests"], row["cache_hits"]) == (2, 1)
+    assert row["cost_usd"] == pytest.approx(12 + 5)

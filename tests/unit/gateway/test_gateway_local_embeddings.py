@@ -22,8 +22,9 @@ from lamina.gateway.providers.local_embeddings import (
     texts_of,
 )
 
-LOCAL = Deployment(ProviderConfig("local", "local-embeddings", model="/models/mini"),
-                   "/models/mini")
+LOCAL = Deployment(
+    ProviderConfig("local", "local-embeddings", model="/models/mini"), "/models/mini"
+)
 
 
 class FakeEncoder:
@@ -55,10 +56,15 @@ def test_inputs_are_text() -> None:
 
 def test_response_in_openai_shape_float_and_base64() -> None:
     plain = embeddings_body([[0.5, -1.0], [0.25, 2.0]], 7, "mini")
-    assert plain == {"object": "list", "model": "mini",
-                     "usage": {"prompt_tokens": 7, "total_tokens": 7},
-                     "data": [{"object": "embedding", "index": 0, "embedding": [0.5, -1.0]},
-                              {"object": "embedding", "index": 1, "embedding": [0.25, 2.0]}]}
+    assert plain == {
+        "object": "list",
+        "model": "mini",
+        "usage": {"prompt_tokens": 7, "total_tokens": 7},
+        "data": [
+            {"object": "embedding", "index": 0, "embedding": [0.5, -1.0]},
+            {"object": "embedding", "index": 1, "embedding": [0.25, 2.0]},
+        ],
+    }
     packed = embeddings_body([[0.5, -1.0]], 3, "mini", "base64")["data"][0]["embedding"]
     assert struct.unpack("<2f", base64.b64decode(packed)) == (0.5, -1.0)
     assert embeddings_body([[0.5, -1.0]], 3, "mini", dimensions=2)["data"]
@@ -78,8 +84,10 @@ async def test_the_model_loads_once_and_concurrent_requests_share_a_batch() -> N
     provider = LocalEmbeddingsProvider(load)
     first = asyncio.create_task(provider.embed({"input": "one two"}, LOCAL, 5))
     await asyncio.sleep(0.05)  # the first batch is encoding (held by the gate)
-    rest = [asyncio.create_task(provider.embed({"input": [f"x{i}", "y z w"]}, LOCAL, 5))
-            for i in range(3)]
+    rest = [
+        asyncio.create_task(provider.embed({"input": [f"x{i}", "y z w"]}, LOCAL, 5))
+        for i in range(3)
+    ]
     await asyncio.sleep(0.05)
     gate.set()
     answers = await asyncio.gather(first, *rest)
@@ -123,7 +131,7 @@ async def test_a_model_that_cannot_load_is_a_500_naming_it_and_is_retried() -> N
 async def test_a_slow_model_times_out() -> None:
     gate = threading.Event()
     provider = LocalEmbeddingsProvider(lambda model, device: FakeEncoder(gate))
-    with pytest.raises(UpstreamTimeout, match="did not answer in 0.05s"):
+    with pytest.raises(UpstreamTimeout, match=r"did not answer in 0\.05s"):
         await provider.embed({"input": "a"}, LOCAL, 0.05)
     gate.set()
 
@@ -137,25 +145,33 @@ def test_chat_and_token_counting_are_refused() -> None:
         provider.count_tokens_request({"messages": []}, LOCAL)
 
 
-def test_config_routes_default_to_the_providers_model(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_routes_default_to_the_providers_model(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gateway_config, "find_spec", lambda name: object())  # "installed"
-    config = parse_config({
-        "providers": [{"name": "local", "type": "local-embeddings", "model": "/m",
-                       "device": "cpu"}],
-        "models": [{"name": "embed", "routes": [{"provider": "local"}]},
-                   {"name": "other", "routes": [{"provider": "local", "model": "/n"}]}]}, {})
+    config = parse_config(
+        {
+            "providers": [
+                {"name": "local", "type": "local-embeddings", "model": "/m", "device": "cpu"}
+            ],
+            "models": [
+                {"name": "embed", "routes": [{"provider": "local"}]},
+                {"name": "other", "routes": [{"provider": "local", "model": "/n"}]},
+            ],
+        },
+        {},
+    )
     assert config.providers["local"].model == "/m"
     assert [r.model for r in config.models["embed"].routes] == ["/m"]
     assert [r.model for r in config.models["other"].routes] == ["/n"]
 
 
 def test_config_refuses_local_embeddings_without_the_package(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(gateway_config, "find_spec", lambda name: None)
     with pytest.raises(ConfigError) as refused:
-        parse_config({"providers": [{"name": "local", "type": "local-embeddings",
-                                     "model": "/m"}]}, {})
+        parse_config(
+            {"providers": [{"name": "local", "type": "local-embeddings", "model": "/m"}]}, {}
+        )
     assert "gateway.providers[0]" in refused.value.message
     assert "pip install 'lamina[embeddings]'" in refused.value.message
 
@@ -164,5 +180,10 @@ def test_config_needs_a_model_for_local_embeddings_and_routes_elsewhere() -> Non
     with pytest.raises(ConfigError, match=r"providers\[0\].model is required"):
         parse_config({"providers": [{"name": "local", "type": "local-embeddings"}]}, {})
     with pytest.raises(ConfigError, match=r"routes\[0\].model is required"):
-        parse_config({"providers": [{"name": "o", "type": "openai"}],
-                      "models": [{"name": "m", "routes": [{"provider": "o"}]}]}, {})
+        parse_config(
+            {
+                "providers": [{"name": "o", "type": "openai"}],
+                "models": [{"name": "m", "routes": [{"provider": "o"}]}],
+            },
+            {},
+        )

@@ -20,14 +20,19 @@ ANSWER = {"id": "c1", "choices": [{"index": 0, "message": {"content": "hi"}}]}
 
 
 def chat(*texts: str, **params: Any) -> dict[str, Any]:
-    return {"model": "gpt", "messages": [{"role": "user", "content": t} for t in texts],
-            **params}
+    return {"model": "gpt", "messages": [{"role": "user", "content": t} for t in texts], **params}
 
 
 def test_prompt_text_is_the_messages_text_normalized() -> None:
-    body = {"messages": [{"role": "system", "content": "Be   brief.\n"},
-                         {"role": "user", "content": [{"type": "text", "text": "a"},
-                                                      {"type": "text", "text": "b"}]}]}
+    body = {
+        "messages": [
+            {"role": "system", "content": "Be   brief.\n"},
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+            },
+        ]
+    }
     assert prompt_text(body) == "system: Be brief.\nuser: a b"
     image = {"type": "image_url", "image_url": {"url": "data:,"}}
     assert prompt_text({"messages": [{"role": "user", "content": [image]}]}) is None
@@ -67,13 +72,20 @@ def test_nearest_by_cosine_within_scope_ttl_and_bound() -> None:
 
 
 def model(threshold: float = 0.9, ttl_s: float | None = 60) -> ModelConfig:
-    return ModelConfig("gpt", (RouteConfig("o", "gpt-4o-mini"),), cache_ttl_s=ttl_s,
-                       cache_semantic=SemanticCacheConfig("embed", threshold, 100))
+    return ModelConfig(
+        "gpt",
+        (RouteConfig("o", "gpt-4o-mini"),),
+        cache_ttl_s=ttl_s,
+        cache_semantic=SemanticCacheConfig("embed", threshold, 100),
+    )
 
 
 async def test_lookup_exact_then_semantic_then_store() -> None:
-    vectors = {"user: hello there": [1.0, 0.0], "user: hello there!": [1.0, 0.05],
-               "user: goodbye": [0.0, 1.0]}
+    vectors = {
+        "user: hello there": [1.0, 0.0],
+        "user: hello there!": [1.0, 0.05],
+        "user: goodbye": [0.0, 1.0],
+    }
     embedded: list[tuple[str, str]] = []
 
     async def embed(name: str, text: str) -> list[float]:
@@ -90,8 +102,11 @@ async def test_lookup_exact_then_semantic_then_store() -> None:
     assert (exact.outcome, exact.hit) == ("hit", ANSWER)
     assert (near.outcome, near.hit) == ("semantic-hit", ANSWER)
     assert (far.outcome, far.hit) == ("miss", None)
-    assert embedded == [("embed", "user: hello there"), ("embed", "user: hello there!"),
-                        ("embed", "user: goodbye")]
+    assert embedded == [
+        ("embed", "user: hello there"),
+        ("embed", "user: hello there!"),
+        ("embed", "user: goodbye"),
+    ]
     cache.store(near, {"other": True})  # a hit is never stored again
     assert (await cache.lookup(model(), "chat", chat("hello  there!"))).hit == ANSWER
 
@@ -112,35 +127,57 @@ async def test_an_uncached_model_is_not_looked_up() -> None:
         raise AssertionError("not called")
 
     lookup = await ResponseCache(lambda: 0.0, embed=embed).lookup(
-        model(ttl_s=None), "chat", chat("a"))
+        model(ttl_s=None), "chat", chat("a")
+    )
     assert not lookup.enabled
 
 
-@pytest.mark.parametrize(("semantic", "error"), [
-    ({"embeddings_model": "nope"}, "unknown model 'nope'"),
-    ({"embeddings_model": "gpt"}, "cannot embed its own prompts"),
-    ({"embeddings_model": "embed", "threshold": 1.5}, r"threshold must be a number in \(0, 1\]"),
-    ({"threshold": 0.9}, "embeddings_model is required"),
-])
+@pytest.mark.parametrize(
+    ("semantic", "error"),
+    [
+        ({"embeddings_model": "nope"}, "unknown model 'nope'"),
+        ({"embeddings_model": "gpt"}, "cannot embed its own prompts"),
+        (
+            {"embeddings_model": "embed", "threshold": 1.5},
+            r"threshold must be a number in \(0, 1\]",
+        ),
+        ({"threshold": 0.9}, "embeddings_model is required"),
+    ],
+)
 def test_semantic_config_refusals(semantic: dict[str, Any], error: str) -> None:
-    raw = {"providers": [{"name": "o", "type": "openai"}],
-           "models": [{"name": "gpt", "routes": [{"provider": "o", "model": "m"}],
-                       "cache": {"ttl_s": 60, "semantic": semantic}},
-                      {"name": "embed", "routes": [{"provider": "o", "model": "e"}]}]}
+    raw = {
+        "providers": [{"name": "o", "type": "openai"}],
+        "models": [
+            {
+                "name": "gpt",
+                "routes": [{"provider": "o", "model": "m"}],
+                "cache": {"ttl_s": 60, "semantic": semantic},
+            },
+            {"name": "embed", "routes": [{"provider": "o", "model": "e"}]},
+        ],
+    }
     with pytest.raises(ConfigError, match=error):
         parse_config(raw, {})
 
 
 def test_semantic_config() -> None:
-    raw = {"providers": [{"name": "o", "type": "openai"}],
-           "models": [{"name": "gpt", "routes": [{"provider": "o", "model": "m"}],
-                       "cache": {"ttl_s": 60, "semantic": {"embeddings_model": "embed",
-                                                           "threshold": 0.9,
-                                                           "max_entries": 50}}},
-                      {"name": "embed", "routes": [{"provider": "o", "model": "e"}]}]}
+    raw = {
+        "providers": [{"name": "o", "type": "openai"}],
+        "models": [
+            {
+                "name": "gpt",
+                "routes": [{"provider": "o", "model": "m"}],
+                "cache": {
+                    "ttl_s": 60,
+                    "semantic": {"embeddings_model": "embed", "threshold": 0.9, "max_entries": 50},
+                },
+            },
+            {"name": "embed", "routes": [{"provider": "o", "model": "e"}]},
+        ],
+    }
     config = parse_config(raw, {})
     assert config.models["gpt"].cache_semantic == SemanticCacheConfig("embed", 0.9, 50)
     assert config.models["embed"].cache_semantic is None
     raw["models"][0]["cache"] = {"semantic": {"embeddings_model": "embed"}}
-    with pytest.raises(ConfigError, match="needs gateway.models.0..cache.ttl_s"):
+    with pytest.raises(ConfigError, match=r"needs gateway\.models\[0\]\.cache\.ttl_s"):
         parse_config(raw, {})

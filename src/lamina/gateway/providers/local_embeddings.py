@@ -50,22 +50,34 @@ def texts_of(body: JSON) -> list[str]:
     tokenizer, which mean nothing to a local model's vocabulary."""
     raw = body.get("input")
     inputs = [raw] if isinstance(raw, str) else raw
-    if not isinstance(inputs, list) or not inputs \
-            or not all(isinstance(text, str) for text in inputs):
-        raise InvalidGatewayRequest("'input' must be a string or a list of strings for a "
-                                    "local-embeddings model (token ids are not accepted)")
+    if (
+        not isinstance(inputs, list)
+        or not inputs
+        or not all(isinstance(text, str) for text in inputs)
+    ):
+        raise InvalidGatewayRequest(
+            "'input' must be a string or a list of strings for a "
+            "local-embeddings model (token ids are not accepted)"
+        )
     if body.get("encoding_format", "float") not in ("float", "base64"):
         raise InvalidGatewayRequest("'encoding_format' must be 'float' or 'base64'")
     return inputs
 
 
-def embeddings_body(vectors: Sequence[Sequence[float]], tokens: int, model: str,
-                    encoding_format: str = "float", dimensions: int | None = None) -> JSON:
+def embeddings_body(
+    vectors: Sequence[Sequence[float]],
+    tokens: int,
+    model: str,
+    encoding_format: str = "float",
+    dimensions: int | None = None,
+) -> JSON:
     """OpenAI's embeddings response. `base64` is little-endian float32, which the
     openai SDK asks for by default and decodes itself."""
     if dimensions is not None and vectors and dimensions != len(vectors[0]):
-        raise InvalidGatewayRequest(f"'dimensions' {dimensions} does not match the local "
-                                    f"model's {len(vectors[0])}; leave it out")
+        raise InvalidGatewayRequest(
+            f"'dimensions' {dimensions} does not match the local "
+            f"model's {len(vectors[0])}; leave it out"
+        )
     data = []
     for index, vector in enumerate(vectors):
         embedding: list[float] | str = list(vector)
@@ -73,8 +85,12 @@ def embeddings_body(vectors: Sequence[Sequence[float]], tokens: int, model: str,
             packed = struct.pack(f"<{len(vector)}f", *vector)
             embedding = base64.b64encode(packed).decode("ascii")
         data.append({"object": "embedding", "index": index, "embedding": embedding})
-    return {"object": "list", "data": data, "model": model,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+    return {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
 
 
 @dataclass(slots=True)
@@ -118,8 +134,12 @@ class _Batcher:
             self.encoder = self.load()
         return self.encoder.encode(texts), self.encoder.count_tokens(texts)
 
-    def _finished(self, loop: asyncio.AbstractEventLoop, batch: list[_Request],
-                  running: asyncio.Future[tuple[list[list[float]], list[int]]]) -> None:
+    def _finished(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        batch: list[_Request],
+        running: asyncio.Future[tuple[list[list[float]], list[int]]],
+    ) -> None:
         self.busy = False
         # Cancelled only when the loop's executor shuts down under it.
         error = asyncio.CancelledError() if running.cancelled() else running.exception()
@@ -155,25 +175,32 @@ class LocalEmbeddingsProvider:
         try:
             vectors, counts = await asyncio.wait_for(batcher.submit(texts), timeout_s)
         except TimeoutError:
-            raise UpstreamTimeout(f"local model {deployment.model!r} did not answer in "
-                                  f"{timeout_s:g}s") from None
+            raise UpstreamTimeout(
+                f"local model {deployment.model!r} did not answer in {timeout_s:g}s"
+            ) from None
         except (InvalidGatewayRequest, UpstreamError):
             raise
         except Exception as exc:
             # A model that cannot be loaded (not on disk, no network to fetch it) or
             # that fails to encode: a 500 that names the cause, not a stack trace.
-            raise UpstreamError(f"local model {deployment.model!r} failed: "
-                                f"{type(exc).__name__}: {exc}", status=500) from exc
+            raise UpstreamError(
+                f"local model {deployment.model!r} failed: {type(exc).__name__}: {exc}", status=500
+            ) from exc
         dimensions = body.get("dimensions")
-        return embeddings_body(vectors, sum(counts), deployment.model,
-                               str(body.get("encoding_format") or "float"),
-                               dimensions if isinstance(dimensions, int) else None)
+        return embeddings_body(
+            vectors,
+            sum(counts),
+            deployment.model,
+            str(body.get("encoding_format") or "float"),
+            dimensions if isinstance(dimensions, int) else None,
+        )
 
     # -- the Provider protocol: nothing else is served locally --------------------------
 
     def _refuse(self, what: str) -> NoReturn:
-        raise InvalidGatewayRequest(f"a local-embeddings provider serves only embeddings, "
-                                    f"not {what}")
+        raise InvalidGatewayRequest(
+            f"a local-embeddings provider serves only embeddings, not {what}"
+        )
 
     def chat_request(self, body: JSON, deployment: Deployment) -> UpstreamRequest:
         self._refuse("chat")
@@ -208,8 +235,9 @@ class _SentenceTransformerEncoder:
     model: Any  # sentence_transformers.SentenceTransformer (an optional, untyped extra)
 
     def encode(self, texts: list[str]) -> list[list[float]]:
-        vectors = self.model.encode(texts, batch_size=32, convert_to_numpy=True,
-                                    show_progress_bar=False)
+        vectors = self.model.encode(
+            texts, batch_size=32, convert_to_numpy=True, show_progress_bar=False
+        )
         return [[float(x) for x in row] for row in vectors.tolist()]
 
     def count_tokens(self, texts: list[str]) -> list[int]:
