@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import hmac
 import logging
-import os
 import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ import orjson
 
 from lamina import __version__
 from lamina.audit import AuditEndpoint, AuditLog, AuditRecorder
-from lamina.environments.capacity import Capacity
+from lamina.environments.capacity import Capacity, default_budget_mb
 from lamina.environments.interpreters import CUSTOM_RUNTIMES, discover
 from lamina.environments.launcher import HostFacts
 from lamina.environments.pool import EnvironmentPool
@@ -152,8 +151,11 @@ async def start_platform(settings: Settings) -> Platform:
     else:
         spawner = ConfinedExecSpawner(sandbox)
     gateway_holder: list[Gateway] = []  # started last; environments start after it
-    budget = settings.memory_budget_mb or _host_memory_mb() * 4 // 5
-    capacity = Capacity(budget, settings.scale_burst, settings.scale_rate_per_s)
+    budget = settings.memory_budget_mb or default_budget_mb()
+    reserve = settings.memory_reserve_mb if settings.memory_reserve_mb >= 0 else None
+    capacity = Capacity(
+        budget, settings.scale_burst, settings.scale_rate_per_s, reserve_mb=reserve
+    )
     pool = EnvironmentPool(
         facts,
         logs,
@@ -308,10 +310,6 @@ async def _function_environment(
     if grant is not None and gateway:
         env.update(gateway[0].function_environment(grant, settings.endpoint))
     return env
-
-
-def _host_memory_mb() -> int:
-    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // (1024 * 1024)
 
 
 def _async(close: Callable[[], None]) -> Callable[[], Awaitable[None]]:

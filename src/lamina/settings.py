@@ -60,7 +60,8 @@ class Settings:
     # First retry delay of a failed async invoke; doubles per retry (Lambda waits ~1 min).
     async_retry_base_s: float = 1.0
     # Sum of MemorySize of live environments this node allows; 0 = 80% of its memory.
-    memory_budget_mb: int = 0
+    memory_budget_mb: int = 0  # 0: 8x RAM (environments/capacity.py)
+    memory_reserve_mb: int = -1  # MemAvailable kept free beyond a new environment; -1: 5% of RAM
     # New environments per function: a burst at once, then a steady rate (Lambda's
     # documented scaling is 1,000 every 10 seconds).
     scale_burst: int = 1000
@@ -107,6 +108,7 @@ class Settings:
             function_path=env.get("PATH") or "/usr/local/bin:/usr/bin:/bin",
             concurrency_limit=_int(env, "LAMINA_CONCURRENCY_LIMIT", 1000),
             memory_budget_mb=_int(env, "LAMINA_MEMORY_BUDGET_MB", 0),
+            memory_reserve_mb=_int(env, "LAMINA_MEMORY_RESERVE_MB", -1),
             scale_burst=_int(env, "LAMINA_SCALE_BURST", 1000),
             scale_rate_per_s=float(env.get("LAMINA_SCALE_RATE_PER_S", "100")),
             async_workers=_int(env, "LAMINA_ASYNC_WORKERS", 16),

@@ -72,3 +72,15 @@ def test_scaling_rate_limits_new_environments(fresh_server: LaminaServer) -> Non
     assert {t["Reason"] for t in throttled} == {"FunctionScalingLimitExceeded"}
     # warm environments need no new capacity: both keep serving
     assert {_call(client, name)[0] for _ in range(5)} == {"ok"}
+
+
+def test_a_start_needs_memory_actually_free(fresh_server: LaminaServer) -> None:
+    """Beyond the MemorySize budget, a new environment needs MemAvailable to hold it: a
+    reserve larger than the machine's memory throttles every start, and nothing runs."""
+    fresh_server.extra_env = {"LAMINA_MEMORY_RESERVE_MB": str(64 * 1024 * 1024)}
+    fresh_server.start()
+    client = fresh_server.client()
+    outcome = _call(client, create_function(client, SLEEPER))
+    assert outcome[0] == "throttled"
+    assert outcome[1]["ResponseMetadata"]["HTTPStatusCode"] == 429
+    assert outcome[1]["Reason"] == "ConcurrentInvocationLimitExceeded"
