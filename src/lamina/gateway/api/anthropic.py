@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from lamina.errors import LaminaError
 from lamina.gateway.api.errors import anthropic_body, anthropic_error
-from lamina.gateway.api.wire import JSONBytes, anthropic_key, json_body, unless_disconnected
+from lamina.gateway.api.wire import (
+    EventStream,
+    JSONBytes,
+    anthropic_key,
+    json_body,
+    unless_disconnected,
+)
 from lamina.gateway.inbound import anthropic as inbound
 from lamina.gateway.service import GatewayService, StreamReply
 from lamina.gateway.sse import anthropic_event
@@ -26,8 +32,7 @@ def anthropic_routes(service: GatewayService) -> list[BaseRoute]:
             if chat.get("stream"):
                 reply = await unless_disconnected(
                     request, service.chat_stream(key, chat, api="messages", size=size))
-                return StreamingResponse(_sse(reply, model), media_type="text/event-stream",
-                                         headers=dict(reply.headers))
+                return EventStream(_sse(reply, model), reply.headers)
             result = await unless_disconnected(
                 request, service.chat(key, chat, api="messages", size=size))
             return JSONBytes(inbound.message(result.body, model), headers=dict(result.headers))
@@ -47,7 +52,7 @@ def anthropic_routes(service: GatewayService) -> list[BaseRoute]:
             Route("/v1/messages/count_tokens", count_tokens, methods=["POST"])]
 
 
-async def _sse(reply: StreamReply, model: str) -> AsyncIterator[bytes]:
+async def _sse(reply: StreamReply, model: str) -> AsyncGenerator[bytes, None]:
     try:
         async for event in inbound.events(reply.chunks, model):
             yield anthropic_event(event)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from lamina.errors import LaminaError
 from lamina.gateway.api.errors import anthropic_error, openai_body, openai_error
 from lamina.gateway.api.wire import (
+    EventStream,
     JSONBytes,
     anthropic_key,
     json_body,
@@ -33,8 +34,7 @@ def openai_routes(service: GatewayService) -> list[BaseRoute]:
             if body.get("stream"):
                 reply = await unless_disconnected(
                     request, service.chat_stream(key, body, size=size))
-                return StreamingResponse(sse_chunks(reply), media_type="text/event-stream",
-                                         headers=dict(reply.headers))
+                return EventStream(sse_chunks(reply), reply.headers)
             result = await unless_disconnected(
                 request, service.chat(key, body, size=size))
             return JSONBytes(public(result.body), headers=dict(result.headers))
@@ -88,9 +88,7 @@ def openai_routes(service: GatewayService) -> list[BaseRoute]:
             if chat.get("stream"):
                 reply = await unless_disconnected(
                     request, service.chat_stream(key, chat, api="responses", size=size))
-                return StreamingResponse(_response_events(reply, body),
-                                         media_type="text/event-stream",
-                                         headers=dict(reply.headers))
+                return EventStream(_response_events(reply, body), reply.headers)
             result = await unless_disconnected(
                 request, service.chat(key, chat, api="responses", size=size))
             return JSONBytes(responses_api.response(result.body, body),
@@ -118,7 +116,7 @@ def public(answer: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in answer.items() if not k.startswith("_")}
 
 
-async def sse_chunks(reply: StreamReply) -> AsyncIterator[bytes]:
+async def sse_chunks(reply: StreamReply) -> AsyncGenerator[bytes, None]:
     try:
         async for chunk in reply.chunks:
             if NATIVE in chunk or NATIVE_RESPONSES in chunk:
@@ -135,7 +133,7 @@ async def sse_chunks(reply: StreamReply) -> AsyncIterator[bytes]:
 
 
 async def _response_events(reply: StreamReply, request: dict[str, object]
-                           ) -> AsyncIterator[bytes]:
+                           ) -> AsyncGenerator[bytes, None]:
     try:
         async for event in responses_api.events(reply.chunks, request):
             yield named_event(event)
