@@ -212,3 +212,15 @@ def test_loader_variables_reach_the_function_only_inside_the_sandbox(tmp_path: P
     at = argv.index("LD_PRELOAD=/var/task/x.so")
     assert argv[at - 1] == "/usr/bin/env" and argv[-1] == "/var/task/bootstrap"
     assert argv.index("--no-new-privs") < at
+
+
+def test_a_template_plan_leaves_the_pid_namespace_to_its_keeper(tmp_path: Path) -> None:
+    sandbox = _sandbox(cgroups=None)
+    plan = sandbox.prepare_template(_confinement(tmp_path, egress=False)).plan
+    assert plan["template"] is True
+    # the keeper stays in the host's PID namespace (its pids are lamina's); the
+    # template it forks gets the new one
+    assert "pid" not in plan["namespaces"] and plan["template_pid"] is True
+    assert {"mount", "ipc", "uts", "net"} <= set(plan["namespaces"])
+    assert plan["uid"] == 65534 and plan["task"].endswith("code/abc")
+    assert "cgroup_root" not in plan  # no cgroups on this machine
