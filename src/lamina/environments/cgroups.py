@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,7 +196,7 @@ def _probe_v2(root: Path, own: str) -> CgroupLayout | None:
     return None
 
 
-def delegate_v2(own: Path, controllers: list[str]) -> Path:
+def delegate_v2(own: Path, controllers: Sequence[str]) -> Path:
     """Make ``<own>/lamina/<pid>`` with `controllers` enabled down to it, and return it.
 
     cgroup v2's rule that only leaves hold processes ("no internal processes", except
