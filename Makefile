@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: serve test lint typecheck bench bench-cold bench-peers bench-sandbox bench-gateway clean system-deps
+.PHONY: serve test test-embeddings lint typecheck bench bench-cold bench-peers bench-sandbox bench-gateway clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ test: $(TEST_STAMP) system-deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy src
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# The local-embeddings provider's real-model tests (skipped by `make test`): torch 2.13.0 is
+# the CPU wheel on this machine's disk (plain `torch` would be a multi-GB CUDA build).
+test-embeddings: $(TEST_STAMP)
+	$(BIN)/pip install --quiet torch==2.13.0 -e '.[test,embeddings]'
+	$(BIN)/pytest -q -m embeddings tests/integration/gateway/test_gateway_local_embeddings.py
 
 bench: $(TEST_STAMP)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)

@@ -232,13 +232,14 @@ class LocalEmbeddingsProvider:
 
 @dataclass(frozen=True, slots=True)
 class _SentenceTransformerEncoder:
-    model: Any  # sentence_transformers.SentenceTransformer (an optional, untyped extra)
+    model: Any  # a SentenceTransformer; typed loosely: the extra may not be installed
 
     def encode(self, texts: list[str]) -> list[list[float]]:
         vectors = self.model.encode(
             texts, batch_size=32, convert_to_numpy=True, show_progress_bar=False
         )
-        return [[float(x) for x in row] for row in vectors.tolist()]
+        rows: list[list[float]] = vectors.tolist()  # numpy float32 → Python floats
+        return rows
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         # Every token the caller sent, as the model's tokenizer splits it (with its
