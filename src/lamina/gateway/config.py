@@ -10,17 +10,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from importlib.util import find_spec
 from typing import Any
 
 from lamina.errors import ValidationError
+from lamina.gateway.keys import KeyConfig, parse_key
 from lamina.gateway.pricing import Price
 
 LOCAL_EMBEDDINGS = "local-embeddings"
 PROVIDER_TYPES = frozenset({"openai", "anthropic", "gemini", "cohere", "bedrock",
                             LOCAL_EMBEDDINGS})
-BUDGET_PERIODS = frozenset({"total", "day", "month"})
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -80,20 +79,6 @@ class ModelConfig:
     rpm: int | None = None
     tpm: int | None = None
     max_parallel: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class KeyConfig:
-    key: str
-    name: str
-    models: frozenset[str] | None = None  # None: every model
-    rpm: int | None = None
-    tpm: int | None = None
-    max_parallel: int | None = None
-    budget_usd: float | None = None
-    budget_period: str = "total"
-    expires_at: datetime | None = None
-    metadata: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,26 +336,11 @@ def _check_semantic(model: ModelConfig, models: Mapping[str, ModelConfig]) -> No
 
 
 def _key(entry: Mapping[str, Any], where: str) -> KeyConfig:
-    models = entry.get("models")
-    period = str(entry.get("budget_period", "total"))
-    if period not in BUDGET_PERIODS:
-        raise ConfigError(f"{where}.budget_period must be one of {sorted(BUDGET_PERIODS)}")
-    expires = entry.get("expires_at")
-    if isinstance(expires, str):
-        expires = datetime.fromisoformat(expires)
-    budget = entry.get("budget_usd")
-    return KeyConfig(
-        key=_required(entry, "key", where),
-        name=_required(entry, "name", where),
-        models=frozenset(str(m) for m in models) if models is not None else None,
-        rpm=_optional_int(entry, "rpm", where),
-        tpm=_optional_int(entry, "tpm", where),
-        max_parallel=_optional_int(entry, "max_parallel", where),
-        budget_usd=float(budget) if budget is not None else None,
-        budget_period=period,
-        expires_at=expires if isinstance(expires, datetime) else None,
-        metadata={str(k): str(v) for k, v in _mapping(entry, "metadata", where).items()},
-    )
+    secret = _required(entry, "key", where)
+    key = parse_key(entry, refuse=ConfigError, where=where, source="config")
+    # A config key's identity is its name, so its spend survives restarts and secret
+    # rotation in the config file.
+    return KeyConfig(secret, replace(key, id=f"config:{key.name}"))
 
 
 def _prompt(entry: Mapping[str, Any], where: str) -> PromptConfig:

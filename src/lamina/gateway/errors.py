@@ -14,8 +14,9 @@
         ├── UpstreamError             the provider answered with an error (its status kept)
         └── UpstreamTimeout           504  the provider did not answer in time
 
-Each class carries a `kind`, which api/errors.py maps to the inbound API's own error
-shape (OpenAI's or Anthropic's) in one place.
+Each class carries a `kind` (an UpstreamError's follows the provider's status), which
+api/errors.py maps to the inbound API's own error shape (OpenAI's or Anthropic's) in
+one place.
 """
 
 from __future__ import annotations
@@ -94,11 +95,21 @@ class UpstreamError(ServiceError):
 
     code = "upstream_error"
     status = 502
-    kind = ErrorKind.UPSTREAM
 
     def __init__(self, message: str, *, status: int, retry_after_s: float | None = None) -> None:
         super().__init__(message, status=status)
         self.retry_after_s = retry_after_s
+
+    @property
+    def kind(self) -> ErrorKind:
+        """What the provider's status means to the client (the error's wire type)."""
+        if self.status in (503, 529):
+            return ErrorKind.OVERLOADED
+        if self.status == 429:
+            return ErrorKind.RATE_LIMIT
+        if 400 <= self.status < 500:
+            return ErrorKind.INVALID_REQUEST  # the request's fault, as the provider said
+        return ErrorKind.UPSTREAM
 
     @property
     def retryable(self) -> bool:

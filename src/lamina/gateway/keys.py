@@ -1,8 +1,10 @@
 """Virtual keys: who may call the gateway, for which models, within which limits.
 
-Keys come from config (static) and from the admin API (stored hashed in SQL). The
-keyring holds every key in memory, by the SHA-256 of its secret, so authenticating a
-request never touches the database.
+Keys come from config (static), from the admin API (stored hashed in SQL) and from
+function grants (function_keys.py); all are a `VirtualKey`, and config entries and
+admin bodies are read by one parser, `parse_key`. The keyring holds every key in
+memory, by the SHA-256 of its secret, so authenticating a request never touches the
+database.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ import hashlib
 import hmac
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
-from lamina.gateway.config import KeyConfig
 from lamina.gateway.errors import ModelNotAllowed, Unauthenticated
 
 ROOT_KEY_ID = "root"
+BUDGET_PERIODS = frozenset({"total", "day", "month"})
 
 
 def hash_secret(secret: str) -> str:
@@ -35,7 +39,7 @@ class VirtualKey:
     expires_at: float | None = None  # unix seconds
     metadata: Mapping[str, str] = field(default_factory=dict)
     revoked: bool = False
-    source: str = "admin"  # "config" | "admin" | "root"
+    source: str = "admin"  # "config" | "admin" | "function" | "root"
 
     def allows(self, model: str) -> bool:
         return self.models is None or model in self.models
@@ -45,22 +49,67 @@ class VirtualKey:
             raise ModelNotAllowed(f"key {self.name!r} may not use model {model!r}")
 
 
-def from_config(entry: KeyConfig) -> VirtualKey:
+@dataclass(frozen=True, slots=True)
+class KeyConfig:
+    """A static key of the config file: its secret and the key it stands for."""
+
+    secret: str
+    key: VirtualKey
+
+
+def parse_key(entry: Mapping[str, Any], *, refuse: Callable[[str], Exception],
+              where: str = "", source: str = "admin") -> VirtualKey:  # fmt: skip
+    """A key (without its id) from a config entry or an admin API body. `refuse`
+    makes the error (ConfigError, InvalidGatewayRequest); `where` prefixes the member
+    names in messages (`gateway.keys[0]`), else they are quoted."""
+
+    def at(member: str) -> str:
+        return f"{where}.{member}" if where else repr(member)
+
+    def count(member: str, kinds: tuple[type[int] | type[float], ...] = (int,)) -> Any:
+        value: Any = entry.get(member)
+        if value is not None and (
+            not isinstance(value, kinds) or isinstance(value, bool) or value < 0
+        ):
+            noun = "integer" if kinds == (int,) else "number"
+            raise refuse(f"{at(member)} must be a non-negative {noun}")
+        return value
+
+    name = entry.get("name")
+    if not isinstance(name, str) or not name:
+        raise refuse(f"{at('name')} is required (a non-empty string)")
+    period = str(entry.get("budget_period", "total"))
+    if period not in BUDGET_PERIODS:
+        raise refuse(f"{at('budget_period')} must be one of {sorted(BUDGET_PERIODS)}")
+    models = entry.get("models")
+    if models is not None and not (
+        isinstance(models, list) and all(isinstance(m, str) for m in models)
+    ):
+        raise refuse(f"{at('models')} must be a list of model names")
+    metadata = entry.get("metadata") or {}
+    if not isinstance(metadata, Mapping):
+        raise refuse(f"{at('metadata')} must be a mapping")
+    expires = entry.get("expires_at")
+    if isinstance(expires, str):  # ISO 8601 (YAML may have made it a datetime already)
+        try:
+            expires = datetime.fromisoformat(expires)
+        except ValueError as exc:
+            raise refuse(f"{at('expires_at')} must be ISO 8601 or unix seconds") from exc
+    budget = count("budget_usd", (int, float))
     return VirtualKey(
-        # A config key's identity is its name, so its spend survives restarts and
-        # secret rotation in the config file.
-        id=f"config:{entry.name}",
-        name=entry.name,
-        models=entry.models,
-        rpm=entry.rpm,
-        tpm=entry.tpm,
-        max_parallel=entry.max_parallel,
-        budget_usd=entry.budget_usd,
-        budget_period=entry.budget_period,
-        expires_at=entry.expires_at.timestamp() if entry.expires_at else None,
-        metadata=entry.metadata,
-        source="config",
-    )
+        id="",
+        name=name,
+        models=frozenset(models) if models is not None else None,
+        rpm=count("rpm"),
+        tpm=count("tpm"),
+        max_parallel=count("max_parallel"),
+        budget_usd=float(budget) if budget is not None else None,
+        budget_period=period,
+        expires_at=(expires.timestamp() if isinstance(expires, datetime)
+                    else count("expires_at", (int, float))),
+        metadata={str(k): str(v) for k, v in metadata.items()},
+        source=source,
+    )  # fmt: skip
 
 
 class Keyring:
@@ -73,7 +122,7 @@ class Keyring:
         self._stored: dict[str, VirtualKey] = {}
 
     def use_config(self, entries: Iterable[KeyConfig]) -> None:
-        self._config = {hash_secret(e.key): from_config(e) for e in entries}
+        self._config = {hash_secret(e.secret): e.key for e in entries}
 
     def put(self, key_hash: str, key: VirtualKey) -> None:
         self._stored = {h: k for h, k in self._stored.items() if k.id != key.id}

@@ -5,73 +5,21 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lamina.errors import ResourceNotFound
-from lamina.gateway.config import BUDGET_PERIODS
 from lamina.gateway.errors import InvalidGatewayRequest
-from lamina.gateway.keys import Keyring, VirtualKey, hash_secret
+from lamina.gateway.keys import Keyring, VirtualKey, hash_secret, parse_key
 from lamina.gateway.tables import Tables
 
 
-@dataclass(frozen=True, slots=True)
-class KeySpec:
-    name: str
-    models: frozenset[str] | None = None
-    rpm: int | None = None
-    tpm: int | None = None
-    max_parallel: int | None = None
-    budget_usd: float | None = None
-    budget_period: str = "total"
-    expires_at: float | None = None
-    metadata: Mapping[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def parse(cls, body: Mapping[str, Any]) -> KeySpec:
-        name = body.get("name")
-        if not isinstance(name, str) or not name:
-            raise InvalidGatewayRequest("'name' is required")
-        period = str(body.get("budget_period", "total"))
-        if period not in BUDGET_PERIODS:
-            raise InvalidGatewayRequest(f"'budget_period' must be one of {sorted(BUDGET_PERIODS)}")
-        models = body.get("models")
-        if models is not None and not (
-            isinstance(models, list) and all(isinstance(m, str) for m in models)
-        ):
-            raise InvalidGatewayRequest("'models' must be a list of model names")
-
-        def number(name: str) -> Any:
-            value = body.get(name)
-            if value is not None and (not isinstance(value, int | float) or value < 0):
-                raise InvalidGatewayRequest(f"'{name}' must be a non-negative number")
-            return value
-
-        expires = body.get("expires_at")
-        if isinstance(expires, str):  # ISO 8601 as well as unix seconds
-            try:
-                expires = datetime.fromisoformat(expires).timestamp()
-            except ValueError as exc:
-                raise InvalidGatewayRequest(
-                    "'expires_at' must be ISO 8601 or unix seconds"
-                ) from exc
-        elif expires is not None:
-            expires = number("expires_at")
-        return cls(
-            name=name,
-            models=frozenset(models) if models is not None else None,
-            rpm=number("rpm"),
-            tpm=number("tpm"),
-            max_parallel=number("max_parallel"),
-            budget_usd=number("budget_usd"),
-            budget_period=period,
-            expires_at=expires,
-            metadata={str(k): str(v) for k, v in (body.get("metadata") or {}).items()},
-        )
+def key_spec(body: Mapping[str, Any]) -> VirtualKey:
+    """A key to create, from an admin API body (its id is given on creation)."""
+    return parse_key(body, refuse=InvalidGatewayRequest)
 
 
 def new_secret() -> str:
@@ -123,36 +71,13 @@ class KeyStore:
             raise ResourceNotFound(f"no key with id {key_id!r}")
         return self._key(row)
 
-    async def create(self, spec: KeySpec) -> tuple[VirtualKey, str]:
+    async def create(self, spec: VirtualKey) -> tuple[VirtualKey, str]:
         secret = new_secret()
-        key = VirtualKey(
-            id="key_" + secrets.token_hex(8),
-            name=spec.name,
-            models=spec.models,
-            rpm=spec.rpm,
-            tpm=spec.tpm,
-            max_parallel=spec.max_parallel,
-            budget_usd=spec.budget_usd,
-            budget_period=spec.budget_period,
-            expires_at=spec.expires_at,
-            metadata=spec.metadata,
-        )
+        key = replace(spec, id="key_" + secrets.token_hex(8), source="admin")
         async with self._engine.begin() as conn:
             await conn.execute(
                 self._table.insert().values(
-                    id=key.id,
-                    name=key.name,
-                    key_hash=hash_secret(secret),
-                    models=sorted(key.models) if key.models is not None else None,
-                    rpm=key.rpm,
-                    tpm=key.tpm,
-                    max_parallel=key.max_parallel,
-                    budget_usd=key.budget_usd,
-                    budget_period=key.budget_period,
-                    expires_at=key.expires_at,
-                    metadata=dict(key.metadata),
-                    revoked=False,
-                    created_at=self._clock(),
+                    key_hash=hash_secret(secret), created_at=self._clock(), **_columns(key)
                 )
             )
         self._keyring.put(hash_secret(secret), key)
@@ -180,3 +105,20 @@ class KeyStore:
         key = replace(self._key(row), revoked=True)
         self._keyring.put(row.key_hash, key)
         return key
+
+
+def _columns(key: VirtualKey) -> dict[str, Any]:
+    """The key's row less its hash and creation time (KeyStore._key reads it back)."""
+    return {
+        "id": key.id,
+        "name": key.name,
+        "models": sorted(key.models) if key.models is not None else None,
+        "rpm": key.rpm,
+        "tpm": key.tpm,
+        "max_parallel": key.max_parallel,
+        "budget_usd": key.budget_usd,
+        "budget_period": key.budget_period,
+        "expires_at": key.expires_at,
+        "metadata": dict(key.metadata),
+        "revoked": key.revoked,
+    }

@@ -111,13 +111,14 @@ class CallMetrics:
             children[4].observe(r.latency_ms / 1000)
             if r.ttft_ms is not None:
                 children[5].observe(r.ttft_ms / 1000)
-        for outcome, count in outcomes.items():
-            requests = self._outcomes.get(outcome)
+        for outcome_labels, count in outcomes.items():
+            requests = self._outcomes.get(outcome_labels)
             if requests is None:
-                requests = self._outcomes[outcome] = self._requests.labels(*outcome)
+                requests = self._requests.labels(*outcome_labels)
+                self._outcomes[outcome_labels] = requests
             requests.inc(count)
-        for labels, total in sums.items():
-            prompt, completion, cached, cost, _, _, fallbacks = self._of(labels)
+        for call_labels, total in sums.items():
+            prompt, completion, cached, cost, _, _, fallbacks = self._of(call_labels)
             for child, amount in ((prompt, total[0]), (completion, total[1]),
                                   (cached, total[2]), (cost, total[3]),
                                   (fallbacks, total[4])):  # fmt: skip

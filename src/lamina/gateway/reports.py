@@ -45,10 +45,7 @@ async def usage_totals(
     )
     if group_by == "function":
         query = query.where(usage.c.key_id.startswith(FUNCTION_KEY_PREFIX))
-    if since is not None:
-        query = query.where(usage.c.ts >= since)
-    if until is not None:
-        query = query.where(usage.c.ts < until)
+    query = query.where(*_between(tables, since, until))
     async with engine.connect() as conn:
         rows = await conn.execute(query)
         return [
@@ -82,17 +79,14 @@ async def call_log(
     query = (
         select(usage, bodies.c.request, bodies.c.response)
         .select_from(usage.outerjoin(bodies, bodies.c.usage_id == usage.c.id))
-        .order_by(usage.c.id.desc())
+        .order_by(usage.c.ts.desc(), usage.c.id.desc())
         .limit(max(1, min(limit, MAX_CALLS)))
     )
     if key is not None:
         query = query.where(usage.c.key_name == key)
     if model is not None:
         query = query.where(usage.c.model == model)
-    if since is not None:
-        query = query.where(usage.c.ts >= since)
-    if until is not None:
-        query = query.where(usage.c.ts < until)
+    query = query.where(*_between(tables, since, until))
     async with engine.connect() as conn:
         rows = await conn.execute(query)
         return [
@@ -103,3 +97,10 @@ async def call_log(
             }
             for row in rows
         ]
+
+
+def _between(tables: Tables, since: float | None, until: float | None) -> list[Any]:
+    """The conditions for calls that ended in [since, until)."""
+    ts = tables.usage.c.ts
+    return [c for c in (ts >= since if since is not None else None,
+                        ts < until if until is not None else None) if c is not None]  # fmt: skip

@@ -34,7 +34,9 @@ def test_full_config() -> None:
     assert config.models["backup"].retries == 0
     assert config.providers["oa"].api_key == "secret"
     assert config.providers["an"].api_key == "fallback"
-    assert config.keys[0].key == "secret" and config.keys[0].models == frozenset({"fast"})
+    assert config.keys[0].secret == "secret"
+    assert config.keys[0].key.models == frozenset({"fast"})
+    assert (config.keys[0].key.id, config.keys[0].key.source) == ("config:app", "config")
     assert config.prompts["sum"][0].version == 1
     assert config.pricing["m"].output_per_mtok == 2
 

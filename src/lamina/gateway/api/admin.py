@@ -33,7 +33,7 @@ from lamina.gateway.api.errors import openai_error
 from lamina.gateway.api.wire import JSONBytes, bearer, json_body
 from lamina.gateway.errors import InvalidGatewayRequest, Unauthenticated
 from lamina.gateway.keys import VirtualKey, constant_time_equal
-from lamina.gateway.keystore import KeySpec
+from lamina.gateway.keystore import key_spec
 from lamina.gateway.reports import call_log, usage_totals
 from lamina.gateway.telemetry import METRICS_CONTENT_TYPE
 
@@ -98,7 +98,7 @@ def admin_routes(gateway: Gateway) -> list[BaseRoute]:
         stored = await store.list()
         configured = [
             k
-            for k in (service.keyring.find(f"config:{c.name}") for c in service.config.keys)
+            for k in (service.keyring.find(c.key.id) for c in service.config.keys)
             if k is not None
         ]
         return JSONBytes(
@@ -107,7 +107,7 @@ def admin_routes(gateway: Gateway) -> list[BaseRoute]:
 
     async def create_key(request: Request) -> Response:
         body, _ = await json_body(request)
-        key, secret = await store.create(KeySpec.parse(body))
+        key, secret = await store.create(key_spec(body))
         return JSONBytes(dict(key_view(key, 0.0), key=secret), status_code=201)
 
     async def get_key(request: Request) -> Response:
