@@ -49,6 +49,24 @@ class VirtualKey:
             raise ModelNotAllowed(f"key {self.name!r} may not use model {model!r}")
 
 
+def key_fields(key: VirtualKey) -> dict[str, Any]:
+    """The key as plain values: its SQL row (less hash and creation time) and, with
+    its spend and source, the admin API's view of it."""
+    return {
+        "id": key.id,
+        "name": key.name,
+        "models": sorted(key.models) if key.models is not None else None,
+        "rpm": key.rpm,
+        "tpm": key.tpm,
+        "max_parallel": key.max_parallel,
+        "budget_usd": key.budget_usd,
+        "budget_period": key.budget_period,
+        "expires_at": key.expires_at,
+        "metadata": dict(key.metadata),
+        "revoked": key.revoked,
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class KeyConfig:
     """A static key of the config file: its secret and the key it stands for."""

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lamina.errors import ResourceNotFound
 from lamina.gateway.errors import InvalidGatewayRequest
-from lamina.gateway.keys import Keyring, VirtualKey, hash_secret, parse_key
+from lamina.gateway.keys import Keyring, VirtualKey, hash_secret, key_fields, parse_key
 from lamina.gateway.tables import Tables
 
 
@@ -77,7 +77,7 @@ class KeyStore:
         async with self._engine.begin() as conn:
             await conn.execute(
                 self._table.insert().values(
-                    key_hash=hash_secret(secret), created_at=self._clock(), **_columns(key)
+                    key_hash=hash_secret(secret), created_at=self._clock(), **key_fields(key)
                 )
             )
         self._keyring.put(hash_secret(secret), key)
@@ -105,20 +105,3 @@ class KeyStore:
         key = replace(self._key(row), revoked=True)
         self._keyring.put(row.key_hash, key)
         return key
-
-
-def _columns(key: VirtualKey) -> dict[str, Any]:
-    """The key's row less its hash and creation time (KeyStore._key reads it back)."""
-    return {
-        "id": key.id,
-        "name": key.name,
-        "models": sorted(key.models) if key.models is not None else None,
-        "rpm": key.rpm,
-        "tpm": key.tpm,
-        "max_parallel": key.max_parallel,
-        "budget_usd": key.budget_usd,
-        "budget_period": key.budget_period,
-        "expires_at": key.expires_at,
-        "metadata": dict(key.metadata),
-        "revoked": key.revoked,
-    }

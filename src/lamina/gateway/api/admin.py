@@ -32,7 +32,7 @@ from lamina.errors import LaminaError
 from lamina.gateway.api.errors import openai_error
 from lamina.gateway.api.wire import JSONBytes, bearer, json_body
 from lamina.gateway.errors import InvalidGatewayRequest, Unauthenticated
-from lamina.gateway.keys import VirtualKey, constant_time_equal
+from lamina.gateway.keys import VirtualKey, constant_time_equal, key_fields
 from lamina.gateway.keystore import key_spec
 from lamina.gateway.reports import call_log, usage_totals
 from lamina.gateway.telemetry import METRICS_CONTENT_TYPE
@@ -42,21 +42,7 @@ if TYPE_CHECKING:
 
 
 def key_view(key: VirtualKey, spent: float) -> dict[str, Any]:
-    return {
-        "id": key.id,
-        "name": key.name,
-        "models": sorted(key.models) if key.models is not None else None,
-        "rpm": key.rpm,
-        "tpm": key.tpm,
-        "max_parallel": key.max_parallel,
-        "budget_usd": key.budget_usd,
-        "budget_period": key.budget_period,
-        "spent_usd": spent,
-        "expires_at": key.expires_at,
-        "metadata": dict(key.metadata),
-        "revoked": key.revoked,
-        "source": key.source,
-    }
+    return {**key_fields(key), "spent_usd": spent, "source": key.source}
 
 
 def _time(raw: str | None, name: str) -> float | None:
