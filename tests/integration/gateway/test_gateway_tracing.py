@@ -48,13 +48,20 @@ class Receiver:
             self.resources.append(_attributes(resource_spans.resource.attributes))
             for scope_spans in resource_spans.scope_spans:
                 for span in scope_spans.spans:
-                    self.spans.append({
-                        "name": span.name, "kind": span.kind,
-                        "start": span.start_time_unix_nano, "end": span.end_time_unix_nano,
-                        "status": span.status.code, "parent": span.parent_span_id,
-                        "attributes": _attributes(span.attributes)})
-        return Response(ExportTraceServiceResponse().SerializeToString(),
-                        media_type="application/x-protobuf")
+                    self.spans.append(
+                        {
+                            "name": span.name,
+                            "kind": span.kind,
+                            "start": span.start_time_unix_nano,
+                            "end": span.end_time_unix_nano,
+                            "status": span.status.code,
+                            "parent": span.parent_span_id,
+                            "attributes": _attributes(span.attributes),
+                        }
+                    )
+        return Response(
+            ExportTraceServiceResponse().SerializeToString(), media_type="application/x-protobuf"
+        )
 
 
 def _value(value: AnyValue) -> Any:
@@ -62,8 +69,13 @@ def _value(value: AnyValue) -> Any:
     if kind == "array_value":
         return [_value(v) for v in value.array_value.values]
     return MessageToDict(value)[
-        {"string_value": "stringValue", "int_value": "intValue", "bool_value": "boolValue",
-         "double_value": "doubleValue"}[kind or "string_value"]]
+        {
+            "string_value": "stringValue",
+            "int_value": "intValue",
+            "bool_value": "boolValue",
+            "double_value": "doubleValue",
+        }[kind or "string_value"]
+    ]
 
 
 def _attributes(pairs: Any) -> dict[str, Any]:
@@ -81,28 +93,41 @@ async def test_lamina_serve_exports_genai_spans_over_otlp(tmp_path: Path, mocks:
     config_file.write_text(yaml.safe_dump({"gateway": config}))
     (tmp_path / "data").mkdir()
     async with serve(receiver.app()) as collector:
-        server = LaminaServer(tmp_path / "data", args=["--config", str(config_file)],
-                              extra_env={**ENV, "OTEL_EXPORTER_OTLP_ENDPOINT": collector,
-                                         "OTEL_BSP_SCHEDULE_DELAY": "100",
-                                         "OTEL_SERVICE_NAME": "gateway-under-test"})
+        server = LaminaServer(
+            tmp_path / "data",
+            args=["--config", str(config_file)],
+            extra_env={
+                **ENV,
+                "OTEL_EXPORTER_OTLP_ENDPOINT": collector,
+                "OTEL_BSP_SCHEDULE_DELAY": "100",
+                "OTEL_SERVICE_NAME": "gateway-under-test",
+            },
+        )
         await asyncio.to_thread(server.start)
         try:
-            oa = openai.AsyncOpenAI(base_url=f"{server.endpoint}/v1", api_key=APP_KEY,
-                                    max_retries=0)
-            an = anthropic.AsyncAnthropic(base_url=server.endpoint, api_key=APP_KEY,
-                                          max_retries=0)
+            oa = openai.AsyncOpenAI(
+                base_url=f"{server.endpoint}/v1", api_key=APP_KEY, max_retries=0
+            )
+            an = anthropic.AsyncAnthropic(base_url=server.endpoint, api_key=APP_KEY, max_retries=0)
             began = time.time_ns()
             chat = await oa.chat.completions.create(
-                model="gpt", messages=[{"role": "user", "content": "hello"}],
-                temperature=0.2, top_p=0.9, max_tokens=20, stop=["END"])
-            async with an.messages.stream(model="claude", max_tokens=10, messages=[
-                    {"role": "user", "content": "hi"}]) as stream:
+                model="gpt",
+                messages=[{"role": "user", "content": "hello"}],
+                temperature=0.2,
+                top_p=0.9,
+                max_tokens=20,
+                stop=["END"],
+            )
+            async with an.messages.stream(
+                model="claude", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+            ) as stream:
                 await stream.get_final_message()
             await oa.embeddings.create(model="embed", input=["a", "b"])
             mocks.openai.fail(Fault(400, body={"error": {"message": "bad", "type": "x"}}))
             with pytest.raises(openai.BadRequestError):
-                await oa.chat.completions.create(model="gpt", messages=[
-                    {"role": "user", "content": "refused"}])
+                await oa.chat.completions.create(
+                    model="gpt", messages=[{"role": "user", "content": "refused"}]
+                )
             ended = time.time_ns()
             for _ in range(100):  # the writer batches, the SDK exports every 100 ms
                 if len(receiver.spans) >= 4:

@@ -27,10 +27,24 @@ from lamina.gateway.usage import Exchange, UsageRecord
 
 def record(**changes: Any) -> UsageRecord:
     base = UsageRecord(
-        ts=1_700_000_000.0, key_id="config:app", key_name="app", model="fast",
-        provider="openai-main", upstream_model="gpt-4o-mini", api="chat", status=200,
-        prompt_tokens=12, completion_tokens=5, cached_tokens=2, cost_usd=0.001,
-        latency_ms=250.0, ttft_ms=None, cache_hit=False, fallback=False, stream=False)
+        ts=1_700_000_000.0,
+        key_id="config:app",
+        key_name="app",
+        model="fast",
+        provider="openai-main",
+        upstream_model="gpt-4o-mini",
+        api="chat",
+        status=200,
+        prompt_tokens=12,
+        completion_tokens=5,
+        cached_tokens=2,
+        cost_usd=0.001,
+        latency_ms=250.0,
+        ttft_ms=None,
+        cache_hit=False,
+        fallback=False,
+        stream=False,
+    )
     return replace(base, **changes)
 
 
@@ -40,68 +54,113 @@ def record(**changes: Any) -> UsageRecord:
 def test_call_metrics_count_requests_tokens_cost_and_latency() -> None:
     registry = CollectorRegistry()
     metrics = CallMetrics(registry)
-    metrics.observe([
-        record(),
-        record(stream=True, ttft_ms=40.0, latency_ms=900.0),
-        record(status=429, provider="", upstream_model="", prompt_tokens=0,
-               completion_tokens=0, cached_tokens=0, cost_usd=0.0, latency_ms=0.1),
-        record(fallback=True, provider="claude", upstream_model="haiku"),
-    ])
-    call = {"key": "app", "model": "fast", "provider": "openai-main",
-            "upstream_model": "gpt-4o-mini"}
+    metrics.observe(
+        [
+            record(),
+            record(stream=True, ttft_ms=40.0, latency_ms=900.0),
+            record(
+                status=429,
+                provider="",
+                upstream_model="",
+                prompt_tokens=0,
+                completion_tokens=0,
+                cached_tokens=0,
+                cost_usd=0.0,
+                latency_ms=0.1,
+            ),
+            record(fallback=True, provider="claude", upstream_model="haiku"),
+        ]
+    )
+    call = {
+        "key": "app",
+        "model": "fast",
+        "provider": "openai-main",
+        "upstream_model": "gpt-4o-mini",
+    }
     deployment = {k: v for k, v in call.items() if k != "key"}
 
     def get(name: str, **labels: str) -> float | None:
         return registry.get_sample_value(name, labels)
 
-    assert get("lamina_gateway_requests_total", **call, api="chat", status="200",
-               cache="miss") == 2
-    assert get("lamina_gateway_requests_total", key="app", model="fast", provider="",
-               upstream_model="", api="chat", status="429", cache="miss") == 1
+    assert get("lamina_gateway_requests_total", **call, api="chat", status="200", cache="miss") == 2
+    assert (
+        get(
+            "lamina_gateway_requests_total",
+            key="app",
+            model="fast",
+            provider="",
+            upstream_model="",
+            api="chat",
+            status="429",
+            cache="miss",
+        )
+        == 1
+    )
     assert get("lamina_gateway_tokens_total", **call, type="prompt") == 24
     assert get("lamina_gateway_tokens_total", **call, type="completion") == 10
     assert get("lamina_gateway_tokens_total", **call, type="cached") == 4
     assert get("lamina_gateway_cost_usd_total", **call) == pytest.approx(0.002)
     assert get("lamina_gateway_request_duration_seconds_count", **deployment) == 2
-    assert get("lamina_gateway_request_duration_seconds_sum", **deployment) == \
-        pytest.approx(1.15)
+    assert get("lamina_gateway_request_duration_seconds_sum", **deployment) == pytest.approx(1.15)
     assert get("lamina_gateway_request_duration_seconds_bucket", **deployment, le="0.25") == 1
     assert get("lamina_gateway_time_to_first_token_seconds_count", **deployment) == 1
-    assert get("lamina_gateway_time_to_first_token_seconds_bucket", **deployment,
-               le="0.05") == 1
-    assert get("lamina_gateway_fallbacks_total", model="fast", provider="claude",
-               upstream_model="haiku") == 1
+    assert get("lamina_gateway_time_to_first_token_seconds_bucket", **deployment, le="0.05") == 1
+    assert (
+        get(
+            "lamina_gateway_fallbacks_total",
+            model="fast",
+            provider="claude",
+            upstream_model="haiku",
+        )
+        == 1
+    )
     assert get("lamina_gateway_fallbacks_total", **deployment) == 0
 
 
 def test_live_state_reads_in_flight_and_circuits_when_scraped() -> None:
     registry = CollectorRegistry()
     in_flight = InFlight()
-    deployments = [{"model": "fast", "provider": "p", "upstream_model": "m",
-                    "circuit": "half_open", "consecutive_failures": 5}]
+    deployments = [
+        {
+            "model": "fast",
+            "provider": "p",
+            "upstream_model": "m",
+            "circuit": "half_open",
+            "consecutive_failures": 5,
+        }
+    ]
     registry.register(LiveState(in_flight.by_model, lambda: deployments))
     in_flight.enter("fast")
     in_flight.enter("fast")
     in_flight.leave("fast")
     where = {"model": "fast", "provider": "p", "upstream_model": "m"}
-    assert registry.get_sample_value("lamina_gateway_requests_in_flight",
-                                     {"model": "fast"}) == 1
-    assert registry.get_sample_value("lamina_gateway_circuit_state",
-                                     {**where, "state": "half_open"}) == 1
-    assert registry.get_sample_value("lamina_gateway_circuit_state",
-                                     {**where, "state": "open"}) == 0
-    assert registry.get_sample_value("lamina_gateway_circuit_consecutive_failures",
-                                     where) == 5
+    assert registry.get_sample_value("lamina_gateway_requests_in_flight", {"model": "fast"}) == 1
+    assert (
+        registry.get_sample_value("lamina_gateway_circuit_state", {**where, "state": "half_open"})
+        == 1
+    )
+    assert (
+        registry.get_sample_value("lamina_gateway_circuit_state", {**where, "state": "open"}) == 0
+    )
+    assert registry.get_sample_value("lamina_gateway_circuit_consecutive_failures", where) == 5
     deployments[0]["circuit"] = "closed"  # read live, not copied
-    assert registry.get_sample_value("lamina_gateway_circuit_state",
-                                     {**where, "state": "closed"}) == 1
+    assert (
+        registry.get_sample_value("lamina_gateway_circuit_state", {**where, "state": "closed"}) == 1
+    )
 
 
 def test_each_telemetry_has_its_own_registry() -> None:
     one, two = Telemetry.disabled(), Telemetry.disabled()
     one.observe([record()])
-    labels = {"key": "app", "model": "fast", "provider": "openai-main",
-              "upstream_model": "gpt-4o-mini", "api": "chat", "status": "200", "cache": "miss"}
+    labels = {
+        "key": "app",
+        "model": "fast",
+        "provider": "openai-main",
+        "upstream_model": "gpt-4o-mini",
+        "api": "chat",
+        "status": "200",
+        "cache": "miss",
+    }
     assert one.registry.get_sample_value("lamina_gateway_requests_total", labels) == 1
     assert two.registry.get_sample_value("lamina_gateway_requests_total", labels) is None
     assert b"lamina_gateway_requests_total{" in one.exposition()
@@ -112,14 +171,33 @@ def test_each_telemetry_has_its_own_registry() -> None:
 
 
 def test_span_attributes_follow_the_genai_conventions() -> None:
-    provider = ProviderConfig(name="azure", type="openai", api_version="2024-10-21",
-                              base_url="https://contoso.openai.azure.com/openai")
+    provider = ProviderConfig(
+        name="azure",
+        type="openai",
+        api_version="2024-10-21",
+        base_url="https://contoso.openai.azure.com/openai",
+    )
     exchange = Exchange(
-        request={"model": "fast", "temperature": 0, "top_p": 1, "max_completion_tokens": 64,
-                 "max_tokens": 10, "seed": 7, "n": 2, "stop": "END", "messages": []},
-        response={"id": "chatcmpl-1", "model": "gpt-4o-mini-2024-07-18", "choices": [
-            {"finish_reason": "stop"}, {"finish_reason": "length"}]},
-        provider=provider, error=None, bodies=None)
+        request={
+            "model": "fast",
+            "temperature": 0,
+            "top_p": 1,
+            "max_completion_tokens": 64,
+            "max_tokens": 10,
+            "seed": 7,
+            "n": 2,
+            "stop": "END",
+            "messages": [],
+        },
+        response={
+            "id": "chatcmpl-1",
+            "model": "gpt-4o-mini-2024-07-18",
+            "choices": [{"finish_reason": "stop"}, {"finish_reason": "length"}],
+        },
+        provider=provider,
+        error=None,
+        bodies=None,
+    )
     attributes = span_attributes(record(exchange=exchange, ttft_ms=12.5))
     assert span_name(record()) == "chat fast"
     assert span_name(record(api="embeddings")) == "embeddings fast"
@@ -146,8 +224,13 @@ def test_span_attributes_follow_the_genai_conventions() -> None:
 
 def test_span_attributes_of_a_refused_call_and_of_a_default_endpoint() -> None:
     bedrock = ProviderConfig(name="aws", type="bedrock", region="eu-west-1")
-    exchange = Exchange(request={"model": "fast"}, response=None, provider=bedrock,
-                        error="rate_limit_exceeded", bodies=None)
+    exchange = Exchange(
+        request={"model": "fast"},
+        response=None,
+        provider=bedrock,
+        error="rate_limit_exceeded",
+        bodies=None,
+    )
     attributes = span_attributes(record(status=429, exchange=exchange, upstream_model=""))
     assert attributes["error.type"] == "rate_limit_exceeded"
     assert attributes["gen_ai.provider.name"] == "aws.bedrock"
@@ -159,26 +242,38 @@ def test_span_attributes_of_a_refused_call_and_of_a_default_endpoint() -> None:
 def test_traces_endpoint_from_config_or_the_standard_variables() -> None:
     none = TelemetryConfig()
     assert traces_endpoint(none, {}) is None
-    assert traces_endpoint(none, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318/"}) == \
-        "http://c:4318/v1/traces"
-    assert traces_endpoint(none, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318",
-                                  "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://t/x"}) == \
-        "http://t/x"
+    assert (
+        traces_endpoint(none, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318/"})
+        == "http://c:4318/v1/traces"
+    )
+    assert (
+        traces_endpoint(
+            none,
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318",
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://t/x",
+            },
+        )
+        == "http://t/x"
+    )
     configured = TelemetryConfig(otlp_endpoint="http://cfg:4318")
-    assert traces_endpoint(configured, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c"}) == \
-        "http://cfg:4318/v1/traces"
+    assert (
+        traces_endpoint(configured, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c"})
+        == "http://cfg:4318/v1/traces"
+    )
     assert traces_endpoint(configured, {"OTEL_SDK_DISABLED": "true"}) is None
     assert traces_endpoint(configured, {"OTEL_TRACES_EXPORTER": "none"}) is None
 
 
 def test_the_server_never_imports_the_opentelemetry_sdk_unless_configured() -> None:
-    code = ("import sys, lamina.app\n"
-            "from lamina.gateway.telemetry import Telemetry\n"
-            "from lamina.gateway.config import TelemetryConfig\n"
-            "assert not Telemetry.start(TelemetryConfig(), {}).tracing\n"
-            "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    code = (
+        "import sys, lamina.app\n"
+        "from lamina.gateway.telemetry import Telemetry\n"
+        "from lamina.gateway.config import TelemetryConfig\n"
+        "assert not Telemetry.start(TelemetryConfig(), {}).tracing\n"
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
@@ -187,10 +282,17 @@ def test_the_server_never_imports_the_opentelemetry_sdk_unless_configured() -> N
 
 def test_secrets_are_redacted_by_name_and_by_shape() -> None:
     body = {
-        "api_key": "plain-words", "Authorization": "whatever", "x-api-key": "k",
-        "messages": [{"role": "user", "content": "use sk-ant-api03-AAAAAAAAAAAAAAAAAAAA now"},
-                     {"role": "user", "content": "Bearer abcdefghijklmnopqrstu and AKIAABCDEFGHIJKLMNOP"}],
-        "nested": {"password": 123, "note": "token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl end"},
+        "api_key": "plain-words",
+        "Authorization": "whatever",
+        "x-api-key": "k",
+        "messages": [
+            {"role": "user", "content": "use sk-ant-api03-AAAAAAAAAAAAAAAAAAAA now"},
+            {"role": "user", "content": "Bearer abcdefghijklmnopqrstu and AKIAABCDEFGHIJKLMNOP"},
+        ],
+        "nested": {
+            "password": 123,
+            "note": "token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl end",
+        },
         "ok": "lk-short",
     }
     text = logged_body(body, [], 10_000)
@@ -206,9 +308,14 @@ def test_secrets_are_redacted_by_name_and_by_shape() -> None:
 
 
 def test_configured_paths_and_keys_are_redacted() -> None:
-    body = {"user": "alice", "messages": [{"role": "system", "content": "s", "name": "n"},
-                                          {"role": "user", "content": "u"}],
-            "metadata": {"customer": "ACME", "user": "bob"}}
+    body = {
+        "user": "alice",
+        "messages": [
+            {"role": "system", "content": "s", "name": "n"},
+            {"role": "user", "content": "u"},
+        ],
+        "metadata": {"customer": "ACME", "user": "bob"},
+    }
     out = redact(body, ["user", "messages.*.content", "metadata.customer"])
     assert out["user"] == out["metadata"]["user"] == REDACTED  # a bare key, at any depth
     assert [m["content"] for m in out["messages"]] == [REDACTED, REDACTED]
@@ -232,14 +339,22 @@ def test_telemetry_and_body_logging_config() -> None:
     raw = {
         "providers": [{"name": "p", "type": "openai"}],
         "models": [{"name": "fast", "routes": [{"provider": "p", "model": "m"}]}],
-        "telemetry": {"otlp_endpoint": "http://c:4318", "headers": {"x-team": "${TEAM}"},
-                      "service_name": "edge", "metrics": {"token": "t", "public": False}},
+        "telemetry": {
+            "otlp_endpoint": "http://c:4318",
+            "headers": {"x-team": "${TEAM}"},
+            "service_name": "edge",
+            "metrics": {"token": "t", "public": False},
+        },
         "log_bodies": {"models": ["fast"], "max_bytes": 100, "redact": ["user"]},
     }
     config = parse_config(raw, {"TEAM": "blue"})
     assert config.telemetry == TelemetryConfig(
-        otlp_endpoint="http://c:4318", otlp_headers={"x-team": "blue"}, service_name="edge",
-        metrics_token="t", metrics_public=False)
+        otlp_endpoint="http://c:4318",
+        otlp_headers={"x-team": "blue"},
+        service_name="edge",
+        metrics_token="t",
+        metrics_public=False,
+    )
     assert config.log_bodies == BodyLogConfig(frozenset({"fast"}), 100, ("user",))
     assert config.log_bodies.covers("fast") and not config.log_bodies.covers("slow")
     assert parse_config({}, {}).log_bodies is None
