@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 import yaml
@@ -18,6 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -25,7 +27,7 @@ from starlette.routing import Route
 
 from tests.integration.gateway.gateway_mocks import Fault, serve
 from tests.integration.gateway.harness import APP_KEY, ENV, Mocks, base_config
-from tests.integration.support import LaminaServer
+from tests.integration.support import SECRET_KEY, LaminaServer
 
 pytestmark = pytest.mark.slow
 
@@ -133,6 +135,11 @@ async def test_lamina_serve_exports_genai_spans_over_otlp(tmp_path: Path, mocks:
                 if len(receiver.spans) >= 4:
                     break
                 await asyncio.sleep(0.1)
+            # The same records feed the metrics, served through lamina's own app.
+            async with httpx.AsyncClient(base_url=server.endpoint) as http:
+                metrics = await http.get(
+                    "/gateway/metrics", headers={"authorization": f"Bearer {SECRET_KEY}"}
+                )
             await oa.close()
             await an.close()
         except Exception:
@@ -142,6 +149,15 @@ async def test_lamina_serve_exports_genai_spans_over_otlp(tmp_path: Path, mocks:
             await asyncio.to_thread(server.stop)
 
     assert len(receiver.spans) == 4, receiver.spans
+    assert metrics.status_code == 200
+    requests = {
+        (sample.labels["model"], sample.labels["status"]): sample.value
+        for family in text_string_to_metric_families(metrics.text)
+        for sample in family.samples
+        if sample.name == "lamina_gateway_requests_total"
+    }
+    assert requests == {("gpt", "200"): 1, ("gpt", "400"): 1, ("claude", "200"): 1,
+                        ("embed", "200"): 1}  # fmt: skip
     assert all(t == "application/x-protobuf" for t in receiver.content_types)
     assert receiver.resources[0]["service.name"] == "gateway-under-test"
     by_name: dict[str, list[dict[str, Any]]] = {}
