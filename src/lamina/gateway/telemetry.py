@@ -10,6 +10,7 @@ Nothing here runs on the request path except `InFlight` (two dict updates a call
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -21,6 +22,7 @@ from lamina.gateway.tracing import SpanExport, otlp_export
 from lamina.gateway.usage import UsageRecord
 
 METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
+SHUTDOWN_S = 5.0
 
 
 class InFlight:
@@ -79,5 +81,7 @@ class Telemetry:
     async def close(self) -> None:
         spans, self._spans = self._spans, None
         if spans is not None:
-            # The SDK's shutdown blocks while it exports the last spans.
-            await asyncio.to_thread(spans.shutdown)
+            # The SDK's shutdown blocks while it exports the last spans; a collector
+            # that is down must not hold lamina's shutdown (its thread is a daemon).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.to_thread(spans.shutdown), SHUTDOWN_S)
