@@ -78,23 +78,57 @@ def _next_head(inv: Invocation) -> bytes:
     return b"".join(lines)
 
 
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection from the runtime; requests are answered in order."""
+class LongPoll(asyncio.Protocol):
+    """A runtime's connection that asks for its next event and waits for it: the part
+    the HTTP Runtime API and the private channel (runtime_channel.py) share."""
 
     def __init__(self, handler: RuntimeApiHandler) -> None:
         self._handler = handler
-        self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
+        self._waiting: asyncio.Future[Invocation] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self._transport = cast(asyncio.Transport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        if self._waiting is not None and not self._waiting.done():
+            self._waiting.cancel()
+
+    def encode_next(self, inv: Invocation) -> bytes:
+        """The bytes that hand `inv` to the runtime."""
+        raise NotImplementedError
+
+    def _await_next(self) -> None:
+        future = self._handler.next_invocation()
+        if future.done():
+            self._deliver(future)
+        else:
+            self._waiting = future
+            future.add_done_callback(self._deliver)
+
+    def _deliver(self, future: asyncio.Future[Invocation]) -> None:
+        self._waiting = None
+        if future.cancelled() or self._transport is None:
+            return
+        self._transport.write(self.encode_next(future.result()))
+
+
+class _Connection(LongPoll):
+    """One keep-alive connection from the runtime; requests are answered in order."""
+
+    def __init__(self, handler: RuntimeApiHandler) -> None:
+        super().__init__(handler)
+        self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._error_type: str | None = None
         self._body: list[bytes] = []
         self._size = 0
-        self._waiting: asyncio.Future[Invocation] | None = None
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports implement asyncio.Transport without subclassing it.
-        self._transport = cast(asyncio.Transport, transport)
+        super().connection_made(transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -105,10 +139,8 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError:
             self._write(Reply(400, b'{"errorMessage":"malformed HTTP request"}'), close=True)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
-        if self._waiting is not None and not self._waiting.done():
-            self._waiting.cancel()
+    def encode_next(self, inv: Invocation) -> bytes:
+        return _next_head(inv) + inv.payload
 
     # httptools callbacks
     def on_message_begin(self) -> None:
@@ -150,21 +182,6 @@ class _Connection(asyncio.Protocol):
             self._write(self._handler.init_error(self._error_type, body))
         else:
             self._write(error_reply(404, "NotFound", "unknown Runtime API path"))
-
-    def _await_next(self) -> None:
-        future = self._handler.next_invocation()
-        if future.done():
-            self._deliver(future)
-        else:
-            self._waiting = future
-            future.add_done_callback(self._deliver)
-
-    def _deliver(self, future: asyncio.Future[Invocation]) -> None:
-        self._waiting = None
-        if future.cancelled() or self._transport is None:
-            return
-        inv = future.result()
-        self._transport.write(_next_head(inv) + inv.payload)
 
     def _write(self, reply: Reply, close: bool = False) -> None:
         if self._transport is None:

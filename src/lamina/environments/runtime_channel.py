@@ -21,11 +21,9 @@ the last field, a payload, is taken whole.
 
 from __future__ import annotations
 
-import asyncio
 import struct
-from typing import cast
 
-from lamina.environments.runtime_api import MAX_BODY, Invocation, RuntimeApiHandler
+from lamina.environments.runtime_api import MAX_BODY, Invocation, LongPoll, RuntimeApiHandler
 
 _HEAD = struct.Struct("!IB")
 _SEP = b"\x00"
@@ -47,24 +45,16 @@ def invocation_frame(inv: Invocation) -> bytes:
     return _HEAD.pack(len(body), ord("I")) + body
 
 
-class RuntimeChannel(asyncio.Protocol):
+class RuntimeChannel(LongPoll):
     """The host's end of one environment's socket pair."""
 
     def __init__(self, handler: RuntimeApiHandler) -> None:
-        self._handler = handler
-        self._transport: asyncio.Transport | None = None
+        super().__init__(handler)
         self._buffer = bytearray()
         self._skipping = 0  # bytes still to drop of an oversized result
-        self._waiting: asyncio.Future[Invocation] | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports implement asyncio.Transport without subclassing it.
-        self._transport = cast(asyncio.Transport, transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
-        if self._waiting is not None and not self._waiting.done():
-            self._waiting.cancel()
+    def encode_next(self, inv: Invocation) -> bytes:
+        return invocation_frame(inv)
 
     def close(self) -> None:
         if self._transport is not None:
@@ -122,17 +112,3 @@ class RuntimeChannel(asyncio.Protocol):
         else:
             self.close()
         return True
-
-    def _await_next(self) -> None:
-        future = self._handler.next_invocation()
-        if future.done():
-            self._deliver(future)
-        else:
-            self._waiting = future
-            future.add_done_callback(self._deliver)
-
-    def _deliver(self, future: asyncio.Future[Invocation]) -> None:
-        self._waiting = None
-        if future.cancelled() or self._transport is None:
-            return
-        self._transport.write(invocation_frame(future.result()))
