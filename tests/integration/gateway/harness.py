@@ -3,6 +3,7 @@ mock providers beside it, driven by the official openai and anthropic SDKs."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from typing import Any
 
 import anthropic
 import openai
+import yaml
 from starlette.applications import Starlette
 
 from lamina.gateway import Gateway
@@ -24,6 +26,7 @@ from tests.integration.gateway.gateway_mocks import (
     serve,
     serve_all,
 )
+from tests.integration.support import LaminaServer
 
 ROOT_ID = "LAMINAROOTKEY"
 ROOT_SECRET = "root-secret-for-tests"
@@ -118,6 +121,26 @@ class Running:
 
 
 Launch = Callable[..., contextlib.AbstractAsyncContextManager[Running]]
+
+
+@contextlib.asynccontextmanager
+async def lamina_serving(tmp_path: Path, gateway: dict[str, Any],
+                         extra_env: dict[str, str] | None = None) -> AsyncIterator[LaminaServer]:
+    """A real `lamina serve --config FILE` with this `gateway:` block (and ENV); its
+    log is printed when the body fails."""
+    config_file = tmp_path / "lamina.yaml"
+    config_file.write_text(yaml.safe_dump({"gateway": gateway}))
+    (tmp_path / "data").mkdir()
+    server = LaminaServer(tmp_path / "data", extra_env={**ENV, **(extra_env or {})},
+                          args=["--config", str(config_file)])
+    await asyncio.to_thread(server.start)
+    try:
+        yield server
+    except BaseException:
+        print(server.log_text())
+        raise
+    finally:
+        await asyncio.to_thread(server.stop)
 
 
 def launcher(tmp_path: Path) -> Launch:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import anthropic
 import httpx
 import openai
 import pytest
-import yaml
 
-from tests.integration.gateway.harness import APP_KEY, ENV, Mocks, base_config
-from tests.integration.support import SECRET_KEY, LaminaServer
+from tests.integration.gateway.harness import APP_KEY, Mocks, base_config, lamina_serving
+from tests.integration.support import SECRET_KEY
 
 pytestmark = pytest.mark.slow
 
@@ -20,13 +18,7 @@ HELLO = [{"role": "user", "content": "hello"}]
 
 
 async def test_lamina_serve_serves_the_gateway(tmp_path: Path, mocks: Mocks) -> None:
-    config_file = tmp_path / "lamina.yaml"
-    config_file.write_text(yaml.safe_dump({"gateway": base_config(mocks)}))
-    server = LaminaServer(tmp_path / "data", extra_env=dict(ENV),
-                          args=["--config", str(config_file)])
-    (tmp_path / "data").mkdir()
-    await asyncio.to_thread(server.start)
-    try:
+    async with lamina_serving(tmp_path, base_config(mocks)) as server:
         oa = openai.AsyncOpenAI(base_url=f"{server.endpoint}/v1", api_key=APP_KEY,
                                 max_retries=0)
         an = anthropic.AsyncAnthropic(base_url=server.endpoint, api_key=APP_KEY, max_retries=0)
@@ -43,11 +35,6 @@ async def test_lamina_serve_serves_the_gateway(tmp_path: Path, mocks: Mocks) -> 
                 "authorization": f"Bearer {SECRET_KEY}"})).json()["data"]
         await oa.close()
         await an.close()
-    except Exception:
-        print(server.log_text())
-        raise
-    finally:
-        await asyncio.to_thread(server.stop)
     assert (reply.choices[0].message.content or "").endswith("says: hello")
     assert chunks[-1].usage is not None
     assert message.content[0].type == "text" and message.stop_reason == "end_turn"

@@ -12,7 +12,6 @@ import anthropic
 import httpx
 import openai
 import pytest
-import yaml
 from google.protobuf.json_format import MessageToDict
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -26,8 +25,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tests.integration.gateway.gateway_mocks import Fault, serve
-from tests.integration.gateway.harness import APP_KEY, ENV, Mocks, base_config
-from tests.integration.support import SECRET_KEY, LaminaServer
+from tests.integration.gateway.harness import APP_KEY, Mocks, base_config, lamina_serving
+from tests.integration.support import SECRET_KEY
 
 pytestmark = pytest.mark.slow
 
@@ -90,63 +89,49 @@ def _attributes(pairs: Any) -> dict[str, Any]:
 
 async def test_lamina_serve_exports_genai_spans_over_otlp(tmp_path: Path, mocks: Mocks) -> None:
     receiver = Receiver()
-    config = base_config(mocks)
-    config_file = tmp_path / "lamina.yaml"
-    config_file.write_text(yaml.safe_dump({"gateway": config}))
-    (tmp_path / "data").mkdir()
-    async with serve(receiver.app()) as collector:
-        server = LaminaServer(
-            tmp_path / "data",
-            args=["--config", str(config_file)],
-            extra_env={
-                **ENV,
-                "OTEL_EXPORTER_OTLP_ENDPOINT": collector,
-                "OTEL_BSP_SCHEDULE_DELAY": "100",
-                "OTEL_SERVICE_NAME": "gateway-under-test",
-            },
+    otel = {
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "OTEL_SERVICE_NAME": "gateway-under-test",
+    }
+    async with (
+        serve(receiver.app()) as collector,
+        lamina_serving(
+            tmp_path, base_config(mocks), {**otel, "OTEL_EXPORTER_OTLP_ENDPOINT": collector}
+        ) as server,
+    ):
+        oa = openai.AsyncOpenAI(base_url=f"{server.endpoint}/v1", api_key=APP_KEY, max_retries=0)
+        an = anthropic.AsyncAnthropic(base_url=server.endpoint, api_key=APP_KEY, max_retries=0)
+        began = time.time_ns()
+        chat = await oa.chat.completions.create(
+            model="gpt",
+            messages=[{"role": "user", "content": "hello"}],
+            temperature=0.2,
+            top_p=0.9,
+            max_tokens=20,
+            stop=["END"],
         )
-        await asyncio.to_thread(server.start)
-        try:
-            oa = openai.AsyncOpenAI(
-                base_url=f"{server.endpoint}/v1", api_key=APP_KEY, max_retries=0
+        async with an.messages.stream(
+            model="claude", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+        ) as stream:
+            await stream.get_final_message()
+        await oa.embeddings.create(model="embed", input=["a", "b"])
+        mocks.openai.fail(Fault(400, body={"error": {"message": "bad", "type": "x"}}))
+        with pytest.raises(openai.BadRequestError):
+            await oa.chat.completions.create(
+                model="gpt", messages=[{"role": "user", "content": "refused"}]
             )
-            an = anthropic.AsyncAnthropic(base_url=server.endpoint, api_key=APP_KEY, max_retries=0)
-            began = time.time_ns()
-            chat = await oa.chat.completions.create(
-                model="gpt",
-                messages=[{"role": "user", "content": "hello"}],
-                temperature=0.2,
-                top_p=0.9,
-                max_tokens=20,
-                stop=["END"],
+        ended = time.time_ns()
+        for _ in range(100):  # the writer batches, the SDK exports every 100 ms
+            if len(receiver.spans) >= 4:
+                break
+            await asyncio.sleep(0.1)
+        # The same records feed the metrics, served through lamina's own app.
+        async with httpx.AsyncClient(base_url=server.endpoint) as http:
+            metrics = await http.get(
+                "/gateway/metrics", headers={"authorization": f"Bearer {SECRET_KEY}"}
             )
-            async with an.messages.stream(
-                model="claude", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
-            ) as stream:
-                await stream.get_final_message()
-            await oa.embeddings.create(model="embed", input=["a", "b"])
-            mocks.openai.fail(Fault(400, body={"error": {"message": "bad", "type": "x"}}))
-            with pytest.raises(openai.BadRequestError):
-                await oa.chat.completions.create(
-                    model="gpt", messages=[{"role": "user", "content": "refused"}]
-                )
-            ended = time.time_ns()
-            for _ in range(100):  # the writer batches, the SDK exports every 100 ms
-                if len(receiver.spans) >= 4:
-                    break
-                await asyncio.sleep(0.1)
-            # The same records feed the metrics, served through lamina's own app.
-            async with httpx.AsyncClient(base_url=server.endpoint) as http:
-                metrics = await http.get(
-                    "/gateway/metrics", headers={"authorization": f"Bearer {SECRET_KEY}"}
-                )
-            await oa.close()
-            await an.close()
-        except Exception:
-            print(server.log_text())
-            raise
-        finally:
-            await asyncio.to_thread(server.stop)
+        await oa.close()
+        await an.close()
 
     assert len(receiver.spans) == 4, receiver.spans
     assert metrics.status_code == 200
