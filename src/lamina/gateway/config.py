@@ -44,9 +44,11 @@ class ProviderConfig:
     aws_secret_access_key: str | None = None
     aws_session_token: str | None = None
     # local-embeddings: a Hugging Face model name or a local directory, and the torch
-    # device it runs on; routes to this provider default to this model.
+    # device it runs on; routes to this provider default to this model. `threads`:
+    # torch's CPU threads (process-wide), else torch's default of one per core.
     model: str | None = None
     device: str = "cpu"
+    threads: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +256,7 @@ def _provider(entry: Mapping[str, Any], where: str) -> ProviderConfig:
         aws_session_token=entry.get("aws_session_token") or None,
         model=entry.get("model") or None,
         device=str(entry.get("device") or "cpu"),
+        threads=_optional_int(entry, "threads", where) or None,
     )
 
 

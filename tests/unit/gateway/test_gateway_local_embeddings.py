@@ -77,8 +77,8 @@ async def test_the_model_loads_once_and_concurrent_requests_share_a_batch() -> N
     encoder = FakeEncoder(gate)
     loads: list[tuple[str, str]] = []
 
-    def load(model: str, device: str) -> Encoder:
-        loads.append((model, device))
+    def load(model: str, provider: ProviderConfig) -> Encoder:
+        loads.append((model, provider.device))
         return encoder
 
     provider = LocalEmbeddingsProvider(load)
@@ -101,7 +101,7 @@ async def test_the_model_loads_once_and_concurrent_requests_share_a_batch() -> N
 
 async def test_a_caller_that_leaves_does_not_strand_the_others() -> None:
     gate = threading.Event()
-    provider = LocalEmbeddingsProvider(lambda model, device: FakeEncoder(gate))
+    provider = LocalEmbeddingsProvider(lambda model, provider: FakeEncoder(gate))
     leaving = asyncio.create_task(provider.embed({"input": "a"}, LOCAL, 5))
     await asyncio.sleep(0.05)
     staying = asyncio.create_task(provider.embed({"input": "b c"}, LOCAL, 5))
@@ -114,7 +114,7 @@ async def test_a_caller_that_leaves_does_not_strand_the_others() -> None:
 async def test_a_model_that_cannot_load_is_a_500_naming_it_and_is_retried() -> None:
     attempts = []
 
-    def load(model: str, device: str) -> Encoder:
+    def load(model: str, provider: ProviderConfig) -> Encoder:
         attempts.append(model)
         if len(attempts) == 1:
             raise OSError("We couldn't connect to 'https://huggingface.co'")
@@ -130,7 +130,7 @@ async def test_a_model_that_cannot_load_is_a_500_naming_it_and_is_retried() -> N
 
 async def test_a_slow_model_times_out() -> None:
     gate = threading.Event()
-    provider = LocalEmbeddingsProvider(lambda model, device: FakeEncoder(gate))
+    provider = LocalEmbeddingsProvider(lambda model, provider: FakeEncoder(gate))
     with pytest.raises(UpstreamTimeout, match=r"did not answer in 0\.05s"):
         await provider.embed({"input": "a"}, LOCAL, 0.05)
     gate.set()
@@ -150,7 +150,13 @@ def test_config_routes_default_to_the_providers_model(monkeypatch: pytest.Monkey
     config = parse_config(
         {
             "providers": [
-                {"name": "local", "type": "local-embeddings", "model": "/m", "device": "cpu"}
+                {
+                    "name": "local",
+                    "type": "local-embeddings",
+                    "model": "/m",
+                    "device": "cpu",
+                    "threads": 1,
+                }
             ],
             "models": [
                 {"name": "embed", "routes": [{"provider": "local"}]},
@@ -159,7 +165,7 @@ def test_config_routes_default_to_the_providers_model(monkeypatch: pytest.Monkey
         },
         {},
     )
-    assert config.providers["local"].model == "/m"
+    assert (config.providers["local"].model, config.providers["local"].threads) == ("/m", 1)
     assert [r.model for r in config.models["embed"].routes] == ["/m"]
     assert [r.model for r in config.models["other"].routes] == ["/n"]
 

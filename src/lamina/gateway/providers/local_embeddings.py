@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
 
+from lamina.gateway.config import ProviderConfig
 from lamina.gateway.errors import InvalidGatewayRequest, UpstreamError, UpstreamTimeout
 from lamina.gateway.providers.base import (
     JSON,
@@ -42,7 +43,8 @@ class Encoder(Protocol):
     def count_tokens(self, texts: list[str]) -> list[int]: ...
 
 
-Loader = Callable[[str, str], Encoder]  # (model name or directory, device) → Encoder
+# (model name or directory, its provider's config: device, threads) → Encoder
+Loader = Callable[[str, ProviderConfig], Encoder]
 
 
 def texts_of(body: JSON) -> list[str]:
@@ -162,16 +164,17 @@ class LocalEmbeddingsProvider:
 
     def __init__(self, loader: Loader | None = None) -> None:
         self._loader = loader or load_sentence_transformer
-        self._models: dict[tuple[str, str], _Batcher] = {}
+        self._models: dict[tuple[str, str, int | None], _Batcher] = {}
 
     async def embed(self, body: JSON, deployment: Deployment, timeout_s: float) -> JSON:
         texts = texts_of(body)
-        device = deployment.provider.device
-        batcher = self._models.get((deployment.model, device))
+        provider = deployment.provider
+        where = (deployment.model, provider.device, provider.threads)
+        batcher = self._models.get(where)
         if batcher is None:
             name = deployment.model
-            batcher = _Batcher(lambda: self._loader(name, device))
-            self._models[(deployment.model, device)] = batcher
+            batcher = _Batcher(lambda: self._loader(name, provider))
+            self._models[where] = batcher
         try:
             vectors, counts = await asyncio.wait_for(batcher.submit(texts), timeout_s)
         except TimeoutError:
@@ -248,8 +251,13 @@ class _SentenceTransformerEncoder:
         return [len(row) for row in ids]
 
 
-def load_sentence_transformer(model: str, device: str) -> Encoder:
+def load_sentence_transformer(model: str, provider: ProviderConfig) -> Encoder:
     """Blocking: imports sentence-transformers (and torch) and loads the weights."""
+    import torch
     from sentence_transformers import SentenceTransformer
 
-    return _SentenceTransformerEncoder(SentenceTransformer(model, device=device))
+    if provider.threads:
+        # Process-wide. torch takes one thread per core by default, and they spin while
+        # they wait: on cores shared with lamina's event loop fewer may serve better.
+        torch.set_num_threads(provider.threads)
+    return _SentenceTransformerEncoder(SentenceTransformer(model, device=provider.device))
