@@ -17,6 +17,7 @@ Errors carry the codes and messages AWS returns, so clients report them the same
 from __future__ import annotations
 
 import calendar
+import functools
 import hashlib
 import hmac
 import re
@@ -314,6 +315,7 @@ def _from_query(query: dict[str, str]) -> _Signed:
     )
 
 
+@functools.lru_cache(maxsize=64)  # requests signed in the same second share one
 def _epoch(amz_date: str) -> int:
     """YYYYMMDDTHHMMSSZ (already checked) as epoch seconds; strptime is ~20x slower."""
     d = amz_date

@@ -6,6 +6,7 @@ inside the caller's transaction.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -45,9 +46,29 @@ def clip(message: str) -> str:
     return encoded[:MAX_MESSAGE_BYTES].decode(errors="ignore")
 
 
+_COLUMNS = ("group_id", "stream_id", "timestamp_ms", "ingestion_ms", "message")
+_MARKS = {"qmark": "?", "format": "%s", "numeric_dollar": "${}"}
+
+
+@functools.cache
+def _driver_insert(paramstyle: str) -> str | None:
+    """The events INSERT in the driver's own parameter style, or None where its style
+    takes named parameters. Sent with exec_driver_sql: Core's per-row parameter
+    processing measured ~10% of the server's CPU per warm invoke (three rows each)."""
+    mark = _MARKS.get(paramstyle)
+    if mark is None:
+        return None
+    values = ", ".join(mark.format(i + 1) for i in range(len(_COLUMNS)))
+    return f"INSERT INTO {log_events.name} ({', '.join(_COLUMNS)}) VALUES ({values})"
+
+
 async def _insert(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     if rows:
-        await conn.execute(log_events.insert(), rows)
+        sql = _driver_insert(conn.dialect.paramstyle)
+        if sql is None:
+            await conn.execute(log_events.insert(), rows)
+        else:
+            await conn.exec_driver_sql(sql, [tuple(row[c] for c in _COLUMNS) for row in rows])
         await log_catalog.record_events(conn, rows)
 
 
