@@ -27,12 +27,23 @@ from typing import Any
 
 import orjson
 
+from lamina.gateway.providers.anthropic import NATIVE, UNTRANSLATED
+from lamina.gateway.providers.openai_responses import NATIVE_RESPONSES
+
 JSON = dict[str, Any]
 _NOT_SCOPE = frozenset({"messages", "stream", "stream_options", "user", "metadata"})
+# The private members that carry the request as the client wrote it (/v1/messages,
+# /v1/responses): their prompt is what `messages` says, the rest of them is scope.
+_NATIVE_PROMPT = {
+    NATIVE: frozenset({"system", "messages", "metadata"}),
+    NATIVE_RESPONSES: frozenset({"input", "instructions", "metadata", "user"}),
+}
 
 
 def prompt_text(body: JSON) -> str | None:
     """The text that is embedded, or None when the prompt is not text alone."""
+    if body.get(UNTRANSLATED):
+        return None  # blocks (documents, ...) that `messages` does not carry
     lines = []
     for message in body.get("messages") or []:
         if not isinstance(message, dict) or message.get("tool_calls"):
@@ -52,6 +63,10 @@ def prompt_text(body: JSON) -> str | None:
 
 def scope_of(api: str, body: JSON, embeddings_model: str) -> str:
     rest = {k: v for k, v in body.items() if k not in _NOT_SCOPE}
+    for member, prompt in _NATIVE_PROMPT.items():
+        native = rest.get(member)
+        if isinstance(native, dict):
+            rest[member] = {k: v for k, v in native.items() if k not in prompt}
     raw = orjson.dumps([api, embeddings_model, rest], option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(raw).hexdigest()
 

@@ -48,7 +48,7 @@ async def ask(
     """The answer's text and its x-lamina-cache header."""
     response = await gw.openai().chat.completions.with_raw_response.create(
         model=model, messages=messages, **options
-    )  # type: ignore[arg-type]
+    )
     return response.parse().choices[0].message.content or "", response.headers["x-lamina-cache"]
 
 
@@ -97,7 +97,7 @@ async def test_a_semantic_hit_streams(launch: Launch, mocks: Mocks) -> None:
         response = await gw.openai().chat.completions.with_raw_response.create(
             model="gpt",
             messages=CATS_REWORDED,
-            stream=True,  # type: ignore[arg-type]
+            stream=True,
             stream_options={"include_usage": True},
         )
         chunks = [c async for c in response.parse()]
@@ -117,7 +117,7 @@ async def test_a_streamed_answer_is_found_semantically(launch: Launch, mocks: Mo
             async for c in await gw.openai().chat.completions.create(
                 model="gpt", messages=CATS, stream=True
             )
-        ]  # type: ignore[arg-type]
+        ]
         text, cache = await ask(gw, "gpt", CATS_REWORDED)
     assert cache == "semantic-hit"
     assert text == "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
@@ -216,10 +216,10 @@ async def test_semantic_cache_in_lamina_serve(tmp_path: Path, mocks: Mocks) -> N
         client = openai.AsyncOpenAI(
             base_url=f"{server.endpoint}/v1", api_key=APP_KEY, max_retries=0
         )
-        first = await client.chat.completions.with_raw_response.create(model="gpt", messages=CATS)  # type: ignore[arg-type]
+        first = await client.chat.completions.with_raw_response.create(model="gpt", messages=CATS)
         streamed = await client.chat.completions.with_raw_response.create(
             model="gpt", messages=CATS_REWORDED, stream=True
-        )  # type: ignore[arg-type]
+        )
         chunks = [c async for c in streamed.parse()]
         async with httpx.AsyncClient(base_url=server.endpoint) as http:
             usage = (
@@ -245,3 +245,47 @@ async def test_semantic_cache_in_lamina_serve(tmp_path: Path, mocks: Mocks) -> N
     (row,) = usage
     assert (row["requests"], row["cache_hits"]) == (2, 1)
     assert row["cost_usd"] == pytest.approx(12 + 5)
+
+
+async def test_semantic_hits_through_the_anthropic_sdk(launch: Launch, mocks: Mocks) -> None:
+    async with launch(semantic_config(mocks, "gpt", "claude")) as gw:
+        client = gw.anthropic()
+        for model in ("gpt", "claude"):
+            await client.messages.create(model=model, max_tokens=50, messages=CATS)
+        again = await client.messages.with_raw_response.create(
+            model="claude", max_tokens=50, messages=CATS_REWORDED
+        )
+        async with client.messages.stream(
+            model="gpt", max_tokens=50, messages=CATS_REWORDED
+        ) as stream:
+            streamed = await stream.get_final_message()
+            stream_cache = stream.response.headers["x-lamina-cache"]
+    message = await again.parse()
+    assert again.headers["x-lamina-cache"] == "semantic-hit"
+    assert message.content[0].type == "text"
+    assert message.content[0].text == "anthropic-mock says: Tell me a joke about cats, please!"
+    assert stream_cache == "semantic-hit"
+    assert streamed.content[0].type == "text"
+    assert streamed.content[0].text == "openai-mock says: Tell me a joke about cats, please!"
+    assert len(mocks.anthropic.requests) == 1 and len(chats(mocks)) == 1
+
+
+async def test_semantic_hits_through_the_responses_api(launch: Launch, mocks: Mocks) -> None:
+    async with launch(semantic_config(mocks, "gpt")) as gw:
+        client = gw.openai()
+        first = await client.responses.with_raw_response.create(
+            model="gpt", input="Tell me a joke about cats, please!", instructions="Be brief."
+        )
+        again = await client.responses.with_raw_response.create(
+            model="gpt", input="please tell me a joke about cats", instructions="Be brief."
+        )
+        other = await client.responses.with_raw_response.create(
+            model="gpt", input="please tell me a joke about cats", instructions="Be long."
+        )
+    assert [r.headers["x-lamina-cache"] for r in (first, again, other)] == [
+        "miss",
+        "semantic-hit",
+        "miss",
+    ]
+    assert again.parse().output_text == first.parse().output_text
+    assert len(chats(mocks)) == 2

@@ -49,6 +49,21 @@ def test_scope_is_everything_but_the_prompt() -> None:
     assert base != scope_of("chat", chat("a"), "other-embed")
 
 
+def test_scope_ignores_the_prompt_inside_native_requests() -> None:
+    def messages(text: str, **native: Any) -> dict[str, Any]:
+        anthropic = {"system": "s", "messages": [{"role": "user", "content": text}], **native}
+        return {**chat(text), "_anthropic": anthropic}
+
+    assert scope_of("chat", messages("a"), "e") == scope_of("chat", messages("b"), "e")
+    assert scope_of("chat", messages("a"), "e") != scope_of("chat", messages("a", top_k=3), "e")
+    responses = {**chat("a"), "_responses": {"input": "a", "instructions": "i"}}
+    assert scope_of("chat", responses, "e") == scope_of(
+        "chat", {**chat("b"), "_responses": {"input": "b", "instructions": "j"}}, "e"
+    )
+    # Blocks only Anthropic understands are not in `messages`: no prompt text to embed.
+    assert prompt_text({**chat("a"), "_untranslated": ["document"]}) is None
+
+
 def test_nearest_by_cosine_within_scope_ttl_and_bound() -> None:
     now = [0.0]
     index = SemanticIndex(lambda: now[0])
