@@ -1,29 +1,28 @@
-"""The semantic cache through the openai SDK: prompts embedded by the openai mock's
-bag-of-words /embeddings (same words, same direction), answers from the mock chat."""
+"""The semantic cache through the openai and anthropic SDKs (and one real `lamina
+serve`): prompts embedded by the openai mock's bag-of-words /embeddings (same words,
+same direction), answers from the mock providers."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
-import yaml
 from sqlalchemy import select
 
 from lamina.gateway.service import Clocks
 from tests.integration.gateway.gateway_mocks import Fault
 from tests.integration.gateway.harness import (
     APP_KEY,
-    ENV,
     Launch,
     Mocks,
     Running,
     base_config,
+    lamina_serving,
 )
-from tests.integration.support import SECRET_KEY, LaminaServer
+from tests.integration.support import SECRET_KEY
 
 CATS = [{"role": "user", "content": "Tell me a joke about cats, please!"}]
 CATS_REWORDED = [{"role": "user", "content": "please   tell me a joke about cats"}]
@@ -201,18 +200,11 @@ async def test_prompts_that_are_not_text_are_cached_exactly_only(
 
 @pytest.mark.slow
 async def test_semantic_cache_in_lamina_serve(tmp_path: Path, mocks: Mocks) -> None:
-    config_file = tmp_path / "lamina.yaml"
     config = semantic_config(mocks, "gpt")
     config["pricing"] = {
         "gpt-4o-mini": {"input_per_mtok": 1_000_000, "output_per_mtok": 1_000_000}
     }  # $1 a token
-    config_file.write_text(yaml.safe_dump({"gateway": config}))
-    (tmp_path / "data").mkdir()
-    server = LaminaServer(
-        tmp_path / "data", extra_env=dict(ENV), args=["--config", str(config_file)]
-    )
-    await asyncio.to_thread(server.start)
-    try:
+    async with lamina_serving(tmp_path, config) as server:
         client = openai.AsyncOpenAI(
             base_url=f"{server.endpoint}/v1", api_key=APP_KEY, max_retries=0
         )
@@ -229,11 +221,6 @@ async def test_semantic_cache_in_lamina_serve(tmp_path: Path, mocks: Mocks) -> N
                 )
             ).json()["data"]
         await client.close()
-    except Exception:
-        print(server.log_text())
-        raise
-    finally:
-        await asyncio.to_thread(server.stop)
     assert first.headers["x-lamina-cache"] == "miss"
     assert streamed.headers["x-lamina-cache"] == "semantic-hit"
     assert (
