@@ -18,8 +18,7 @@ from lamina.gateway.keys import KeyConfig, parse_key
 from lamina.gateway.pricing import Price
 
 LOCAL_EMBEDDINGS = "local-embeddings"
-PROVIDER_TYPES = frozenset({"openai", "anthropic", "gemini", "cohere", "bedrock",
-                            LOCAL_EMBEDDINGS})
+PROVIDER_TYPES = frozenset({"openai", "anthropic", "gemini", "cohere", "bedrock", LOCAL_EMBEDDINGS})
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -162,21 +161,29 @@ def interpolate(value: Any, env: Mapping[str, str]) -> Any:
 def parse_config(raw: Mapping[str, Any] | None, env: Mapping[str, str]) -> GatewayConfig:
     """Build the gateway's configuration from the `gateway:` mapping of the YAML file."""
     data = interpolate(dict(raw or {}), env)
-    providers = {p.name: p for p in (_provider(e, f"gateway.providers[{i}]")
-                                     for i, e in enumerate(_list(data, "providers")))}
-    models = {m.name: m for m in (_model(e, f"gateway.models[{i}]")
-                                  for i, e in enumerate(_list(data, "models")))}
+    providers = {
+        p.name: p
+        for p in (
+            _provider(e, f"gateway.providers[{i}]") for i, e in enumerate(_list(data, "providers"))
+        )
+    }
+    models = {
+        m.name: m
+        for m in (_model(e, f"gateway.models[{i}]") for i, e in enumerate(_list(data, "models")))
+    }
     for model in list(models.values()):
         for r, route in enumerate(model.routes):
             if route.provider not in providers:
-                raise ConfigError(f"gateway.models[{model.name}].routes[{r}]: unknown "
-                                  f"provider {route.provider!r}")
+                raise ConfigError(
+                    f"gateway.models[{model.name}].routes[{r}]: unknown provider {route.provider!r}"
+                )
         models[model.name] = model = _route_models(model, providers)
         _check_semantic(model, models)
         for fallback in model.fallbacks:
             if fallback not in models:
-                raise ConfigError(f"gateway.models[{model.name}].fallbacks: unknown model "
-                                  f"{fallback!r}")
+                raise ConfigError(
+                    f"gateway.models[{model.name}].fallbacks: unknown model {fallback!r}"
+                )
     keys = tuple(_key(e, f"gateway.keys[{i}]") for i, e in enumerate(_list(data, "keys")))
     prompts: dict[str, tuple[PromptConfig, ...]] = {}
     for i, entry in enumerate(_list(data, "prompts")):
@@ -185,8 +192,9 @@ def parse_config(raw: Mapping[str, Any] | None, env: Mapping[str, str]) -> Gatew
             raise ConfigError(f"gateway.prompts[{i}].model: unknown model {prompt.model!r}")
         versions = prompts.get(prompt.name, ())
         if any(v.version == prompt.version for v in versions):
-            raise ConfigError(f"gateway.prompts[{i}]: {prompt.name!r} version "
-                              f"{prompt.version} is defined twice")
+            raise ConfigError(
+                f"gateway.prompts[{i}]: {prompt.name!r} version {prompt.version} is defined twice"
+            )
         prompts[prompt.name] = tuple(sorted((*versions, prompt), key=lambda v: v.version))
     pricing = {
         str(name): _price(entry, f"gateway.pricing.{name}")
@@ -197,8 +205,16 @@ def parse_config(raw: Mapping[str, Any] | None, env: Mapping[str, str]) -> Gatew
         failures=int(circuit_raw.get("failures", 5)),
         cooldown_s=float(circuit_raw.get("cooldown_s", 30.0)),
     )
-    return GatewayConfig(providers, models, keys, prompts, pricing, circuit,
-                         _telemetry(data), _log_bodies(data, models))
+    return GatewayConfig(
+        providers,
+        models,
+        keys,
+        prompts,
+        pricing,
+        circuit,
+        _telemetry(data),
+        _log_bodies(data, models),
+    )
 
 
 def _list(data: Mapping[str, Any], name: str) -> Sequence[Mapping[str, Any]]:
@@ -240,8 +256,10 @@ def _provider(entry: Mapping[str, Any], where: str) -> ProviderConfig:
         # Refused here, at load, rather than on the first request an hour later. The
         # lookup finds the package without importing it (torch takes seconds).
         if find_spec("sentence_transformers") is None:
-            raise ConfigError(f"{where}: type local-embeddings needs the sentence-transformers "
-                              "package, which is not installed; pip install 'lamina[embeddings]'")
+            raise ConfigError(
+                f"{where}: type local-embeddings needs the sentence-transformers "
+                "package, which is not installed; pip install 'lamina[embeddings]'"
+            )
     return ProviderConfig(
         name=_required(entry, "name", where),
         type=kind,
@@ -272,8 +290,9 @@ def _model(entry: Mapping[str, Any], where: str) -> ModelConfig:
             raise ConfigError(f"{at}.weight must be positive")
         # An empty model is filled from a local-embeddings provider's own `model`
         # once providers are known (_route_models), and refused otherwise.
-        routes.append(RouteConfig(_required(route, "provider", at),
-                                  str(route.get("model") or ""), weight))
+        routes.append(
+            RouteConfig(_required(route, "provider", at), str(route.get("model") or ""), weight)
+        )
     fallbacks = entry.get("fallbacks") or []
     if not isinstance(fallbacks, list):
         raise ConfigError(f"{where}.fallbacks must be a list of model names")
@@ -299,8 +318,10 @@ def _route_models(model: ModelConfig, providers: Mapping[str, ProviderConfig]) -
         if not route.model:
             default = providers[route.provider].model
             if default is None:
-                raise ConfigError(f"gateway.models[{model.name}].routes[{r}].model is "
-                                  "required (a non-empty string)")
+                raise ConfigError(
+                    f"gateway.models[{model.name}].routes[{r}].model is "
+                    "required (a non-empty string)"
+                )
             route = replace(route, model=default)
         routes.append(route)
     return replace(model, routes=tuple(routes))
@@ -314,8 +335,11 @@ def _semantic(cache: Mapping[str, Any], where: str) -> SemanticCacheConfig | Non
     if "ttl_s" not in cache:
         raise ConfigError(f"{at} needs {where}.ttl_s: entries live as long as exact ones")
     threshold = raw.get("threshold", 0.95)
-    if not isinstance(threshold, int | float) or isinstance(threshold, bool) \
-            or not 0 < threshold <= 1:
+    if (
+        not isinstance(threshold, int | float)
+        or isinstance(threshold, bool)
+        or not 0 < threshold <= 1
+    ):
         raise ConfigError(f"{at}.threshold must be a number in (0, 1] (a cosine similarity)")
     max_entries = _optional_int(raw, "max_entries", at)
     return SemanticCacheConfig(
@@ -331,11 +355,12 @@ def _check_semantic(model: ModelConfig, models: Mapping[str, ModelConfig]) -> No
         return
     at = f"gateway.models[{model.name}].cache.semantic.embeddings_model"
     if semantic.embeddings_model not in models:
-        raise ConfigError(f"{at}: unknown model {semantic.embeddings_model!r} (a gateway "
-                          "model that serves /v1/embeddings)")
+        raise ConfigError(
+            f"{at}: unknown model {semantic.embeddings_model!r} (a gateway "
+            "model that serves /v1/embeddings)"
+        )
     if semantic.embeddings_model == model.name:
-        raise ConfigError(f"{at}: a model cannot embed its own prompts; name an embeddings "
-                          "model")
+        raise ConfigError(f"{at}: a model cannot embed its own prompts; name an embeddings model")
 
 
 def _key(entry: Mapping[str, Any], where: str) -> KeyConfig:
@@ -361,10 +386,12 @@ def _price(entry: Any, where: str) -> Price:
     return Price(
         input_per_mtok=float(entry.get("input_per_mtok", 0.0)),
         output_per_mtok=float(entry.get("output_per_mtok", 0.0)),
-        cache_read_per_mtok=(float(entry["cache_read_per_mtok"])
-                             if "cache_read_per_mtok" in entry else None),
-        cache_write_per_mtok=(float(entry["cache_write_per_mtok"])
-                              if "cache_write_per_mtok" in entry else None),
+        cache_read_per_mtok=(
+            float(entry["cache_read_per_mtok"]) if "cache_read_per_mtok" in entry else None
+        ),
+        cache_write_per_mtok=(
+            float(entry["cache_write_per_mtok"]) if "cache_write_per_mtok" in entry else None
+        ),
     )
 
 
@@ -373,8 +400,9 @@ def _telemetry(data: Mapping[str, Any]) -> TelemetryConfig:
     metrics = _mapping(raw, "metrics", "gateway.telemetry")
     return TelemetryConfig(
         otlp_endpoint=raw.get("otlp_endpoint") or None,
-        otlp_headers={str(k): str(v)
-                      for k, v in _mapping(raw, "headers", "gateway.telemetry").items()},
+        otlp_headers={
+            str(k): str(v) for k, v in _mapping(raw, "headers", "gateway.telemetry").items()
+        },
         service_name=str(raw.get("service_name") or "lamina"),
         metrics_token=metrics.get("token") or None,
         metrics_public=bool(metrics.get("public", False)),
