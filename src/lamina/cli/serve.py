@@ -40,6 +40,11 @@ def run_server(settings: Settings) -> None:
         lifespan="on",
         access_log=False,
         log_level="warning",
+        # No X-Forwarded-For rewriting: lamina is not behind a trusted proxy, and a
+        # local process must not choose the source IP that IAM conditions see
+        # (aws:SourceIp). One middleware less on every request, too.
+        proxy_headers=False,
+        server_header=False,
     )
     server = uvicorn.Server(config)
     # uvicorn picks uvloop only in uvicorn.run(); serving ourselves, we start it here.
