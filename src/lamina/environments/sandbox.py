@@ -11,11 +11,14 @@ lamina's data dir, other functions' code, /root or lamina's environment. It runs
 an unprivileged uid with no capabilities, in a cgroup sized by MemorySize (RLIMIT_AS
 when there is no memory cgroup), with a pids limit, RLIMIT_NOFILE and a CPU share.
 
-Two ways in, one plan:
+Three ways in, one plan:
 - a Python environment forked from a zygote enters it itself, in the child, before the
   runtime starts (runtimes/python/sandbox.py carries out `Prepared.plan`);
 - an exec'd environment (custom runtimes, the fallback) runs under bubblewrap, behind a
-  `sh` that first joins the cgroups and sets the rlimits.
+  `sh` that first joins the cgroups and sets the rlimits (and, egress off, behind a
+  helper that leaves lamina's network first, keeping a Runtime API forwarder outside);
+- a SnapStart template runs the function's init in it, behind a root keeper that
+  places the environments forked from it (`prepare_template`).
 """
 
 from __future__ import annotations
@@ -194,6 +197,11 @@ class Sandbox:
                 off.append("no pids cgroup: fork bombs are bounded by RLIMIT_NPROC only")
             if layout is None or layout.cpu is None:
                 off.append("no cpu cgroup: CPU is not shared by memory size")
+            if self.forks_confined:
+                off.append(
+                    "SnapStart environments of one version share their template's /tmp, PID "
+                    "and network namespaces (each has its own cgroups)"
+                )
         return {
             "enabled": self.enabled,
             "cgroups": layout.describe() if layout else None,
