@@ -10,14 +10,15 @@ usage chunk when asked, `[DONE]`), after a fixed `--delay-ms`. The baseline, "di
 is the mock called without a gateway. Measured per round, each target right after the
 others, and the median of the rounds kept:
 
-- latency at 1 connection: wrk (`-t1 -c1`, a Lua script for the POST body and the
-  auth header); the gateway's *added* p50/p99 is its figure minus direct's;
+- latency at 1 connection, plain and streamed: a Python client (blocking sockets,
+  httptools parsing the response) on one keep-alive connection per target, the targets
+  taking turns in blocks of 20 back-to-back requests so that they see the same machine; the gateway's
+  *added* p50/p99 is its figure minus direct's; when streaming, the time to the first
+  SSE `data:` line (time to first token);
 - throughput at 32 connections: wrk `-t2 -c32`, and the CPU seconds the gateway's
   process tree spent per request (utime + stime from /proc/<pid>/stat before and
   after), whence requests per second per core of gateway CPU — the figure that
   compares on a shared 2-core machine, where wrk and the mock take their share;
-- time to first token when streaming: a Python client on a keep-alive socket (httptools
-  parses the response) times the first SSE `data:` line; added = minus direct's;
 - idle memory: RSS of `lamina serve` with the gateway configured, and of one with no
   gateway configuration (the increment is the configured gateway's share), and of the
   peers' process trees.
@@ -613,10 +614,13 @@ class Reply:
 
     def __init__(self) -> None:
         self.body: list[bytes] = []
+        self.first_body: float | None = None
         self.first_data: float | None = None
         self.complete = False
 
     def on_body(self, body: bytes) -> None:
+        if self.first_body is None:
+            self.first_body = time.perf_counter()
         if self.first_data is None and b"data:" in body:
             self.first_data = time.perf_counter()
         self.body.append(bytes(body))
@@ -625,9 +629,11 @@ class Reply:
         self.complete = True
 
 
-def stream_samples(target: Target, samples: int, warmup: int = 20) -> dict[str, Any]:
+def stream_samples(
+    target: Target, samples: int, warmup: int = 20, pause_s: float = 0.0
+) -> dict[str, Any]:
     """Time to the first SSE `data:` line and to the end of the stream, over one keep-alive
-    connection, one request at a time."""
+    connection, one request at a time, `pause_s` apart."""
     request = target.request(True)
     sock = socket.create_connection(("127.0.0.1", target.port), timeout=30)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -636,6 +642,8 @@ def stream_samples(target: Target, samples: int, warmup: int = 20) -> dict[str, 
     errors = 0
     try:
         for i in range(warmup + samples):
+            if pause_s:
+                time.sleep(pause_s)
             reply = Reply()
             parser = HttpResponseParser(reply)
             start = time.perf_counter()
@@ -664,6 +672,120 @@ def stream_samples(target: Target, samples: int, warmup: int = 20) -> dict[str, 
         "samples": len(ttft),
         "errors": errors,
     }
+
+
+class Client:
+    """One keep-alive connection to a target, one request at a time."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.plain, self.stream = target.request(False), target.request(True)
+        self.sock = self._connect()
+
+    def _connect(self) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", self.target.port), timeout=60)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+    def once(self, stream: bool) -> tuple[bool, float, float]:
+        """(answered well, ms to the first byte of the body — the first SSE `data:` line
+        when streaming — and ms to the end of the response)."""
+        try:
+            return self._once(stream)
+        except _Closed:
+            # The server closed the idle keep-alive connection (node's closes after 5 s)
+            # before reading the request: reconnect, outside the clock, and send again.
+            self.sock.close()
+            self.sock = self._connect()
+            return self._once(stream)
+
+    def _once(self, stream: bool) -> tuple[bool, float, float]:
+        reply = Reply()
+        parser = HttpResponseParser(reply)
+        start = time.perf_counter()
+        try:
+            self.sock.sendall(self.stream if stream else self.plain)
+        except OSError as exc:
+            raise _Closed from exc
+        received = False
+        while not reply.complete:
+            try:
+                data = self.sock.recv(65536)
+            except ConnectionResetError as exc:
+                if received:
+                    raise
+                raise _Closed from exc
+            if not data:
+                if received:
+                    raise OSError("the connection closed mid-response")
+                raise _Closed
+            received = True
+            parser.feed_data(data)
+        end = time.perf_counter()
+        body = b"".join(reply.body)
+        ok = parser.get_status_code() == 200 and (
+            b"dear benchmark" in body and b"[DONE]" in body if stream else b"Hello there" in body
+        )
+        first = reply.first_data if stream else reply.first_body
+        return ok, ((first or end) - start) * 1000, (end - start) * 1000
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class _Closed(Exception):
+    """The connection was closed before any of the response arrived."""
+
+
+def interleaved(
+    targets: Sequence[Target], samples: int, block: int = 20, skip: int = 4
+) -> dict[str, Any]:
+    """Latency at one connection, plain and streamed. The targets take turns in blocks
+    of `block` back-to-back requests of each kind (the first `skip` of a block not
+    counted: they pay for the other targets having had the cores), the order rotating,
+    so that every target sees the same machine: on a shared machine the load changes
+    faster than a whole series per target would take."""
+    clients = [Client(t) for t in targets]
+    out: dict[str, dict[str, Any]] = {
+        t.name: {"plain": [], "ttft": [], "stream_total": [], "errors": 0} for t in targets
+    }
+    per_block = block - skip
+    try:
+        for turn in range(max(1, -(-samples // per_block))):
+            first = turn % len(clients)
+            for client in clients[first:] + clients[:first]:
+                row = out[client.target.name]
+                for stream in (False, True):
+                    for i in range(block):
+                        ok, first_ms, total = client.once(stream)
+                        if i < skip:
+                            continue
+                        if not ok:
+                            row["errors"] += 1
+                        elif stream:
+                            row["ttft"].append(first_ms)
+                            row["stream_total"].append(total)
+                        else:
+                            row["plain"].append(total)
+    finally:
+        for client in clients:
+            client.close()
+    return {
+        name: {
+            "p50_ms": _p50(row["plain"]),
+            "p99_ms": _pct(row["plain"], 0.99),
+            "ttft_p50_ms": _p50(row["ttft"]),
+            "ttft_p99_ms": _pct(row["ttft"], 0.99),
+            "stream_total_p50_ms": _p50(row["stream_total"]),
+            "samples": len(row["plain"]),
+            "errors": row["errors"],
+        }
+        for name, row in out.items()
+    }
+
+
+def _p50(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
 
 
 def _pct(values: Sequence[float], q: float) -> float:
@@ -708,12 +830,14 @@ def render(raw: dict[str, Any], args: argparse.Namespace) -> str:
         f"One mock upstream (OpenAI chat completions, uvloop + httptools, own process; answers "
         f"after {args.delay_ms:g} ms; streams the first chunk at once and four more "
         f"{args.chunk_gap_ms:g} ms apart) behind each gateway; **direct** is the mock without one. "
-        f"wrk over loopback keep-alive connections, {args.seconds:g} s per figure, "
-        f"{args.rounds} rounds with every target measured back to back in each round; medians "
-        "of the rounds. Streaming: a Python client (httptools) on one keep-alive connection, "
-        f"{args.samples} requests per round, time to the first SSE `data:` line. CPU: utime + "
-        "stime of the gateway's process tree over the 32-connection run ÷ requests; "
-        "req/s per core = 1 ÷ that. Milliseconds unless marked.",
+        f"At 1 connection: a Python client (httptools) on one keep-alive connection per "
+        f"target, the targets taking turns in blocks of 20 back-to-back requests (the first "
+        f"4 of a block not counted), {args.samples} plain and {args.samples} streamed "
+        f"requests counted per target and round; TTFT = time to the first SSE "
+        f"`data:` line. At 32 connections: wrk, {args.seconds:g} s per target and round. "
+        f"{args.rounds} rounds; medians of the rounds. CPU: utime + stime of the gateway's "
+        "process tree over the 32-connection run ÷ requests; req/s per core = 1 ÷ that. "
+        "Milliseconds unless marked.",
         "",
         "| target | added p50 @1 | added p99 @1 | p50 @1 | req/s @32 | CPU ms/req @32 | req/s per core | "
         "req/s per core ÷ Portkey | added TTFT p50 (stream) | TTFT p50 | idle RSS MB | errors |",
@@ -826,17 +950,15 @@ def run(args: argparse.Namespace) -> None:
             done = _timed("warm-up")
             for target in targets:
                 wrk(target, 32, 2, work)
-                stream_samples(target, 20)
+            interleaved(targets, 1)
             done()
             for round_no in range(args.rounds):
                 done = _timed(f"round {round_no + 1}/{args.rounds}")
-                row: dict[str, Any] = {}
-                for target in targets:
-                    row[target.name] = {
-                        "c1": wrk(target, 1, args.seconds, work),
-                        "c32": wrk(target, 32, args.seconds, work),
-                        "stream": stream_samples(target, args.samples),
-                    }
+                one = interleaved(targets, args.samples)
+                row: dict[str, Any] = {
+                    t.name: {"c1": one[t.name], "c32": wrk(t, 32, args.seconds, work)}
+                    for t in targets
+                }
                 raw["rounds"].append(row)
                 done()
                 _print_round(row)
@@ -855,13 +977,12 @@ def run(args: argparse.Namespace) -> None:
         rounds = [r[name] for r in raw["rounds"]]
         c1 = [r["c1"] for r in rounds]
         c32 = [r["c32"] for r in rounds]
-        st = [r["stream"] for r in rounds]
         cpu_ms = _median(c32, "cpu_ms_per_request")
         raw["summary"][name] = {
             "p50_1": _median(c1, "p50_ms"), "p99_1": _median(c1, "p99_ms"),
             "rps_32": _median(c32, "rps"), "cpu_ms": cpu_ms, "per_core": 1000 / cpu_ms,
-            "ttft": _median(st, "ttft_p50_ms"),
-            "errors": sum(r["errors"] for r in c1 + c32) + sum(r["errors"] for r in st),
+            "ttft": _median(c1, "ttft_p50_ms"), "ttft_99": _median(c1, "ttft_p99_ms"),
+            "errors": sum(r["errors"] for r in c1 + c32),
         }  # fmt: skip
     raw["machine"] = machine()
     markdown = render(raw, args)
@@ -878,9 +999,9 @@ def _print_round(row: Mapping[str, Any]) -> None:
             f"   {name:8} @1 p50 {r['c1']['p50_ms']:.3f} ms "
             f"(+{r['c1']['p50_ms'] - direct['c1']['p50_ms']:.3f}) p99 {r['c1']['p99_ms']:.3f} | "
             f"@32 {r['c32']['rps']:.0f} req/s, {r['c32']['cpu_ms_per_request']:.3f} ms CPU/req | "
-            f"TTFT {r['stream']['ttft_p50_ms']:.3f} ms "
-            f"(+{r['stream']['ttft_p50_ms'] - direct['stream']['ttft_p50_ms']:.3f}) | "
-            f"errors {r['c1']['errors'] + r['c32']['errors'] + r['stream']['errors']:.0f}",
+            f"TTFT {r['c1']['ttft_p50_ms']:.3f} ms "
+            f"(+{r['c1']['ttft_p50_ms'] - direct['c1']['ttft_p50_ms']:.3f}) | "
+            f"errors {r['c1']['errors'] + r['c32']['errors']:.0f}",
             flush=True,
         )
 
@@ -910,7 +1031,12 @@ def main() -> None:
         p.add_argument("--chunk-gap-ms", type=float, default=5.0, help="between streamed chunks")
     parser.add_argument("--seconds", type=float, default=5.0, help="per wrk figure")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--samples", type=int, default=200, help="streamed requests per round")
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=200,
+        help="requests per target and round at 1 connection (plain and streamed each)",
+    )
     args = parser.parse_args()
     if args.command == "mock":
         serve_mock(args.port, args.delay_ms, args.chunk_gap_ms)
