@@ -553,3 +553,34 @@ def test_a_snapstart_function_in_subnets_has_no_egress_from_init_or_environments
         assert "FunctionError" not in response, body
         for when in ("init", "invoke"):
             assert "connected" not in body[when].values(), body
+
+
+def test_a_snapstart_environment_is_born_in_its_own_cgroup(
+    lamina_server: LaminaServer, lambda_client: Any
+) -> None:
+    _requires(lamina_server, filesystem=True, memory=True)
+    code = (
+        "from snapshot_restore_py import register_after_restore\n"
+        "KEPT = []\n"
+        "@register_after_restore\n"
+        "def grow():\n"
+        "    KEPT.append(bytearray(b'x') * (80 << 20))  # touched, before the first invocation\n"
+        "def handler(e, c):\n"
+        "    return len(KEPT)\n"
+    )
+    name = create_function(
+        lambda_client, code, runtime="python3.12", MemorySize=512, Timeout=30,
+        SnapStart={"ApplyOn": "PublishedVersions"},
+    )  # fmt: skip
+    version = lambda_client.publish_version(FunctionName=name)["Version"]
+    lambda_client.get_waiter("published_version_active").wait(
+        FunctionName=name, Qualifier=version, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+    )
+    import base64
+
+    response = lambda_client.invoke(FunctionName=name, Qualifier=version, LogType="Tail")
+    assert json.loads(response["Payload"].read()) == 1
+    tail = base64.b64decode(response["LogResult"]).decode()
+    used = int(tail.split("Max Memory Used: ")[1].split(" MB")[0])
+    # what its after-restore hook allocated counts against the environment, not its template
+    assert 80 <= used <= 512, tail

@@ -227,12 +227,13 @@ def _enter_network(plan, libc):
 # can use (its own are its PID namespace's). So the template is two processes:
 #
 #   keeper    root, lamina's code only, outside the template's PID namespace; stands
-#             between lamina and the template on the control socket: moves each new
-#             environment into its cgroups, turns the template's pids into the host's,
-#             and (egress off) forwards each environment's Runtime API port.
+#             between lamina and the template on the control socket: has each new
+#             environment born in its cgroups (one fork at a time, the template in
+#             them meanwhile), turns the template's pids into the host's, and (egress
+#             off) forwards each environment's Runtime API port.
 #   template  PID 1 of its own PID namespace, nobody, in the sandbox's root: runs init
 #             and the fork protocol. Its environments share its namespaces (mount, so
-#             /tmp; PID; network) and each joins a cgroup of its own.
+#             /tmp; PID; network); each has cgroups of its own.
 
 
 class _Held:
@@ -300,7 +301,10 @@ class _TemplateKeeper:
         self.own_net = -1
         if held.host_net >= 0:  # through the host's /proc: the sandbox's root has none
             self.own_net = os.open("self/ns/net", os.O_RDONLY | os.O_CLOEXEC, dir_fd=held.proc)
+        self.own_groups = list(plan.get("cgroups", ()))  # the template's (and this keeper's)
         self.waiting = {}  # request id -> the environment's plan
+        self.queued = []  # fork requests behind the one in flight: (request, fds)
+        self.in_flight = None
         self.hosts = {}  # the template's pid of an environment -> the host's
         self.listeners = {}  # listening socket -> (host, port, host pid or request id)
         self.peers = {}
@@ -360,18 +364,35 @@ class _TemplateKeeper:
             return False
         request = json.loads(data)
         plan = request.pop("sandbox", None)
-        if plan is not None:
-            # The environment's sandbox is its template's; what is its own comes here.
-            request["cwd"] = plan.get("cwd", self.cwd)
-            self.waiting[request.get("id")] = plan
-            forward = plan.get("net_forward")
-            if forward and self.own_net >= 0:
-                self._listen(forward, request.get("id"))
+        if plan is None:
+            self._send_to_template(request, fds)
+            return True
+        # The environment's sandbox is its template's; what is its own comes here.
+        request["cwd"] = plan.get("cwd", self.cwd)
+        self.waiting[request.get("id")] = plan
+        forward = plan.get("net_forward")
+        if forward and self.own_net >= 0:
+            self._listen(forward, request.get("id"))
+        self.queued.append((request, fds))
+        self._next_fork()
+        return True
+
+    def _next_fork(self):
+        """One fork at a time: the template joins the environment's cgroups for it, so
+        the environment is born in them (its after-restore hooks, and anything it
+        starts, are charged to it from the first page), and goes back after."""
+        if self.in_flight is not None or not self.queued:
+            return
+        request, fds = self.queued.pop(0)
+        self.in_flight = request.get("id")
+        self._join_cgroups(self.waiting.get(self.in_flight, {}).get("cgroups", ()), self.pid)
+        self._send_to_template(request, fds)
+
+    def _send_to_template(self, request, fds):
         with contextlib.suppress(OSError):
             socket.send_fds(self.template, [json.dumps(request).encode()], fds)
         for fd in fds:
             os.close(fd)
-        return True
 
     def _from_template(self):
         try:
@@ -381,6 +402,9 @@ class _TemplateKeeper:
         if not data:
             return
         message = json.loads(data)
+        if "id" in message and message["id"] == self.in_flight:
+            self._join_cgroups(self.own_groups, self.pid)  # the template goes back
+            self.in_flight = None
         if "pid" in message and "id" in message:
             plan = self.waiting.pop(message["id"], None) or {}
             host = self._host_pid(int(message["pid"]))
@@ -388,7 +412,7 @@ class _TemplateKeeper:
                 message = {"id": message["id"], "error": "the environment is already gone"}
             else:
                 self.hosts[int(message["pid"])] = host
-                self._join_cgroups(plan, host)
+                self._join_cgroups(plan.get("cgroups", ()), host)  # in them already; to be sure
                 for key, where in list(self.listeners.items()):
                     if where[2] == message["id"]:
                         self.listeners[key] = (*where[:2], host)
@@ -406,6 +430,7 @@ class _TemplateKeeper:
                     key.close()
         with contextlib.suppress(OSError):
             self.lamina.send(json.dumps(message).encode())
+        self._next_fork()
 
     def _host_pid(self, inner):
         """The host's pid of the template's child `inner` (its pid in the template's
@@ -430,8 +455,8 @@ class _TemplateKeeper:
     def _proc(self, path, flags):
         return os.open(path, flags, dir_fd=self.held.proc)
 
-    def _join_cgroups(self, plan, pid):
-        for procs in plan.get("cgroups", ()):
+    def _join_cgroups(self, groups, pid):
+        for procs in groups:
             if self.held.cgroups < 0 or not procs.startswith(self.held.cgroup_root):
                 continue
             try:
