@@ -533,8 +533,15 @@ def test_a_snapstart_function_in_subnets_has_no_egress_from_init_or_environments
     code = EGRESS_PROBE + (
         "\nimport os\n"
         "AT_INIT = handler({'port': os.environ['LAMINA_PORT']}, None)\n"
+        "def runtime_api():\n"
+        "    import urllib.error, urllib.request\n"
+        "    url = 'http://' + os.environ['AWS_LAMBDA_RUNTIME_API'] + '/2018-06-01/nothing-here'\n"
+        "    try:\n"
+        "        return urllib.request.urlopen(url, timeout=5).status\n"
+        "    except urllib.error.HTTPError as exc:\n"
+        "        return exc.code\n"
         "def with_init(event, context):\n"
-        "    return {'init': AT_INIT, 'invoke': handler(event, context)}\n"
+        "    return {'init': AT_INIT, 'invoke': handler(event, context), 'api': runtime_api()}\n"
     )
     name = create_function(
         lambda_client, code, runtime="python3.12", handler="app.with_init", Timeout=30,
@@ -553,6 +560,8 @@ def test_a_snapstart_function_in_subnets_has_no_egress_from_init_or_environments
         assert "FunctionError" not in response, body
         for when in ("init", "invoke"):
             assert "connected" not in body[when].values(), body
+        # the Runtime API over TCP (awslambdaric's way) answers: the keeper forwards it
+        assert isinstance(body["api"], int) and 400 <= body["api"] < 500, body
 
 
 def test_a_snapstart_environment_is_born_in_its_own_cgroup(
