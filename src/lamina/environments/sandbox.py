@@ -351,7 +351,7 @@ class Sandbox:
         if forward:
             # Egress off: a helper leaves lamina's network first, keeping a forwarder to
             # the Runtime API outside (runtimes/python/sandbox.py, exec_without_egress).
-            helper = (self.python, "-s", "-E", str(RUNTIME_SANDBOX), "--no-egress", forward, "--")
+            helper = (self.python, "-I", str(RUNTIME_SANDBOX), "--no-egress", forward, "--")
             return (*helper, *confined)
         return confined
 

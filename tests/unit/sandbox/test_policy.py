@@ -183,9 +183,10 @@ def test_bwrap_with_egress_off_leaves_the_network_first_keeping_the_runtime_api(
     prepared = sandbox.prepare(_confinement(tmp_path, egress=False, runtime_api="127.0.0.1:9001"))
     argv = sandbox.bwrap_argv(["/var/task/bootstrap"], prepared)
     # the helper makes the network namespace (bubblewrap then stays in it) ...
-    assert argv[1:3] == ("-s", "-E") and argv[4:7] == ("--no-egress", "127.0.0.1:9001", "--")
-    assert argv[3].endswith("runtimes/python/sandbox.py")
-    assert argv[7:9] == ("/bin/sh", "-c")
+    # -I: isolated, as it runs on the host as root with (most of) the function's variables
+    assert argv[1] == "-I" and argv[3:6] == ("--no-egress", "127.0.0.1:9001", "--")
+    assert argv[2].endswith("runtimes/python/sandbox.py")
+    assert argv[6:8] == ("/bin/sh", "-c")
     assert "--unshare-net" not in argv
     # ... and without a Runtime API to forward, bubblewrap makes it itself
     bare = sandbox.prepare(_confinement(tmp_path, egress=False))
