@@ -128,14 +128,15 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         self.transport.write(data)
 
-    async def head(self, timeout_s: float) -> dict[str, str]:
-        try:
-            async with asyncio.timeout(timeout_s):
-                await self._head
-        except TimeoutError as exc:
-            raise Timeout(f"no response within {timeout_s:g}s") from exc
-        return {name.decode("latin-1").lower(): value.decode("latin-1")
-                for name, value in self._header_list}
+    async def head(self, timeout_s: float) -> list[tuple[bytes, bytes]]:
+        if not self._head.done():
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await self._head
+            except TimeoutError as exc:
+                raise Timeout(f"no response within {timeout_s:g}s") from exc
+        self._head.result()  # raises the connection's failure
+        return self._header_list
 
     async def chunks(self, timeout_s: float) -> AsyncIterator[bytes]:
         while True:
@@ -171,9 +172,18 @@ class _Connection(asyncio.Protocol):
 @dataclass(slots=True)
 class Response:
     status: int
-    headers: Mapping[str, str]
+    _raw_headers: list[tuple[bytes, bytes]]
     _connection: _Connection
     _timeout_s: float
+    _headers: dict[str, str] | None = None
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """Lower-cased names; built on first use (a 2xx answer's are rarely read)."""
+        if self._headers is None:
+            self._headers = {name.decode("latin-1").lower(): value.decode("latin-1")
+                             for name, value in self._raw_headers}
+        return self._headers
 
     def chunks(self) -> AsyncIterator[bytes]:
         return self._connection.chunks(self._timeout_s)
@@ -188,6 +198,9 @@ class HTTP1Client:
         self._max_idle = max_idle_per_origin
         self._ssl = ssl_context
         self._idle: dict[Origin, list[_Connection]] = {}
+        # Per URL: its origin and the request head's first lines, parsed once (the
+        # gateway calls few distinct URLs, each very often).
+        self._targets: dict[tuple[str, str], tuple[Origin, str]] = {}
         self._closed = False
 
     async def aclose(self) -> None:
@@ -236,18 +249,16 @@ class HTTP1Client:
         """Send a request; yields the response once its head has arrived. The body is
         read (whole or chunk by chunk) inside the block; leaving it early closes the
         connection rather than returning it to the pool."""
-        parts = urlsplit(url)
-        scheme = parts.scheme or "http"
-        port = parts.port or (443 if scheme == "https" else 80)
-        origin = Origin(scheme, parts.hostname or "", port)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        host = origin.host if port == (443 if scheme == "https" else 80) \
-            else f"{origin.host}:{port}"
-        lines = [f"{method} {target} HTTP/1.1", f"host: {host}",
-                 f"content-length: {len(body)}"]
-        lines += [f"{name}: {value}" for name, value in headers.items()
-                  if name.lower() not in ("host", "content-length")]
-        data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        known = self._targets.get((method, url))
+        if known is None:
+            known = self._targets[(method, url)] = _target(method, url)
+            if len(self._targets) > 1024:  # URLs with per-call parts: do not grow
+                self._targets.clear()
+        origin, first_lines = known
+        head = [first_lines, f"content-length: {len(body)}"]
+        head += [f"{name}: {value}" for name, value in headers.items()
+                 if name.lower() not in ("host", "content-length")]
+        data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
 
         connection = self._pooled(origin)
         reused = connection is not None
@@ -270,3 +281,14 @@ class HTTP1Client:
             connection.close()
             raise
         self._release(origin, connection)
+
+
+def _target(method: str, url: str) -> tuple[Origin, str]:
+    parts = urlsplit(url)
+    scheme = parts.scheme or "http"
+    port = parts.port or (443 if scheme == "https" else 80)
+    origin = Origin(scheme, parts.hostname or "", port)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host = origin.host if port == (443 if scheme == "https" else 80) \
+        else f"{origin.host}:{port}"
+    return origin, f"{method} {target} HTTP/1.1\r\nhost: {host}"

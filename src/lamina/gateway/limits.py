@@ -63,9 +63,12 @@ class Limiter:
         self._scopes: dict[str, _Scope] = {}
 
     def _scope(self, name: str, now: float) -> _Scope:
-        scope = self._scopes.setdefault(name, _Scope())
-        while scope.log and now - scope.log[0].at >= WINDOW_S:
-            scope.tokens -= scope.log.popleft().tokens
+        scope = self._scopes.get(name)
+        if scope is None:
+            scope = self._scopes[name] = _Scope()
+        log = scope.log
+        while log and now - log[0].at >= WINDOW_S:
+            scope.tokens -= log.popleft().tokens
         return scope
 
     def _check(self, name: str, scope: _Scope, limits: Limits, tokens: int, now: float) -> None:
@@ -91,8 +94,11 @@ class Limiter:
         """Admit a request into every scope (id, label for messages, limits), or into
         none (raises `RateLimited`)."""
         now = self._clock()
+        # On every request: no Limits() built to compare with, no scope for no limits.
         active = [(label, self._scope(scope_id, now), limits)
-                  for scope_id, label, limits in scopes if limits != Limits()]
+                  for scope_id, label, limits in scopes
+                  if limits.rpm is not None or limits.tpm is not None
+                  or limits.max_parallel is not None]
         for label, scope, limits in active:
             self._check(label, scope, limits, tokens, now)
         holds = []
