@@ -27,12 +27,23 @@ class EventDecoder:
         self._data: list[str] = []
 
     def feed(self, chunk: bytes) -> list[Event]:
-        self._buffer += chunk
-        events: list[Event] = []
+        # Every chunk of every stream comes through here: one split per chunk, and the
+        # two lines a chunk is mostly made of (`data: ...` and the blank line ending
+        # the event) handled without the general rules.
+        if self._buffer:
+            chunk = self._buffer + chunk
         # Lines end in "\n" or "\r\n"; a bare "\r" line ending is not supported.
-        while (end := self._buffer.find(b"\n")) >= 0:
-            raw, self._buffer = self._buffer[:end], self._buffer[end + 1:]
-            event = self._line(raw.rstrip(b"\r").decode("utf-8"))
+        lines = chunk.split(b"\n")
+        self._buffer = lines.pop()  # what follows the last newline: a line not yet ended
+        events: list[Event] = []
+        for raw in lines:
+            if raw.endswith(b"\r"):
+                raw = raw[:-1]
+            if raw.startswith(b"data:"):
+                value = raw[6:] if raw.startswith(b"data: ") else raw[5:]
+                self._data.append(value.decode("utf-8"))
+                continue
+            event = self._line(raw.decode("utf-8")) if raw else self._end()
             if event is not None:
                 events.append(event)
         return events
@@ -40,14 +51,18 @@ class EventDecoder:
     def flush(self) -> list[Event]:
         return self.feed(b"\n\n") if self._buffer or self._data else []
 
+    def _end(self) -> Event | None:
+        """A blank line: the event so far, if it has data."""
+        if not self._data:
+            self._event = ""
+            return None
+        event = Event(self._event or "message", "\n".join(self._data))
+        self._event, self._data = "", []
+        return event
+
     def _line(self, line: str) -> Event | None:
         if not line:
-            if not self._data:
-                self._event = ""
-                return None
-            event = Event(self._event or "message", "\n".join(self._data))
-            self._event, self._data = "", []
-            return event
+            return self._end()
         if line.startswith(":"):
             return None
         name, _, value = line.partition(":")
