@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -22,7 +23,14 @@ from lamina.gateway.tables import Tables
 def period_of(budget_period: str, now: float) -> str:
     if budget_period == "total":
         return "total"
-    day = datetime.fromtimestamp(now, UTC)
+    # Asked two or three times per call: formatted once per UTC day (Unix days are
+    # 86,400 s long) rather than through datetime and strftime (~5 us) each time.
+    return _calendar_period(budget_period, int(now // 86400))
+
+
+@lru_cache(maxsize=64)
+def _calendar_period(budget_period: str, unix_day: int) -> str:
+    day = datetime.fromtimestamp(unix_day * 86400, UTC)
     return day.strftime("%Y-%m-%d") if budget_period == "day" else day.strftime("%Y-%m")
 
 
