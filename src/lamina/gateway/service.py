@@ -130,6 +130,7 @@ class GatewayService:
         self.prompt_store = prompt_store
         self.ledger = ledger
         self.telemetry = telemetry or Telemetry.disabled()
+        self._tracing = self.telemetry.tracing  # read per call: a field, not a property
         self._upstream = upstream
         self._writer = writer
         self._clocks = clocks
@@ -199,7 +200,7 @@ class GatewayService:
         and return the chunks to relay and the response headers."""
         call = self._open(key, body, api, stream=True, check=_check_messages)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        if (hit := await self._cached(call)) is not None:
+        if _cacheable(call) and (hit := await self._cached(call)) is not None:
             headers = {"x-lamina-cache": call.lookup.outcome}
             return StreamReply(_replay(unfold(hit, include_usage)), headers, _nothing)
         admission = self._admit(call, size)
@@ -267,11 +268,8 @@ class GatewayService:
         return call
 
     async def _cached(self, call: Call) -> JSON | None:
-        """The cached answer (exact or semantic), accounted as a hit; None on a miss."""
-        # Only chat answers are cached: embeddings are cheap and rarely repeated. An
-        # uncached model awaits nothing.
-        if call.api == "embeddings" or not call.model.cache_ttl_s:
-            return None
+        """The cached answer (exact or semantic), accounted as a hit; None on a miss.
+        Only for a `_cacheable` call."""
         call.lookup = await self._cache.lookup(call.model, "chat", call.body)
         hit = call.lookup.hit
         if hit is not None:
@@ -313,7 +311,7 @@ class GatewayService:
         return call.admission
 
     async def _unary(self, call: Call, size: int, once: Once) -> Reply:
-        if (hit := await self._cached(call)) is not None:
+        if _cacheable(call) and (hit := await self._cached(call)) is not None:
             return Reply(hit, {"x-lamina-cache": call.lookup.outcome})
         self._admit(call, size)
         try:
@@ -400,7 +398,7 @@ class GatewayService:
         """Whether the record carries the request and answer: for a span, or for the
         body log. Two attribute reads when neither is on."""
         bodies = self.config.log_bodies
-        return self.telemetry.tracing or (bodies is not None and bodies.covers(call.model.name))
+        return self._tracing or (bodies is not None and bodies.covers(call.model.name))
 
     def _estimate_usd(self, key: VirtualKey, model: ModelConfig, body: JSON, tokens: int) -> float:
         if key.budget_usd is None:
@@ -498,6 +496,12 @@ def _check_messages(body: JSON) -> None:
         raise InvalidGatewayRequest(
             "'messages' must be a non-empty list of messages, each with a 'role'"
         )
+
+
+def _cacheable(call: Call) -> bool:
+    # Only chat answers are cached: embeddings are cheap and rarely repeated. Checked
+    # before awaiting the cache, so an uncached model awaits nothing.
+    return call.api != "embeddings" and bool(call.model.cache_ttl_s)
 
 
 def _check_input(body: JSON) -> None:
