@@ -19,7 +19,7 @@ from lamina.gateway.providers import anthropic, cohere, gemini, openai
 from lamina.gateway.usage import UsageRecord
 
 if TYPE_CHECKING:
-    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
 Attributes = dict[str, str | bool | int | float | Sequence[str]]
 
@@ -173,34 +173,55 @@ def _response_attributes(response: Mapping[str, Any]) -> Attributes:
 
 
 class SpanExport:
-    """Turns call records into finished spans; the SDK's batch processor exports them
-    from its own thread."""
+    """Turns call records into finished spans for the SDK's batch processor, which
+    exports them from its own thread.
 
-    def __init__(self, provider: TracerProvider) -> None:
-        from opentelemetry.context import Context
-        from opentelemetry.trace import SpanKind, Status, StatusCode
+    A span is built whole as the SDK's `ReadableSpan` and handed to the processor,
+    rather than started and ended through a tracer: the tracer re-checks every
+    attribute (~85 µs a span here, against ~25 µs), and a finished call has nothing
+    to add. The provider's sampler (OTEL_TRACES_SAMPLER) still decides which calls
+    are kept."""
+
+    def __init__(self, provider: TracerProvider, processor: SpanProcessor) -> None:
+        from opentelemetry.sdk.trace import ReadableSpan
+        from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+        from opentelemetry.sdk.trace.sampling import Decision
+        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+        from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
         self._provider = provider
-        self._tracer = provider.get_tracer("lamina.gateway")
-        self._root = Context()  # every call's span is a root: no ambient parent
+        self._processor = processor
+        self._ids = RandomIdGenerator()
+        self._scope = InstrumentationScope("lamina.gateway")
         self._kind = SpanKind.CLIENT
-        self._error = (Status, StatusCode.ERROR)
+        self._sampled = TraceFlags(TraceFlags.SAMPLED)
+        self._ok = Status(StatusCode.UNSET)
+        self._sample = Decision.RECORD_AND_SAMPLE
+        self._types = (ReadableSpan, SpanContext, Status, StatusCode.ERROR)
 
     def observe(self, records: Sequence[UsageRecord]) -> None:
-        status, error = self._error
+        readable, context, status, error = self._types
+        sampler, resource = self._provider.sampler, self._provider.resource
         for record in records:
+            name, attributes = span_name(record), span_attributes(record)
+            trace_id = self._ids.generate_trace_id()
+            decision = sampler.should_sample(None, trace_id, name, self._kind, attributes)
+            if decision.decision is not self._sample:
+                continue
             end = int(record.ts * 1e9)
-            start = end - int(record.latency_ms * 1e6)
-            span = self._tracer.start_span(
-                span_name(record),
-                context=self._root,
+            failed = record.status >= 400
+            span = readable(
+                name,
+                context(trace_id, self._ids.generate_span_id(), False, self._sampled),
+                resource=resource,
+                attributes=attributes,
                 kind=self._kind,
-                attributes=span_attributes(record),
-                start_time=start,
+                status=status(error, f"HTTP {record.status}") if failed else self._ok,
+                start_time=end - int(record.latency_ms * 1e6),
+                end_time=end,
+                instrumentation_scope=self._scope,
             )
-            if record.status >= 400:
-                span.set_status(status(error, f"HTTP {record.status}"))
-            span.end(end_time=end)
+            self._processor.on_end(span)
 
     def shutdown(self) -> None:
         """Blocking: exports what is queued (a thread's work; see Telemetry.close)."""
@@ -221,7 +242,6 @@ def otlp_export(config: TelemetryConfig, env: Mapping[str, str]) -> SpanExport |
     service = env.get("OTEL_SERVICE_NAME") or config.service_name
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
     exporter = OTLPSpanExporter(endpoint=endpoint, headers=_headers(config, env))
-    provider.add_span_processor(
-        BatchSpanProcessor(exporter, schedule_delay_millis=float(delay) if delay else None)
-    )
-    return SpanExport(provider)
+    processor = BatchSpanProcessor(exporter, schedule_delay_millis=float(delay) if delay else None)
+    provider.add_span_processor(processor)  # so that shutting the provider flushes it
+    return SpanExport(provider, processor)

@@ -21,7 +21,7 @@ from lamina.gateway.config import (
 )
 from lamina.gateway.metrics import CallMetrics, LiveState
 from lamina.gateway.telemetry import InFlight, Telemetry
-from lamina.gateway.tracing import span_attributes, span_name, traces_endpoint
+from lamina.gateway.tracing import SpanExport, span_attributes, span_name, traces_endpoint
 from lamina.gateway.usage import Exchange, UsageRecord
 
 
@@ -362,3 +362,29 @@ def test_telemetry_and_body_logging_config() -> None:
     assert every is not None and every.covers("anything")
     with pytest.raises(ConfigError, match="unknown models"):
         parse_config({"log_bodies": {"models": ["nope"]}}, {})
+
+
+def test_span_export_hands_finished_spans_to_the_processor_as_sampled() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+    from opentelemetry.trace import SpanKind, StatusCode
+
+    def exported(provider: TracerProvider) -> list[Any]:
+        exporter = InMemorySpanExporter()
+        processor = SimpleSpanProcessor(exporter)
+        provider.add_span_processor(processor)
+        SpanExport(provider, processor).observe([record(), record(status=502, api="embeddings")])
+        return list(exporter.get_finished_spans())
+
+    ok, failed = exported(TracerProvider())
+    assert (ok.name, failed.name) == ("chat fast", "embeddings fast")
+    assert ok.kind is SpanKind.CLIENT and ok.parent is None
+    assert ok.end_time == 1_700_000_000 * 10**9
+    assert ok.end_time - ok.start_time == 250 * 10**6  # the call's latency
+    assert ok.status.status_code is StatusCode.UNSET
+    assert failed.status.status_code is StatusCode.ERROR
+    assert ok.attributes is not None and ok.attributes["gen_ai.usage.input_tokens"] == 12
+    assert ok.context.trace_id != failed.context.trace_id  # every call its own trace
+    assert exported(TracerProvider(sampler=ALWAYS_OFF)) == []
