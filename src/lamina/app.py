@@ -141,8 +141,9 @@ async def start_platform(settings: Settings) -> Platform:
     if settings.zygotes:
         zygote_env = {"PATH": settings.function_path, "LANG": "en_US.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
         zygotes = ZygoteSpawner(
-            list(interpreters.values()), settings.zygote_preload, zygote_env, sandbox
-        )
+            list(interpreters.values()), settings.zygote_preload, zygote_env, sandbox,
+            stems=settings.stems,
+        )  # fmt: skip
         zygotes.start()  # in the background: start-up does not wait for the zygotes
         closers.append(zygotes.close)
         snapshots = Snapshots(zygotes, facts, logs)

@@ -59,8 +59,8 @@ class Settings:
     idle_environment_s: float = 600.0
     # First retry delay of a failed async invoke; doubles per retry (Lambda waits ~1 min).
     async_retry_base_s: float = 1.0
-    # Sum of MemorySize of live environments this node allows; 0 = 80% of its memory.
-    memory_budget_mb: int = 0  # 0: 8x RAM (environments/capacity.py)
+    # Sum of MemorySize of live environments this node allows; 0: 8x RAM (capacity.py).
+    memory_budget_mb: int = 0
     memory_reserve_mb: int = -1  # MemAvailable kept free beyond a new environment; -1: 5% of RAM
     # New environments per function: a burst at once, then a steady rate (Lambda's
     # documented scaling is 1,000 every 10 seconds).
@@ -68,6 +68,8 @@ class Settings:
     scale_rate_per_s: float = 100.0
     # Fork Python environments from per-interpreter zygotes (else exec each one).
     zygotes: bool = True
+    # Stems parked per zygote in fresh cgroups, ahead of new environments (stems.py).
+    stems: int = 2
     # Start environments in a sandbox (namespaces, cgroups) as far as the kernel allows.
     sandbox: bool = True
     # Modules each Python zygote imports up front (those an interpreter lacks are skipped).
@@ -117,6 +119,7 @@ class Settings:
             master_key=env.get("LAMINA_MASTER_KEY") or None,
             async_retry_base_s=float(env.get("LAMINA_ASYNC_RETRY_BASE_S", "1")),
             zygotes=env.get("LAMINA_ZYGOTES", "1").lower() not in ("0", "false", "no", "off"),
+            stems=_int(env, "LAMINA_STEMS", 2),
             sandbox=env.get("LAMINA_SANDBOX", "1").lower() not in ("0", "false", "no", "off"),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}

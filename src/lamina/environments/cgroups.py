@@ -55,46 +55,65 @@ class CgroupLayout:
 
     def create(self, env_id: str, memory_mb: int) -> EnvironmentCgroup:
         """Make and size the environment's groups (about half a millisecond for three)."""
+        cgroup = self.make(env_id)
+        try:
+            self.size(cgroup, memory_mb)
+        except OSError:
+            cgroup.remove()
+            raise
+        return cgroup
+
+    def make(self, name: str) -> EnvironmentCgroup:
+        """Make an environment's groups, not sized yet (a stem's: see environments/stems.py)."""
         groups: list[Path] = []
         try:
             if self.version == 2:
                 assert self.memory is not None
-                group = self.memory / env_id
+                group = self.memory / name
                 group.mkdir()
                 groups.append(group)
-                _write(group / "memory.max", str(memory_mb << 20))
-                _write_if(group / "memory.swap.max", "0")
-                if self.pids is not None:
-                    _write(group / "pids.max", str(PIDS_MAX))
-                # One OOM kill ends the whole environment, as a sandbox's init would.
-                _write_if(group / "memory.oom.group", "1")
-                if self.cpu is not None:  # cpu.weight: 100 is one share of the default
-                    _write(
-                        group / "cpu.weight",
-                        str(max(1, min(10000, memory_mb * 100 // MB_PER_VCPU))),
-                    )
-                return EnvironmentCgroup(2, tuple(groups), group, group)
-            memory = pids = None
-            if self.memory is not None:
-                memory = self.memory / env_id
-                memory.mkdir()
-                groups.append(memory)
-                _write(memory / "memory.limit_in_bytes", str(memory_mb << 20))
-                _write_if(memory / "memory.memsw.limit_in_bytes", str(memory_mb << 20))
-            if self.pids is not None:
-                pids = self.pids / env_id
-                pids.mkdir()
-                groups.append(pids)
-                _write(pids / "pids.max", str(PIDS_MAX))
-            if self.cpu is not None:
-                cpu = self.cpu / env_id
-                cpu.mkdir()
-                groups.append(cpu)
-                _write(cpu / "cpu.shares", str(max(2, memory_mb * 1024 // MB_PER_VCPU)))
-            return EnvironmentCgroup(1, tuple(groups), memory, pids)
+                return EnvironmentCgroup(
+                    2, tuple(groups), group, group if self.pids is not None else None,
+                    group if self.cpu is not None else None,
+                )  # fmt: skip
+            made: dict[str, Path] = {}
+            for kind, parent in (("memory", self.memory), ("pids", self.pids), ("cpu", self.cpu)):
+                if parent is not None:
+                    made[kind] = parent / name
+                    made[kind].mkdir()
+                    groups.append(made[kind])
+            return EnvironmentCgroup(
+                1, tuple(groups), made.get("memory"), made.get("pids"), made.get("cpu")
+            )
         except OSError:
             EnvironmentCgroup(self.version, tuple(groups), None, None).remove()
             raise
+
+    def size(self, cgroup: EnvironmentCgroup, memory_mb: int) -> None:
+        """Write an environment's limits: memory as MemorySize, a pid limit, and a CPU
+        share in proportion to memory (one vCPU's worth at MB_PER_VCPU)."""
+        if cgroup.version == 2:
+            group = cgroup.memory
+            assert group is not None
+            _write(group / "memory.max", str(memory_mb << 20))
+            _write_if(group / "memory.swap.max", "0")
+            if cgroup.pids is not None:
+                _write(group / "pids.max", str(PIDS_MAX))
+            # One OOM kill ends the whole environment, as a sandbox's init would.
+            _write_if(group / "memory.oom.group", "1")
+            if cgroup.cpu is not None:  # cpu.weight: 100 is one share of the default
+                _write(
+                    group / "cpu.weight",
+                    str(max(1, min(10000, memory_mb * 100 // MB_PER_VCPU))),
+                )
+            return
+        if cgroup.memory is not None:
+            _write(cgroup.memory / "memory.limit_in_bytes", str(memory_mb << 20))
+            _write_if(cgroup.memory / "memory.memsw.limit_in_bytes", str(memory_mb << 20))
+        if cgroup.pids is not None:
+            _write(cgroup.pids / "pids.max", str(PIDS_MAX))
+        if cgroup.cpu is not None:
+            _write(cgroup.cpu / "cpu.shares", str(max(2, memory_mb * 1024 // MB_PER_VCPU)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +122,7 @@ class EnvironmentCgroup:
     groups: tuple[Path, ...]
     memory: Path | None
     pids: Path | None
+    cpu: Path | None = None
 
     @property
     def procs_files(self) -> list[str]:

@@ -107,6 +107,10 @@ class Protections:
     errors: tuple[str, ...] = ()
 
 
+class StemUnusable(Exception):
+    """A parked stem cannot take this environment: start it the ordinary way."""
+
+
 @dataclass(slots=True)
 class Prepared:
     """A confinement made real: its cgroup exists; `plan` is for the child to carry out."""
@@ -228,11 +232,31 @@ class Sandbox:
 
     # ------------------------------------------------------------------ per start
 
-    def prepare(self, confinement: Confinement) -> Prepared:
-        """Create the environment's cgroup and the plan a forked child carries out."""
+    def stem_cgroup(self, name: str) -> EnvironmentCgroup | None:
+        """Unsized groups for a stem to join ahead of need (environments/stems.py)."""
+        if self.protections.cgroups is None:
+            return None
+        try:
+            return self.protections.cgroups.make(name)
+        except OSError as exc:
+            log.debug("no cgroup for stem %s: %s", name, exc)
+            return None
+
+    def prepare(self, confinement: Confinement, stem: EnvironmentCgroup | None = None) -> Prepared:
+        """Create the environment's cgroup and the plan a forked child carries out.
+
+        With `stem`, the groups a stem process already joined become the environment's:
+        they are sized now and the child has none to join."""
         p = self.protections
         cgroup = None
-        if p.cgroups is not None:
+        if stem is not None and p.cgroups is not None:
+            try:
+                p.cgroups.size(stem, confinement.memory_mb)
+                cgroup = stem
+            except OSError as exc:
+                stem.remove()
+                raise StemUnusable(f"sizing the stem's cgroup: {exc}") from exc
+        elif p.cgroups is not None:
             try:
                 cgroup = p.cgroups.create(confinement.env_id, confinement.memory_mb)
             except OSError as exc:
@@ -244,7 +268,7 @@ class Sandbox:
             namespaces.append("net")
         rlimits: dict[str, list[int]] = {"nofile": [NOFILE, NOFILE]}
         plan: dict[str, Any] = {
-            "cgroups": cgroup.procs_files if cgroup else [],
+            "cgroups": cgroup.procs_files if cgroup and cgroup is not stem else [],
             "rlimits": rlimits,
             "namespaces": namespaces,
             "hostname": "169.254.0.1" if "uts" in namespaces else "",

@@ -14,7 +14,8 @@ import logging
 from collections.abc import Mapping, Sequence
 
 from lamina.environments.environment import Child, ExecSpawner, LaunchSpec
-from lamina.environments.sandbox import Sandbox, SandboxedChild, host_env
+from lamina.environments.sandbox import Sandbox, SandboxedChild, StemUnusable, host_env
+from lamina.environments.stems import StemPool
 from lamina.environments.zygote import ForkServer, Zygote, ZygoteUnavailable
 
 log = logging.getLogger("lamina.spawn")
@@ -30,11 +31,16 @@ class ZygoteSpawner:
         preload: Sequence[str],
         env: Mapping[str, str],
         sandbox: Sandbox | None = None,
+        stems: int = 0,
     ) -> None:
         self._zygotes = {python: Zygote(python, preload, env) for python in set(interpreters)}
         self._starting: dict[str, asyncio.Task[None]] = {}
         self._sandbox = sandbox
         self._exec = ConfinedExecSpawner(sandbox)
+        # Parked stems per zygote (stems.py): only where forks join cgroups.
+        self._stems: dict[str, StemPool] = {}
+        if sandbox is not None and sandbox.forks_confined and sandbox.protections.cgroups:
+            self._stems = {python: StemPool(sandbox, stems) for python in self._zygotes}
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -67,13 +73,19 @@ class ZygoteSpawner:
     async def spawn(self, spec: LaunchSpec, out_fd: int, channel_fd: int | None = None) -> Child:
         server = await self.server_for(spec.python)
         if server is not None:
+            stems = self._stems.get(spec.python or "") if spec.sandbox else None
             try:
-                return await fork(server, spec, out_fd, self._sandbox, channel_fd)
+                return await fork(server, spec, out_fd, self._sandbox, channel_fd, stems)
             except ZygoteUnavailable as exc:
                 log.warning("%s; exec'ing instead", exc)
+            finally:
+                if stems is not None:
+                    stems.top_up(server)
         return await self._exec.spawn(spec, out_fd)
 
     async def close(self) -> None:
+        for pool in self._stems.values():
+            pool.close()
         for task in self._starting.values():
             task.cancel()
         for zygote in self._zygotes.values():
@@ -86,12 +98,26 @@ async def fork(
     out_fd: int,
     sandbox: Sandbox | None,
     channel_fd: int | None = None,
+    stems: StemPool | None = None,
 ) -> Child:
     """Fork an environment from `server` (a zygote or a SnapStart template), in its
-    sandbox when the spec asks for one and this machine allows it."""
+    sandbox when the spec asks for one and this machine allows it; a parked stem from
+    `stems` becomes it when there is one."""
     confinement = spec.sandbox
     if sandbox is None or confinement is None or not sandbox.forks_confined:
         return await server.fork(spec.runtime_argv, spec.env, spec.cwd, out_fd, None, channel_fd)
+    stem = stems.take() if stems is not None else None
+    if stems is not None and stem is not None:
+        try:
+            prepared = sandbox.prepare(confinement, stem.cgroup)
+            child = await server.fork(
+                spec.runtime_argv, confinement.inside(spec.env), spec.cwd, out_fd,
+                prepared.plan, channel_fd, stem=stem.name,
+            )  # fmt: skip
+            return SandboxedChild(child, prepared)
+        except (StemUnusable, ZygoteUnavailable) as exc:
+            log.debug("stem %s not used: %s", stem.name, exc)
+            stems.discard(stem)  # and start the ordinary way
     prepared = sandbox.prepare(confinement)
     try:
         child = await server.fork(

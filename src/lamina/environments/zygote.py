@@ -70,6 +70,14 @@ class ForkedChild:
             os.close(self._pidfd)
             self._pidfd = -1
 
+    @property
+    def running(self) -> bool:
+        return not self._exited.done()
+
+    def detach(self) -> None:
+        """Stop watching: another handle on the same process (a stem taken) watches it."""
+        self._close_pidfd()
+
     async def wait(self) -> int:
         try:
             return await asyncio.shield(self._exited)
@@ -108,16 +116,26 @@ class ForkServer:
         out_fd: int,
         sandbox: Mapping[str, Any] | None = None,
         channel_fd: int | None = None,
+        stem: str | None = None,
     ) -> ForkedChild:
         """Fork an environment; `sandbox` is the plan its child enters (sandbox.py),
-        `channel_fd` the runtime's end of its private channel (runtime_channel.py)."""
+        `channel_fd` the runtime's end of its private channel (runtime_channel.py),
+        `stem` the parked stem (see `stem`) that becomes it instead of a new fork."""
         body: dict[str, Any] = {"argv": list(argv), "env": dict(env), "cwd": cwd}
         if sandbox:
             body["sandbox"] = sandbox
+        if stem is not None:
+            body["use_stem"] = stem
         if channel_fd is None:
             return await self._request(body, [out_fd])
         body["channel"] = True
         return await self._request(body, [out_fd, channel_fd])
+
+    async def stem(self, name: str, join: Sequence[str], pidns: bool) -> ForkedChild:
+        """Park a stem: a child forked now that joins the cgroups whose `cgroup.procs`
+        files are `join` (in a PID namespace of its own with `pidns`), then waits for a
+        fork request naming it."""
+        return await self._request({"stem": name, "join": list(join), "pidns": pidns}, [])
 
     async def template(
         self,

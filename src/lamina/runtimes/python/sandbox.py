@@ -26,6 +26,7 @@ import ctypes
 import json
 import os
 import platform
+import resource
 import signal
 import socket
 import struct
@@ -145,8 +146,6 @@ def enter(plan, libc=None):
     held = _Held(plan) if plan.get("template") else None
     for procs in plan.get("cgroups", ()):
         _write(procs, str(os.getpid()))
-    import resource
-
     for name, limit in plan.get("rlimits", {}).items():
         resource.setrlimit(getattr(resource, RLIMITS[name]), tuple(limit))
     if plan.get("as_extra_mb"):
@@ -174,14 +173,18 @@ def enter(plan, libc=None):
     if held is not None:
         _start_template(plan, libc, held)  # returns in the template only
         return
+    if plan.get("init_above"):
+        # A stem's: its PID 1 forked this process when it was parked, and waits for it.
+        _become_unprivileged(plan, libc)
+        return
     pid = os.fork()
     if pid == 0:
         _become_unprivileged(plan, libc)
         return
-    _init(pid)
+    run_init(pid)
 
 
-def _init(function_pid):
+def run_init(function_pid):
     """PID 1: runs no user code; reaps what is orphaned onto it until the function ends,
     then exits as the function did (the kernel then kills what is left in the
     namespace)."""

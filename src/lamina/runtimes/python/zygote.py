@@ -17,6 +17,15 @@ The control fd is one end of a SOCK_SEQPACKET socketpair to lamina. Messages are
     lamina -> zygote  {"id": n, "template": true, "argv", "env", "cwd"} + [out-fd, control-fd]
                       fork a SnapStart template for one function version (below)
 
+    lamina -> zygote  {"id": n, "stem": name, "join": [cgroup.procs, ...], "pidns": bool}
+                      park a stem: a child forked now that joins those cgroups (in a PID
+                      namespace of its own when asked) and waits; replies {"id", "pid"}
+    lamina -> zygote  a fork request with "use_stem": name + its fds: the stem takes it
+                      (replies {"id", "pid": the stem's}, or {"id", "error"} if it is gone)
+
+A stem takes a new environment's slowest step off its start: joining cgroups waits for
+an RCU grace period on cgroup v1 (10-25 ms measured), and a parked stem has done it.
+
 A request may carry "sandbox": a plan the child carries out (sandbox.py, next to this
 file) before the runtime starts: cgroups, rlimits, namespaces, its own root. The pid
 reported is then the sandbox's keeper, whose exit status is the function's.
@@ -110,7 +119,8 @@ def _reap(control, sandboxed):
 
 def _become(request, out_fd, closing):
     """In a forked child: leave the zygote's session, fds and environment behind."""
-    os.setsid()
+    if not request.get("parked"):  # a stem made its session when it was parked
+        os.setsid()
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for fd in closing:
@@ -145,6 +155,37 @@ def _run_hooks(kind):
     else:
         for func, args, kwargs in hooks.get_after_restore():
             func(*args, **kwargs)
+
+
+def _stem(request, sock, closing, runtime, restored, in_namespace):
+    """A parked stem: join the cgroups now, then become whatever environment arrives.
+
+    In a PID namespace of its own the stem is its PID 1: it also forks the process that
+    will be the function now (the fork a sandbox's init makes, taken off the start too)
+    and waits for it as the sandbox's init; that process takes the request."""
+    try:
+        os.setsid()  # its own group from the start: lamina may kill it while it waits
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for fd in closing:
+            os.close(fd)
+        for procs in request.get("join", ()):
+            fd = os.open(procs, os.O_WRONLY)
+            try:
+                os.write(fd, b"0")  # this process
+            finally:
+                os.close(fd)
+        function_pid = os.fork() if in_namespace else 0
+        if function_pid != 0:
+            sock.close()
+            sys.modules[PACKAGE + ".sandbox"].run_init(function_pid)  # never returns
+        data, fds, _, _ = socket.recv_fds(sock, 1 << 20, 4)
+    except OSError:
+        os._exit(1)
+    sock.close()
+    if not data:
+        os._exit(0)  # the zygote is gone: nothing will come
+    _child(json.loads(data), fds, (), runtime, restored)
 
 
 def _child(request, fds, closing, runtime, restored):
@@ -235,6 +276,7 @@ def _serve(control, runtime, restored):
     sandbox = sys.modules[PACKAGE + ".sandbox"]
     base_root, pid_namespaces = sandbox.BaseRoot(), sandbox.PidNamespaces()
     sandboxed = set()  # children that are a sandbox's init
+    stems = {}  # name -> (pid, socket to it, whether it has a PID namespace of its own)
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_read, False)
     os.set_blocking(wake_write, False)
@@ -261,6 +303,16 @@ def _serve(control, runtime, restored):
         if not data:
             return 0  # lamina closed its end: stop; the children live on until killed
         request = json.loads(data)
+        if "stem" in request:
+            _park(request, control, runtime, restored, stems, pid_namespaces, wake_read, wake_write)
+            continue
+        stem = stems.pop(request["use_stem"], None) if "use_stem" in request else None
+        if "use_stem" in request:
+            plan = request.get("sandbox")
+            if plan:
+                base_root.ensure(plan)
+            _send(control, _dispatch(request, fds, stem, sandboxed))
+            continue
         template = bool(request.get("template"))
         if len(fds) != 1 + template + bool(request.get("channel")):
             for fd in fds:
@@ -287,6 +339,7 @@ def _serve(control, runtime, restored):
             continue
         if pid == 0:
             closing = (control.detach(), wake_read, wake_write, *pid_namespaces.fds())
+            closing += tuple(sock.detach() for _, sock, _ in stems.values())
             if template:
                 _template(request, fds, closing, runtime)
             _child(request, fds, closing, runtime, restored)
@@ -295,6 +348,57 @@ def _serve(control, runtime, restored):
         for fd in fds:
             os.close(fd)
         _send(control, {"id": request["id"], "pid": pid})
+
+
+def _park(request, control, runtime, restored, stems, pid_namespaces, wake_read, wake_write):
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    in_namespace = bool(request.get("pidns")) and pid_namespaces.before_fork(
+        {"namespaces": ["pid"]}
+    )
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        pid, error = -1, exc
+    if pid != 0 and in_namespace:
+        pid_namespaces.after_fork()
+    if pid == 0:
+        ours.close()
+        closing = (control.detach(), wake_read, wake_write, *pid_namespaces.fds())
+        closing += tuple(sock.detach() for _, sock, _ in stems.values())
+        _stem(request, theirs, closing, runtime, restored, in_namespace)
+    theirs.close()
+    if pid < 0:
+        ours.close()
+        _send(control, {"id": request["id"], "error": str(error)})
+        return
+    stems[request["stem"]] = (pid, ours, in_namespace)
+    _send(control, {"id": request["id"], "pid": pid})
+
+
+def _dispatch(request, fds, stem, sandboxed):
+    """Hand a fork request and its fds to a parked stem; the reply for lamina."""
+    try:
+        if stem is None:
+            return {"id": request["id"], "error": "no such stem"}
+        pid, sock, in_namespace = stem
+        request["parked"] = True
+        plan = request.get("sandbox")
+        if plan and not in_namespace:
+            plan["namespaces"] = [ns for ns in plan.get("namespaces", ()) if ns != "pid"]
+        elif plan:
+            plan["init_above"] = True  # the stem forked the function's process already
+        try:
+            socket.send_fds(sock, [json.dumps(request).encode()], fds)
+        except OSError as exc:  # it died while parked
+            return {"id": request["id"], "error": f"stem gone: {exc}"}
+        finally:
+            sock.close()
+        if plan:
+            sandboxed.add(pid)
+        return {"id": request["id"], "pid": pid}
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 if __name__ == "__main__":

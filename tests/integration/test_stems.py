@@ -1,0 +1,170 @@
+"""Stems: new sandboxed environments start from processes parked in fresh cgroups
+(environments/stems.py) — and are confined exactly as a freshly forked one is."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.support import LaminaServer, create_function
+
+PROBE = """
+import json, os
+
+def handler(event, context):
+    groups = dict(
+        (line.split(":", 2)[1], line.split(":", 2)[2].strip())
+        for line in open("/proc/self/cgroup") if line.count(":") >= 2
+    )
+    readable = []
+    for path in event.get("try", []):
+        try:
+            with open(path, "rb") as file:
+                if file.read(1):
+                    readable.append(path)
+        except OSError:
+            pass
+    return {
+        "groups": groups,
+        "uid": os.getuid(),
+        "pid": os.getpid(),
+        "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+        "readable": readable,
+        "env": os.environ["AWS_LAMBDA_LOG_STREAM_NAME"],
+    }
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaminaServer]:
+    server = LaminaServer(
+        tmp_path_factory.mktemp("stems") / "data",
+        extra_env={"LAMINA_SANDBOX": "1", "LAMINA_STEMS": "2"},
+    ).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server: LaminaServer) -> Any:
+    return server.client("lambda")
+
+
+def _memory_cgroup(server: LaminaServer) -> None:
+    on = httpx.get(f"{server.endpoint}/health").json()["sandbox"].get("on") or {}
+    if on.get("memory_limit") != "cgroup" or not on.get("filesystem"):
+        pytest.skip("stems need a memory cgroup and a private filesystem on this machine")
+
+
+def _invoke(client: Any, name: str, event: Any = None) -> tuple[Any, str | None]:
+    response = client.invoke(FunctionName=name, Payload=json.dumps(event or {}).encode())
+    return json.loads(response["Payload"].read()), response.get("FunctionError")
+
+
+def _new_environment(client: Any, name: str, revision: int) -> None:
+    """A configuration change retires the warm environment: the next call starts one."""
+    client.update_function_configuration(FunctionName=name, Description=f"rev {revision}")
+    client.get_waiter("function_updated_v2").wait(
+        FunctionName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
+    )
+
+
+def _limit_mb(groups: dict[str, str]) -> int:
+    memory = next(
+        path for controllers, path in groups.items() if "memory" in controllers.split(",")
+    )
+    limit = Path("/sys/fs/cgroup/memory", memory.lstrip("/"), "memory.limit_in_bytes")
+    if not limit.exists():  # cgroup v2: one group, memory.max
+        limit = Path("/sys/fs/cgroup", groups.get("", memory).lstrip("/"), "memory.max")
+    return int(limit.read_text()) >> 20
+
+
+def test_new_environments_come_from_stems_and_are_confined(
+    server: LaminaServer, client: Any
+) -> None:
+    _memory_cgroup(server)
+    name = create_function(client, PROBE, MemorySize=192, Timeout=30)
+    _invoke(client, name)  # the first start parks stems behind it
+    time.sleep(1.0)
+    seen = set()
+    for revision in range(3):
+        _new_environment(client, name, revision)
+        hidden = [str(server.data_dir / "lamina.db"), "/etc/shadow", "/proc/1/environ"]
+        body, error = _invoke(client, name, {"try": hidden})
+        assert error is None, body
+        seen.add(body["env"])
+        memory = next(p for c, p in body["groups"].items() if "memory" in c.split(","))
+        assert "/stem-" in memory, body["groups"]  # a parked stem's groups, now its own
+        assert _limit_mb(body["groups"]) == 192  # sized for this function when taken
+        assert body["uid"] == 65534  # nobody, as a fresh fork
+        assert body["pid"] == 2 and body["pids"] == [1, 2]  # PID 2 under its own init
+        assert body["readable"] == []  # lamina's files, the host's and its init's stay hidden
+        time.sleep(0.5)  # the pool tops itself up in the background
+    assert len(seen) == 3
+
+
+def test_a_stem_environment_is_killed_as_out_of_memory(server: LaminaServer, client: Any) -> None:
+    _memory_cgroup(server)
+    code = (
+        "import os\n"
+        "def handler(e, c):\n"
+        "    if e.get('probe'):\n"
+        "        return open('/proc/self/cgroup').read()\n"
+        "    hog = []\n"
+        "    while True:\n"
+        "        hog.append(bytearray(16 << 20))\n"
+    )
+    name = create_function(client, code, MemorySize=128, Timeout=30)
+    _invoke(client, name, {"probe": True})
+    time.sleep(1.0)
+    _new_environment(client, name, 1)
+    groups, _ = _invoke(client, name, {"probe": True})
+    assert "/stem-" in groups
+    body, error = _invoke(client, name)  # the same (stem) environment blows its limit
+    assert error == "Unhandled"
+    assert body["errorType"] == "Runtime.OutOfMemory", body
+    assert _invoke(client, name, {"probe": True})[1] is None  # and a new one serves next
+
+
+def _parked_stems(server: LaminaServer) -> list[Path]:
+    pid = server.process.pid if server.process else 0
+    return [
+        group
+        for group in Path("/sys/fs/cgroup/memory").rglob(f"lamina/{pid}/stem-*")
+        if group.is_dir()
+    ]
+
+
+def test_stems_killed_while_parked_are_skipped_and_cleaned_up(
+    server: LaminaServer, client: Any
+) -> None:
+    _memory_cgroup(server)
+    if not Path("/sys/fs/cgroup/memory").is_dir():
+        pytest.skip("cgroup v1 layout is what this test reads")
+    name = create_function(client, PROBE, Timeout=30)
+    _invoke(client, name)
+    deadline = time.monotonic() + 10
+    while len(_parked_stems(server)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    parked = _parked_stems(server)
+    assert parked
+    for group in parked:  # something kills them while they wait
+        for pid in (group / "cgroup.procs").read_text().split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+    _new_environment(client, name, 1)
+    body, error = _invoke(client, name)
+    assert error is None, body
+    deadline = time.monotonic() + 10
+    while any(group.exists() for group in parked) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(group.exists() for group in parked)  # their groups are gone
