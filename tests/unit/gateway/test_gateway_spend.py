@@ -17,6 +17,18 @@ def test_periods() -> None:
     assert period_of("month", NOV_27) == "2026-11"
 
 
+def test_periods_turn_at_utc_midnight() -> None:
+    # Formatted once per UTC day and remembered: the boundaries must stay exact.
+    new_year = datetime(2027, 1, 1, tzinfo=UTC).timestamp()
+    assert period_of("day", new_year - 0.001) == "2026-12-31"
+    assert period_of("month", new_year - 0.001) == "2026-12"
+    assert period_of("day", new_year) == "2027-01-01"
+    assert period_of("month", new_year) == "2027-01"
+    leap = datetime(2028, 2, 29, 23, 59, 59, tzinfo=UTC).timestamp()
+    assert period_of("day", leap) == "2028-02-29"
+    assert period_of("day", leap + 1) == "2028-03-01"
+
+
 def test_holds_count_until_released_and_debits_stay() -> None:
     ledger = SpendLedger(lambda: NOV_27)
     key = VirtualKey(id="k", name="k", budget_usd=1.0, budget_period="day")
