@@ -152,10 +152,15 @@ def test_stems_killed_while_parked_are_skipped_and_cleaned_up(
         pytest.skip("cgroup v1 layout is what this test reads")
     name = create_function(client, PROBE, Timeout=30)
     _invoke(client, name)
+    def joined(group: Path) -> int:  # a stem joins its groups a moment after they exist
+        return len((group / "cgroup.procs").read_text().split()) if group.exists() else 0
+
     deadline = time.monotonic() + 10
-    while len(_parked_stems(server)) < 2 and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        parked = _parked_stems(server)
+        if len(parked) >= 2 and all(joined(group) >= 2 for group in parked):  # init + fork
+            break
         time.sleep(0.1)
-    parked = _parked_stems(server)
     assert parked
     for group in parked:  # something kills them while they wait
         for pid in (group / "cgroup.procs").read_text().split():
@@ -167,4 +172,5 @@ def test_stems_killed_while_parked_are_skipped_and_cleaned_up(
     deadline = time.monotonic() + 10
     while any(group.exists() for group in parked) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not any(group.exists() for group in parked)  # their groups are gone
+    left = [(str(g), (g / "cgroup.procs").read_text()) for g in parked if g.exists()]
+    assert not left  # their groups are gone

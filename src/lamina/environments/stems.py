@@ -35,6 +35,7 @@ class Stem:
     name: str
     cgroup: EnvironmentCgroup
     child: ForkedChild
+    watcher: asyncio.Task[None] | None = None  # while parked: notices it dying
 
     @property
     def alive(self) -> bool:
@@ -61,6 +62,8 @@ class StemPool:
         """A parked stem, now the caller's (its groups and process), or None."""
         while self._ready:
             stem = self._ready.popleft()
+            if stem.watcher is not None:
+                stem.watcher.cancel()
             if stem.alive:
                 stem.child.detach()  # the environment's own handle watches it from now
                 return stem
@@ -92,7 +95,15 @@ class StemPool:
                 stem.discard()
                 self._remove_later(stem)
                 return
+            stem.watcher = asyncio.get_running_loop().create_task(self._watch(stem))
             self._ready.append(stem)
+
+    async def _watch(self, stem: Stem) -> None:
+        """A stem that dies while parked leaves the pool, and its groups go."""
+        await stem.child.wait()
+        if stem in self._ready:
+            self._ready.remove(stem)
+            self._remove_later(stem)
 
     def discard(self, stem: Stem) -> None:
         """Give up a taken stem that could not be used."""
@@ -105,6 +116,8 @@ class StemPool:
             self._filling.cancel()
         while self._ready:
             stem = self._ready.popleft()
+            if stem.watcher is not None:
+                stem.watcher.cancel()
             stem.discard()
             self._remove_later(stem)
 
@@ -114,10 +127,11 @@ class StemPool:
         async def remove() -> None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(stem.child.wait(), 5)
-            for _ in range(20):
+            for _ in range(100):  # its PID namespace's last processes are reaped too
                 if stem.cgroup.remove():
                     return
                 await asyncio.sleep(0.05)
+            log.warning("the groups of stem %s could not be removed", stem.name)
 
         with contextlib.suppress(RuntimeError):  # no loop any more: the next start sweeps
             task = asyncio.get_running_loop().create_task(remove())

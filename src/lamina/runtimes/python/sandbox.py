@@ -545,6 +545,11 @@ class BaseRoot:
         self._key = None
         self._path = None
 
+    @property
+    def pending(self):
+        """Whether the zygote has not yet moved into its own mount namespace."""
+        return self._key is None
+
     def ensure(self, plan):
         """In the zygote, before it forks: build the plan's base root if it is not built
         (or was built for other binds), and mark the plan to use it."""

@@ -304,6 +304,11 @@ def _serve(control, runtime, restored):
             return 0  # lamina closed its end: stop; the children live on until killed
         request = json.loads(data)
         if "stem" in request:
+            if base_root.pending:
+                # Its first sandboxed fork moves the zygote into a mount namespace of its
+                # own (BaseRoot); a stem parked before would be left in lamina's.
+                _send(control, {"id": request["id"], "error": "no sandboxed fork yet"})
+                continue
             _park(request, control, runtime, restored, stems, pid_namespaces, wake_read, wake_write)
             continue
         stem = stems.pop(request["use_stem"], None) if "use_stem" in request else None
