@@ -7,7 +7,9 @@ Every gateway fronts the same mock upstream: a small uvloop + httptools server i
 own process speaking OpenAI's chat completions wire format (a JSON answer, or SSE with
 `stream: true`: the first chunk at once, then four more `--chunk-gap-ms` apart, the
 usage chunk when asked, `[DONE]`), after a fixed `--delay-ms`. The baseline, "direct",
-is the mock called without a gateway. Measured per round, each target right after the
+is the mock called without a gateway; "floor" is a bare ASGI app under the same uvicorn
+relaying to the mock with lamina's upstream client (`gateway.py floor`): what Python,
+uvicorn and one more hop cost before any of lamina's layers. Measured per round, each target right after the
 others, and the median of the rounds kept:
 
 - latency at 1 connection, plain and streamed: a Python client (blocking sockets,
@@ -222,6 +224,64 @@ def serve_mock(port: int, delay_ms: float, gap_ms: float) -> None:
             await server.serve_forever()
 
     uvloop.run(main())
+
+
+def serve_floor(port: int, upstream: str) -> None:
+    """The floor: a bare ASGI app under the same uvicorn (uvloop, httptools) relaying each
+    request to the upstream with lamina's own pooled client (gateway/http1.py), streams
+    chunk by chunk — no Starlette, keys, limits, routing, translation or accounting. What
+    Python, uvicorn and one more hop cost; lamina's figure above it is lamina's layers."""
+    import uvicorn
+    import uvloop
+
+    from lamina.gateway.http1 import HTTP1Client
+
+    client = HTTP1Client()
+    headers = {"content-type": "application/json", "authorization": f"Bearer {MOCK_KEY}"}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        stream = b'"stream":true' in body
+        async with client.request("POST", upstream, headers, body, 30) as response:
+            kind = b"text/event-stream" if stream else b"application/json"
+            start = {"type": "http.response.start", "status": response.status,
+                     "headers": [(b"content-type", kind)]}  # fmt: skip
+            if not stream:
+                data = await response.read()
+                await send(start)
+                await send({"type": "http.response.body", "body": data})
+                return
+            await send(start)
+            async for chunk in response.chunks():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, loop="uvloop", http="httptools", lifespan="off",
+        log_level="warning", access_log=False,
+    )  # fmt: skip
+    uvloop.run(uvicorn.Server(config).serve())
+
+
+def start_floor(work: Path, mock_port: int) -> Target:
+    port = free_port()
+    log = work / "floor.log"
+    proc = spawn(
+        [sys.executable, __file__, "floor", "--port", str(port), "--upstream",
+         f"http://127.0.0.1:{mock_port}/v1/chat/completions"], log,
+    )  # fmt: skip
+    target = Target("floor", port, "/v1/chat/completions", {}, UPSTREAM_MODEL, proc, log)
+    target.wait_ready(30, "the floor")
+    target.note = ("a bare ASGI app under uvicorn relaying to the mock with lamina's upstream "
+                   "client (gateway/http1.py): Python, uvicorn and one more hop, nothing else")  # fmt: skip
+    return target
 
 
 # ====================================================================== processes
@@ -821,7 +881,7 @@ def fmt(value: float, digits: int = 2) -> str:
 
 
 def render(raw: dict[str, Any], args: argparse.Namespace) -> str:
-    names = [n for n in ("direct", "lamina", "LiteLLM", "Portkey") if n in raw["targets"]]
+    names = [n for n in ("direct", "floor", "lamina", "LiteLLM", "Portkey") if n in raw["targets"]]
     gateways = [n for n in names if n != "direct"]
     d = raw["summary"]["direct"]
     lines = [
@@ -987,6 +1047,9 @@ def run(args: argparse.Namespace) -> None:
                 raw["targets"][name] = {"idle_rss_kb": settle_idle(peer.pids, 1.0),
                                         "note": peer.note, **peer.extra}  # fmt: skip
             raw["targets"]["direct"] = {"idle_rss_kb": rss_kb(mock.pids())}
+            floor = start_floor(work, mock.port)
+            targets.insert(1, floor)
+            raw["targets"]["floor"] = {"idle_rss_kb": rss_kb(floor.pids()), "note": floor.note}
             done = _timed("warm-up")
             for target in targets:
                 # Node's JIT takes ~15 s of load to settle (Portkey: ~4 -> ~2 ms CPU per
@@ -1068,6 +1131,9 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command")
     mock = sub.add_parser("mock", help="run only the mock upstream")
     mock.add_argument("--port", type=int, required=True)
+    floor = sub.add_parser("floor", help="run only the floor (a bare relay) to --upstream")
+    floor.add_argument("--port", type=int, required=True)
+    floor.add_argument("--upstream", required=True)
     for p in (parser, mock):
         p.add_argument("--delay-ms", type=float, default=0.0, help="upstream answer delay")
         p.add_argument("--chunk-gap-ms", type=float, default=5.0, help="between streamed chunks")
@@ -1083,6 +1149,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "mock":
         serve_mock(args.port, args.delay_ms, args.chunk_gap_ms)
+    elif args.command == "floor":
+        serve_floor(args.port, args.upstream)
     else:
         run(args)
 
