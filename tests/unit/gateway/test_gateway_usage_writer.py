@@ -3,6 +3,7 @@ again), bodies stored beside their own usage rows, debits summed."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -92,3 +93,24 @@ async def test_a_failed_batch_is_written_again_but_observed_once(
     assert body.request == '{"model":"fast","user":"[REDACTED]","api_key":"[REDACTED]"}'
     assert body.response == '{"id":"r","choices":[]}'
     assert [(row.key_id, row.period, row.spent_usd) for row in spend] == [("k", "total", 0.75)]
+
+
+async def test_a_drain_does_not_wait_out_the_linger(tmp_path: Path) -> None:
+    # Batches linger long (a lightly loaded gateway would otherwise commit every other
+    # call); reports drain first and must not pay for it.
+    tables = gateway_tables()
+    engine = await open_database(sqlite_url(tmp_path / "g.db"), tables.metadata)
+    writer = UsageWriter(engine, tables, linger_s=30.0)
+    writer.start()
+    try:
+        writer.record(RECORD)
+        writer.record(Debit("k", "total", 0.5))
+        async with asyncio.timeout(5):
+            await writer.drain()
+        async with engine.connect() as conn:
+            rows = (await conn.execute(select(tables.usage))).all()
+            spent = (await conn.execute(select(tables.spend.c.spent_usd))).scalars().all()
+        assert len(rows) == 1 and spent == [0.5]
+    finally:
+        await writer.close()
+        await engine.dispose()
