@@ -349,11 +349,9 @@ def run_density(args: argparse.Namespace, results: Results) -> None:
     raw["ric"] = ric_idle_memory(20)
     done()
     before = meminfo()
-    env = {
-        "LAMINA_CONCURRENCY_LIMIT": str(max(2000, target * 2)),
-        # the default budget (80% of RAM as a sum of MemorySize) admits ~150 x 128 MB
-        "LAMINA_MEMORY_BUDGET_MB": str(max(65536, target * 128 * 2)),
-    }
+    # The default memory budget (8x RAM as a sum of MemorySize, with a MemAvailable
+    # check) admits them; only the account's concurrency (Lambda's default 1,000) is raised.
+    env = {"LAMINA_CONCURRENCY_LIMIT": str(max(2000, target * 2))}
     with workdir("density") as work, Lamina(env) as lamina:
         lamina.create("hold", make_zip({"app.py": HOLD}), MemorySize=128, Timeout=300)
         lamina.invoker().invoke("hold")
@@ -426,8 +424,8 @@ def run_density(args: argparse.Namespace, results: Results) -> None:
 
 {target} overlapping invocations of a 128 MB function that sleeps until a common moment
 {args.hold:.0f} s after they are sent (so each needs its own environment), with
-LAMINA_CONCURRENCY_LIMIT={env["LAMINA_CONCURRENCY_LIMIT"]} and LAMINA_MEMORY_BUDGET_MB={env["LAMINA_MEMORY_BUDGET_MB"]} (the default
-budget, 80% of RAM as a sum of MemorySize, admits ~150 environments of 128 MB here).
+LAMINA_CONCURRENCY_LIMIT={env["LAMINA_CONCURRENCY_LIMIT"]} and the default memory budget (8x RAM as a
+sum of MemorySize, each start also checked against MemAvailable).
 Environments counted from /proc while they start (the server's non-zygote children plus
 the zygotes' children) and by lamina's /_lamina/environments at the end. Memory from
 /proc/<pid>/smaps_rollup of every process of every environment (sandboxed, one may be
