@@ -287,8 +287,6 @@ async def _start_gateway(
     lookup_secret: Callable[[str], str | None],
     closers: list[Callable[[], Awaitable[None]]],
 ) -> tuple[Gateway, ASGIApp]:
-    from starlette.applications import Starlette
-
     gateway = await Gateway.start(
         settings.config.get("gateway") or {},
         engine,
@@ -298,7 +296,7 @@ async def _start_gateway(
         root_access_key_id=creds.access_key_id,
     )
     closers.append(gateway.close)
-    return gateway, Starlette(routes=gateway.routes())
+    return gateway, gateway.app()
 
 
 async def _function_environment(

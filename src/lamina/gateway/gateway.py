@@ -1,8 +1,8 @@
 """The gateway as lamina's server sees it: start, routes, close.
 
 `Gateway.start` builds everything from the `gateway:` mapping — tables, keys, spend,
-the shared upstream client, the accounting writer — and `routes()` gives the endpoints
-to mount at the root of lamina's app (/v1/..., /gateway/...).
+the shared upstream client, the accounting writer — and `app()` is the ASGI app of its
+endpoints, served at the root of lamina's app (/v1/..., /gateway/...).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute
 
 from lamina.gateway.api.admin import admin_routes
 from lamina.gateway.api.anthropic import anthropic_routes
+from lamina.gateway.api.app import GatewayApp
 from lamina.gateway.api.openai import openai_routes
 from lamina.gateway.api.prompts import prompt_routes
 from lamina.gateway.config import ConfigError, parse_config
@@ -113,6 +114,11 @@ class Gateway:
     def routes(self) -> list[BaseRoute]:
         return [*openai_routes(self.service), *anthropic_routes(self.service),
                 *prompt_routes(self.service), *admin_routes(self)]
+
+    def app(self) -> GatewayApp:
+        """The endpoints as one ASGI app (the model calls dispatched without Starlette's
+        middleware, api/app.py)."""
+        return GatewayApp(self.routes())
 
     def function_environment(self, grant: FunctionGrant, endpoint: str) -> dict[str, str]:
         """Register the function's own key (idempotent) and return the environment

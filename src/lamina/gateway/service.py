@@ -39,6 +39,7 @@ from lamina.gateway.providers import JSON, Provider, provider_for
 from lamina.gateway.providers.anthropic import UNTRANSLATED
 from lamina.gateway.providers.base import usage_of
 from lamina.gateway.providers.local_embeddings import LocalEmbeddingsProvider
+from lamina.gateway.providers.openai import OpenAIStream
 from lamina.gateway.providers.openai_responses import NEEDS_RESPONSES
 from lamina.gateway.router import Candidate, Router
 from lamina.gateway.spend import Hold, SpendLedger
@@ -72,6 +73,10 @@ class StreamReply:
     headers: Mapping[str, str]
     # Ends the upstream call and accounts it even if `chunks` was never iterated.
     close: Callable[[], Awaitable[None]]
+    # The same chunks, each with the provider's own SSE event when the client may be
+    # sent it as it is (Relay.sent), where the provider speaks OpenAI's chunks; None
+    # elsewhere. Iterate this or `chunks`, not both.
+    verbatim: AsyncIterator[tuple[JSON, bytes | None]] | None = None
 
 
 class Admission:
@@ -224,7 +229,8 @@ class GatewayService:
         relay = Relay(
             routed.value, admission, include_usage, self._clocks.monotonic, done, fold=fold
         )
-        return StreamReply(relay.chunks(), self._headers(candidate, routed.attempts), relay.close)
+        return StreamReply(relay.chunks(), self._headers(candidate, routed.attempts), relay.close,
+                           relay.sent() if routed.value.verbatim is not None else None)
 
     async def count_tokens(self, key: VirtualKey, body: JSON) -> int:
         """Counted by the first deployment of the model whose provider can count."""
@@ -479,9 +485,9 @@ class GatewayService:
         except BaseException:
             await stack.aclose()
             raise
-        return OpenStream(
-            stack, chunks, provider.stream_events(), provider.chat_stream(int(self._clocks.wall()))
-        )
+        decoder = provider.chat_stream(int(self._clocks.wall()))
+        verbatim = decoder if isinstance(decoder, OpenAIStream) else None
+        return OpenStream(stack, chunks, provider.stream_events(), decoder, verbatim)
 
 
 def _check_messages(body: JSON) -> None:

@@ -74,6 +74,56 @@ class EventDecoder:
         return None
 
 
+class DataEvents:
+    """Splits a stream into events as `EventDecoder` does, but hands over each event
+    that is a lone `data: ` line — all that OpenAI-compatible servers send — as its own
+    bytes, blank line included, so that it can be relayed as sent. From the first event
+    that is anything else (another field, a comment, CR line ends, ...) on, the rest of
+    the stream goes through an `EventDecoder` and comes out as `Event`s.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._decoder: EventDecoder | None = None
+
+    def feed(self, chunk: bytes) -> list[bytes | Event]:
+        if self._decoder is not None:
+            return [*self._decoder.feed(chunk)]
+        buffer = self._buffer + chunk if self._buffer else chunk
+        out: list[bytes | Event] = []
+        start = 0
+        while True:
+            end = buffer.find(b"\n\n", start)
+            if end < 0:
+                if buffer.find(b"\r", start) < 0:
+                    self._buffer = buffer[start:]
+                    return out
+            elif (
+                buffer.startswith(b"data: ", start)
+                and buffer.find(b"\n", start, end) < 0
+                and buffer.find(b"\r", start, end) < 0
+            ):
+                out.append(buffer[start:end + 2])
+                start = end + 2
+                continue
+            # Not a lone data line, or CR line ends (whose events never end in two LFs).
+            # Every event before this one was complete: a fresh decoder takes over at
+            # this event's first byte in the state the one before it would be in.
+            self._buffer = b""
+            self._decoder = EventDecoder()
+            return out + self._decoder.feed(buffer[start:])
+
+    def flush(self) -> list[bytes | Event]:
+        """What the stream left unterminated, by EventDecoder's rules."""
+        if self._decoder is None:
+            if not self._buffer:
+                return []
+            self._decoder = EventDecoder()
+            rest, self._buffer = self._buffer, b""
+            return [*self._decoder.feed(rest), *self._decoder.flush()]
+        return [*self._decoder.flush()]
+
+
 def openai_event(payload: Any) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 

@@ -5,6 +5,12 @@ usage chunk from clients that did not ask for it (lamina always asks upstream, t
 account the call), folds the answer for the cache, and, however the stream ends —
 finished, broken upstream, or the client gone — closes the upstream response,
 releases the rate-limit ticket and reports the call exactly once.
+
+When the provider speaks the client's dialect (an OpenAI-compatible provider's chat
+chunks, for an OpenAI client) `sent()` also hands over each event's own bytes where
+the relay left its chunk as it was, so that the client gets them as the provider sent
+them rather than decoded and encoded again; every chunk is still read for usage,
+errors and the first token.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Protocol
 from lamina.gateway.folding import Folder
 from lamina.gateway.pricing import Usage
 from lamina.gateway.providers.base import JSON, EventSource, StreamDecoder
+from lamina.gateway.sse import DataEvents, Event
 
 # (status, usage, time of first token, folded completion) → accounted
 Done = Callable[[int, Usage | None, float | None, JSON | None], None]
@@ -33,12 +40,19 @@ class Admitted(Protocol):
     def release(self) -> None: ...
 
 
+class Verbatim(Protocol):
+    """A decoder whose chunks can be the provider's events as sent (OpenAIStream)."""
+
+    def feed_data(self, data: bytes) -> list[JSON] | None: ...
+
+
 @dataclass(slots=True)
 class OpenStream:
     stack: AsyncExitStack  # owns the upstream response
     body: AsyncIterator[bytes]
     events: EventSource
     decoder: StreamDecoder
+    verbatim: Verbatim | None = None  # the decoder, where it can relay events as sent
 
 
 class Relay:
@@ -76,6 +90,45 @@ class Relay:
             raise
         finally:
             await self.close(status)
+
+    async def sent(self) -> AsyncIterator[tuple[JSON, bytes | None]]:
+        """As `chunks`, each chunk with the provider's event when the client may be sent
+        that as it is: a lone `data:` line whose chunk the relay left unchanged. Only for
+        a stream with a `verbatim` decoder."""
+        status = CLIENT_CLOSED
+        try:
+            split = DataEvents()
+            async for raw in self._stream.body:
+                for item in split.feed(raw):
+                    for pair in self._sent(item):
+                        yield pair
+            for item in split.flush():
+                for pair in self._sent(item):
+                    yield pair
+            status = 200
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            status = int(getattr(exc, "status", 502))
+            raise
+        finally:
+            await self.close(status)
+
+    def _sent(self, item: bytes | Event) -> list[tuple[JSON, bytes | None]]:
+        if isinstance(item, bytes):
+            assert self._stream.verbatim is not None
+            data = item[6:-2]  # b"data: " ... b"\n\n"
+            chunks = self._stream.verbatim.feed_data(data)
+            if chunks is not None:
+                out: list[tuple[JSON, bytes | None]] = []
+                for chunk in chunks:  # [] or [the event's chunk]
+                    visible = self._visible(chunk)
+                    if visible is not None:
+                        out.append((visible, item if visible is chunk else None))
+                return out
+            item = Event("message", data.decode("utf-8"))
+        return [(visible, None) for chunk in self._stream.decoder.feed(item)
+                if (visible := self._visible(chunk)) is not None]
 
     def _visible(self, chunk: JSON) -> JSON | None:
         if self._ttft is None and chunk.get("choices"):

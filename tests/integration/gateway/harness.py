@@ -1,4 +1,4 @@
-"""The gateway under test: served by uvicorn from `Gateway.routes()` on loopback, with
+"""The gateway under test: served by uvicorn from `Gateway.app()` on loopback, with
 mock providers beside it, driven by the official openai and anthropic SDKs."""
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Any
 import anthropic
 import openai
 import yaml
-from starlette.applications import Starlette
 
 from lamina.gateway import Gateway
 from lamina.storage.database import open_database, sqlite_url
@@ -152,7 +151,7 @@ def launcher(tmp_path: Path) -> Launch:
             config, engine, lambda key_id: ROOT_SECRET if key_id == ROOT_ID else None,
             config_file, env=ENV, root_access_key_id=ROOT_ID, **options)
         try:
-            async with serve(Starlette(routes=gateway.routes())) as url:
+            async with serve(gateway.app()) as url:
                 running = Running(url, gateway)
                 try:
                     yield running

@@ -16,6 +16,7 @@ from lamina.gateway.api.wire import (
     anthropic_key,
     json_body,
     unless_disconnected,
+    watched,
 )
 from lamina.gateway.inbound import anthropic as inbound
 from lamina.gateway.service import GatewayService, StreamReply
@@ -30,9 +31,9 @@ def anthropic_routes(service: GatewayService) -> list[BaseRoute]:
             chat = inbound.chat_request(body)
             model = str(body.get("model", ""))
             if chat.get("stream"):
-                reply = await unless_disconnected(
+                reply, watch = await watched(
                     request, service.chat_stream(key, chat, api="messages", size=size))
-                return EventStream(_sse(reply, model), reply.headers)
+                return EventStream(_sse(reply, model), reply.headers, watch)
             result = await unless_disconnected(
                 request, service.chat(key, chat, api="messages", size=size))
             return JSONBytes(inbound.message(result.body, model), headers=dict(result.headers))

@@ -18,6 +18,7 @@ from lamina.gateway.api.wire import (
     json_body,
     openai_key,
     unless_disconnected,
+    watched,
 )
 from lamina.gateway.inbound import responses as responses_api
 from lamina.gateway.providers.anthropic import NATIVE
@@ -32,9 +33,8 @@ def openai_routes(service: GatewayService) -> list[BaseRoute]:
             key = service.keyring.authenticate(openai_key(request))
             body, size = await json_body(request)
             if body.get("stream"):
-                reply = await unless_disconnected(
-                    request, service.chat_stream(key, body, size=size))
-                return EventStream(sse_chunks(reply), reply.headers)
+                reply, watch = await watched(request, service.chat_stream(key, body, size=size))
+                return EventStream(sse_chunks(reply), reply.headers, watch)
             result = await unless_disconnected(
                 request, service.chat(key, body, size=size))
             return JSONBytes(public(result.body), headers=dict(result.headers))
@@ -86,9 +86,9 @@ def openai_routes(service: GatewayService) -> list[BaseRoute]:
             body, size = await json_body(request)
             chat = responses_api.chat_request(body)
             if chat.get("stream"):
-                reply = await unless_disconnected(
+                reply, watch = await watched(
                     request, service.chat_stream(key, chat, api="responses", size=size))
-                return EventStream(_response_events(reply, body), reply.headers)
+                return EventStream(_response_events(reply, body), reply.headers, watch)
             result = await unless_disconnected(
                 request, service.chat(key, chat, api="responses", size=size))
             return JSONBytes(responses_api.response(result.body, body),
@@ -118,18 +118,30 @@ def public(answer: dict[str, Any]) -> dict[str, Any]:
 
 async def sse_chunks(reply: StreamReply) -> AsyncGenerator[bytes, None]:
     try:
-        async for chunk in reply.chunks:
-            if NATIVE in chunk or NATIVE_RESPONSES in chunk:
-                if not chunk["choices"] and "usage" not in chunk:
-                    continue  # a carrier of a native event, nothing for chat clients
-                chunk = public(chunk)
-            yield openai_event(chunk)
+        if reply.verbatim is not None:
+            async for chunk, sent in reply.verbatim:
+                if sent is not None and NATIVE not in chunk and NATIVE_RESPONSES not in chunk:
+                    yield sent  # the provider's own event, as it sent it
+                elif (event := _event(chunk)) is not None:
+                    yield event
+        else:
+            async for chunk in reply.chunks:
+                if (event := _event(chunk)) is not None:
+                    yield event
         yield DONE
     except LaminaError as exc:
         # Headers are gone: the error travels in the stream, as OpenAI sends it.
         yield openai_event(openai_body(exc))
     finally:
         await reply.close()
+
+
+def _event(chunk: dict[str, Any]) -> bytes | None:
+    if NATIVE in chunk or NATIVE_RESPONSES in chunk:
+        if not chunk["choices"] and "usage" not in chunk:
+            return None  # a carrier of a native event, nothing for chat clients
+        chunk = public(chunk)
+    return openai_event(chunk)
 
 
 async def _response_events(reply: StreamReply, request: dict[str, object]

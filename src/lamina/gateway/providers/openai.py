@@ -39,7 +39,19 @@ class OpenAIStream:
             chunks = self._responses.feed(decode(event))
             self.usage = self._responses.usage
             return chunks
-        chunk: JSON = orjson.loads(event.data)
+        return self._chunk(orjson.loads(event.data))
+
+    def feed_data(self, data: bytes) -> list[JSON] | None:
+        """`feed` for an event that is a lone `data:` line, from its bytes, where the
+        chunk it returns is those bytes as sent (so the relay may pass them on); None
+        for an event that is no chat chunk (a Responses API event): give that to `feed`."""
+        if self._responses is not None or data.startswith(b'{"type":"response.'):
+            return None
+        if data == b"[DONE]":
+            return []
+        return self._chunk(orjson.loads(data))
+
+    def _chunk(self, chunk: JSON) -> list[JSON]:
         if "error" in chunk and "choices" not in chunk:
             message = str((chunk.get("error") or {}).get("message", "upstream stream error"))
             raise UpstreamError(message, status=502)
