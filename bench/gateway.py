@@ -2,6 +2,7 @@
 
     python bench/gateway.py [--seconds 5] [--rounds 3] [--samples 200] [--delay-ms 0]
     python bench/gateway.py mock --port P [--delay-ms 0] [--chunk-gap-ms 5]   # the upstream
+    python bench/gateway.py --baseline DIR/src   # and "lamina@base", run from DIR/src, beside
 
 Every gateway fronts the same mock upstream: a small uvloop + httptools server in its
 own process speaking OpenAI's chat completions wire format (a JSON answer, or SSE with
@@ -75,6 +76,7 @@ UPSTREAM_MODEL = "gpt-4o-mini"  # priced in lamina's pricing data: budgets are d
 MOCK_KEY = "sk-mock-upstream"
 LAMINA_KEY = "lmk-bench-0123456789abcdef"
 LITELLM_KEY = "sk-litellm-bench"
+BASELINE = "lamina@base"  # the target run from --baseline's source tree
 ACCESS_KEY, SECRET_KEY = "LKIABENCHMARK0000001", "bench-secret"
 MESSAGES = [
     {"role": "system", "content": "You are a terse assistant."},
@@ -464,7 +466,9 @@ def lamina_config(mock_port: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def start_lamina(work: Path, name: str, config: Mapping[str, Any] | None) -> Target:
+def start_lamina(work: Path, name: str, config: Mapping[str, Any] | None,
+                 src: Path | None = None) -> Target:
+    """`lamina serve`; with `src`, run from that source tree (another commit's `src/`)."""
     port = free_port()
     data = work / f"{name}-data"
     data.mkdir()
@@ -473,6 +477,8 @@ def start_lamina(work: Path, name: str, config: Mapping[str, Any] | None) -> Tar
         (work / f"{name}.yaml").write_text(yaml.safe_dump(dict(config)))
         args += ["--config", str(work / f"{name}.yaml")]
     env = dict(os.environ, LAMINA_ACCESS_KEY_ID=ACCESS_KEY, LAMINA_SECRET_ACCESS_KEY=SECRET_KEY)
+    if src is not None:  # ahead of the editable install's path
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")]))
     log = work / f"{name}.log"
     target = Target(name, port, "/v1/chat/completions", {"authorization": f"Bearer {LAMINA_KEY}"},
                     "bench", spawn(args, log, env), log)  # fmt: skip
@@ -881,7 +887,8 @@ def fmt(value: float, digits: int = 2) -> str:
 
 
 def render(raw: dict[str, Any], args: argparse.Namespace) -> str:
-    names = [n for n in ("direct", "floor", "lamina", "LiteLLM", "Portkey") if n in raw["targets"]]
+    names = [n for n in ("direct", "floor", "lamina", BASELINE, "LiteLLM", "Portkey")
+             if n in raw["targets"]]
     gateways = [n for n in names if n != "direct"]
     d = raw["summary"]["direct"]
     lines = [
@@ -1033,6 +1040,14 @@ def run(args: argparse.Namespace) -> None:
                            "model priced; usage and spend written behind (SQLite)")  # fmt: skip
             targets.append(lamina)
             raw["targets"]["lamina"] = {"idle_rss_kb": with_gateway, "note": lamina.note}
+            if args.baseline is not None:
+                base = start_lamina(work, BASELINE, lamina_config(mock.port), args.baseline)
+                base.note = f"the same configuration, run from {args.baseline}"
+                targets.append(base)
+                raw["targets"][BASELINE] = {
+                    "idle_rss_kb": settle_idle(lambda: [base.proc.pid] if base.proc else []),
+                    "note": base.note,
+                }  # fmt: skip
             for name, start in (("LiteLLM", start_litellm), ("Portkey", start_portkey)):
                 done = _timed(f"starting {name}")
                 try:
@@ -1140,6 +1155,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="per wrk figure")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=float, default=15.0, help="s at 32 connections each")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help=f"another source tree's src/ (e.g. git archive COMMIT src | tar -x -C DIR): "
+        f"a second lamina run from it, '{BASELINE}', measured beside the working tree's",
+    )
     parser.add_argument(
         "--samples",
         type=int,
