@@ -46,8 +46,18 @@ class Router:
         self._health = health
         self._rng = rng
         self._sleep = sleep
+        # A model with one route (the common case) has one candidate, made once.
+        self._single: dict[tuple[str, bool], Candidate] = {}
 
     def _ordered(self, model: ModelConfig, fallback: bool) -> list[Candidate]:
+        if len(model.routes) == 1:
+            self._rng.random()  # drawn all the same: the sequence of draws stays as it was
+            known = self._single.get((model.name, fallback))
+            if known is None or known.model is not model:
+                route = model.routes[0]
+                known = self._single[(model.name, fallback)] = Candidate(
+                    model, Deployment(self._providers[route.provider], route.model), fallback)
+            return [known]
         # Efraimidis–Spirakis: sorting by u^(1/w) draws a weighted permutation.
         keyed = sorted(model.routes, key=lambda r: self._rng.random() ** (1 / r.weight),
                        reverse=True)

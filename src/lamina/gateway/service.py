@@ -50,6 +50,9 @@ from lamina.gateway.usage import Debit, Exchange, UsageRecord, UsageWriter
 
 NO_USAGE = Usage()
 
+# A limiter scope: (id, label for messages, limits).
+Scope = tuple[str, str, Limits]
+
 # One provider call for a routed candidate: (candidate, body) → OpenAI-shaped answer.
 Once = Callable[[Candidate, JSON], Awaitable[JSON]]
 
@@ -145,6 +148,8 @@ class GatewayService:
         self._cache = ResponseCache(clocks.monotonic, embed=self._embed_text)
         self._health = Health(config.circuit, clocks.monotonic)
         self._providers: dict[str, Provider] = {}
+        self._key_scopes: dict[str, tuple[VirtualKey, Scope]] = {}
+        self._model_scopes: dict[str, tuple[ModelConfig, Scope]] = {}
         self.reconfigure(config)
         self.telemetry.watch(self)
 
@@ -291,21 +296,7 @@ class GatewayService:
         tokens = estimate_tokens(size)
         hold = self.ledger.reserve(key, self._estimate_usd(key, model, call.body, tokens))
         try:
-            ticket = self._limiter.admit(
-                [
-                    (
-                        f"key:{key.id}",
-                        f"key {key.name!r}",
-                        Limits(key.rpm, key.tpm, key.max_parallel),
-                    ),
-                    (
-                        f"model:{model.name}",
-                        f"model {model.name!r}",
-                        Limits(model.rpm, model.tpm, model.max_parallel),
-                    ),
-                ],
-                tokens,
-            )
+            ticket = self._limiter.admit([self._key_scope(key), self._model_scope(model)], tokens)
         except RateLimited as exc:
             hold.release()
             self.account(call, None, exc.status, None, error=exc)  # a refusal is a call too
@@ -315,6 +306,26 @@ class GatewayService:
             raise
         call.admission = Admission(ticket, hold, self.telemetry.in_flight, model.name)
         return call.admission
+
+    # The limiter's scope of a key and of a model, made once per key and model (the key
+    # or model replaced, by the admin API or a reload, makes it anew).
+
+    def _key_scope(self, key: VirtualKey) -> Scope:
+        known = self._key_scopes.get(key.id)
+        if known is None or known[0] is not key:
+            known = self._key_scopes[key.id] = (key, (
+                f"key:{key.id}", f"key {key.name!r}", Limits(key.rpm, key.tpm, key.max_parallel)))
+            if len(self._key_scopes) > 4096:  # keys made per call (the root's): do not grow
+                self._key_scopes = {key.id: known}
+        return known[1]
+
+    def _model_scope(self, model: ModelConfig) -> Scope:
+        known = self._model_scopes.get(model.name)
+        if known is None or known[0] is not model:
+            known = self._model_scopes[model.name] = (model, (
+                f"model:{model.name}", f"model {model.name!r}",
+                Limits(model.rpm, model.tpm, model.max_parallel)))
+        return known[1]
 
     async def _unary(self, call: Call, size: int, once: Once) -> Reply:
         if _cacheable(call) and (hit := await self._cached(call)) is not None:

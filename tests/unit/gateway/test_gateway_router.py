@@ -71,3 +71,22 @@ def test_weighted_plan() -> None:
     r = router({"main": main}, [])
     firsts = [r.plan(main)[0].deployment.provider.name for _ in range(1000)]
     assert 800 < firsts.count("a") < 980
+
+
+def test_a_single_route_is_one_candidate_and_draws_as_before() -> None:
+    single = ModelConfig("single", (RouteConfig("a", "m1"),))
+    pair = ModelConfig("pair", (RouteConfig("a", "m1", weight=1), RouteConfig("b", "m2")))
+    r = router({"single": single, "pair": pair}, [])
+    first = r.plan(single)
+    assert r.plan(single)[0] is first[0] and first[0].deployment.id == "a/m1"
+    # One draw per route as sorting would make: the weighted draws that follow are the
+    # ones a fresh router makes after the same draws.
+    reference = random.Random(1)
+    reference.random(), reference.random()
+    orders = [[c.deployment.id for c in r.plan(pair)] for _ in range(20)]
+    replay = router({"pair": pair}, [])
+    replay._rng = reference
+    assert orders == [[c.deployment.id for c in replay.plan(pair)] for _ in range(20)]
+    # A model replaced (a reload) gets a candidate of its own.
+    again = ModelConfig("single", (RouteConfig("b", "m2"),))
+    assert r.plan(again)[0].deployment.id == "b/m2" and r.plan(again)[0].model is again
