@@ -187,3 +187,13 @@ async def test_an_event_stream_keeps_the_calls_watcher_until_the_client_goes() -
     assert [m.get("body") for m in sent[1:]] == [b"data: 1\n\n"]
     current = asyncio.current_task()
     assert current is not None and current.cancelling() == 0
+
+
+def test_event_stream_headers_are_starlettes() -> None:
+    async def nothing() -> Any:
+        yield b""
+
+    headers = {"x-lamina-provider": "p", "X-Lamina-Cache": "miss"}
+    reference = Response(media_type="text/event-stream", headers=headers)
+    reference.raw_headers = [h for h in reference.raw_headers if h[0] != b"content-length"]
+    assert EventStream(nothing(), headers).raw_headers == reference.raw_headers

@@ -169,7 +169,11 @@ class EventStream(Response):
         self.events = events
         self.status_code = 200
         self.background = None
-        self.init_headers(headers)
+        # What init_headers makes of them, without its general cases (a body, a
+        # content-type or content-length among them).
+        self.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1"))
+                            for k, v in headers.items()]
+        self.raw_headers.append((b"content-type", b"text/event-stream; charset=utf-8"))
         self._watch = watch  # the call's watcher (`watched`), else one is started
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
