@@ -146,7 +146,7 @@ async def start_platform(settings: Settings) -> Platform:
         )  # fmt: skip
         zygotes.start()  # in the background: start-up does not wait for the zygotes
         closers.append(zygotes.close)
-        snapshots = Snapshots(zygotes, facts, logs)
+        snapshots = Snapshots(zygotes, facts, logs, stems=min(settings.stems, 1))
         spawner = zygotes
         closers.append(_async(snapshots.close))
     else:

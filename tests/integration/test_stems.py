@@ -9,6 +9,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,7 @@ def test_stems_killed_while_parked_are_skipped_and_cleaned_up(
         pytest.skip("cgroup v1 layout is what this test reads")
     name = create_function(client, PROBE, Timeout=30)
     _invoke(client, name)
+
     def joined(group: Path) -> int:  # a stem joins its groups a moment after they exist
         return len((group / "cgroup.procs").read_text().split()) if group.exists() else 0
 
@@ -174,3 +176,56 @@ def test_stems_killed_while_parked_are_skipped_and_cleaned_up(
         time.sleep(0.1)
     left = [(str(g), (g / "cgroup.procs").read_text()) for g in parked if g.exists()]
     assert not left  # their groups are gone
+
+
+SNAP = """
+import os, time
+from snapshot_restore_py import register_after_restore
+
+RESTORED = []
+register_after_restore(lambda: RESTORED.append(os.getpid()))
+
+def handler(event, context):
+    time.sleep(event.get("sleep", 0))
+    memory = [line for line in open("/proc/self/cgroup") if ":memory:" in line]
+    return {
+        "memory": memory[0].strip() if memory else "",
+        "uid": os.getuid(),
+        "restored": RESTORED == [os.getpid()],
+        "init": os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE"),
+        "env": os.environ["AWS_LAMBDA_LOG_STREAM_NAME"],
+    }
+"""
+
+
+def test_snapstart_environments_come_from_the_templates_stems(
+    server: LaminaServer, client: Any
+) -> None:
+    _memory_cgroup(server)
+    name = create_function(
+        client, SNAP, Timeout=30, MemorySize=160, SnapStart={"ApplyOn": "PublishedVersions"}
+    )
+    version = client.publish_version(FunctionName=name)["Version"]
+    client.get_waiter("published_version_active").wait(
+        FunctionName=name, Qualifier=version, WaiterConfig={"Delay": 0.1, "MaxAttempts": 300}
+    )
+
+    def call(sleep: float) -> Any:
+        response = client.invoke(
+            FunctionName=name, Qualifier=version, Payload=json.dumps({"sleep": sleep}).encode()
+        )
+        return json.loads(response["Payload"].read())
+
+    call(0)  # the first restore parks a stem behind it
+    time.sleep(1.5)
+    with ThreadPoolExecutor(3) as pool:  # three at once: new environments
+        bodies = list(pool.map(call, [1.0, 1.0, 1.0]))
+    from_stems = [b for b in bodies if "/stem-" in b["memory"]]
+    assert from_stems, bodies
+    for body in bodies:
+        assert body["uid"] == 65534 and body["init"] == "snap-start" and body["restored"]
+    groups = {b["memory"].split(":", 2)[2]: b for b in from_stems}
+    for path in groups:  # sized for the function when taken
+        limit = Path("/sys/fs/cgroup/memory", path.lstrip("/"), "memory.limit_in_bytes")
+        if limit.exists():
+            assert int(limit.read_text()) >> 20 == 160

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from lamina.environments.environment import Child, LaunchSpec
 from lamina.environments.launcher import HostFacts, build_spec
 from lamina.environments.logs import LineSplitter, LogSink, log_group, log_stream
-from lamina.environments.sandbox import Sandbox, SandboxedChild
+from lamina.environments.sandbox import Sandbox, SandboxedChild, StemUnusable
 from lamina.environments.spawn import ZygoteSpawner, fork
+from lamina.environments.stems import StemPool
 from lamina.environments.zygote import ForkedChild, ForkServer, TemplateInitError, ZygoteUnavailable
 from lamina.errors import ResourceConflict
 from lamina.functions.model import FunctionConfig
@@ -44,8 +45,12 @@ class Template:
     # The sandbox it runs in (None: none); its environments are forked into it.
     sandbox: Sandbox | None = None
     confined: bool = False  # whether the template itself runs sandboxed
+    # Forks of it parked in fresh cgroups ahead of need (stems.py), when confined.
+    stems: StemPool | None = None
 
     def close(self) -> None:
+        if self.stems is not None:
+            self.stems.close()
         self.server.close()
         self.process.kill()
         if isinstance(self.process, SandboxedChild):
@@ -66,16 +71,32 @@ class TemplateSpawner:
             return await fork(template.server, spec, out_fd, template.sandbox, channel_fd)
         # A fork of a sandboxed template is in its sandbox already: the plan tells the
         # template's keeper which cgroups (and Runtime API port) are the environment's.
-        prepared = template.sandbox.prepare(spec.sandbox)
         env = spec.sandbox.inside(spec.env)
+        stems = template.stems
+        stem = stems.take() if stems is not None else None
         try:
-            child = await template.server.fork(
-                spec.runtime_argv, env, spec.cwd, out_fd, prepared.plan, channel_fd
-            )
-        except BaseException:
-            prepared.release()
-            raise
-        return SandboxedChild(child, prepared, depth=0)  # the environment itself
+            if stems is not None and stem is not None:
+                try:
+                    prepared = template.sandbox.prepare(spec.sandbox, stem.cgroup)
+                    child = await template.server.fork(
+                        spec.runtime_argv, env, spec.cwd, out_fd, prepared.plan, channel_fd,
+                        stem=stem.name,
+                    )  # fmt: skip
+                    return SandboxedChild(child, prepared, depth=0)
+                except (StemUnusable, ZygoteUnavailable):
+                    stems.discard(stem)  # and fork the ordinary way
+            prepared = template.sandbox.prepare(spec.sandbox)
+            try:
+                child = await template.server.fork(
+                    spec.runtime_argv, env, spec.cwd, out_fd, prepared.plan, channel_fd
+                )
+            except BaseException:
+                prepared.release()
+                raise
+            return SandboxedChild(child, prepared, depth=0)  # the environment itself
+        finally:
+            if stems is not None:
+                stems.top_up(template.server)
 
 
 class _OutputPump:
@@ -111,7 +132,10 @@ class _OutputPump:
 
 
 class Snapshots:
-    def __init__(self, zygotes: ZygoteSpawner, facts: HostFacts, logs: LogSink) -> None:
+    def __init__(
+        self, zygotes: ZygoteSpawner, facts: HostFacts, logs: LogSink, stems: int = 1
+    ) -> None:
+        self._stems = stems  # parked per template
         self._zygotes = zygotes
         self._facts = facts
         self._logs = logs
@@ -184,9 +208,13 @@ class Snapshots:
         process: ForkedChild | SandboxedChild = forked
         if prepared is not None:
             process = SandboxedChild(forked, prepared)
+        stems = None
+        if prepared is not None and sandbox is not None and sandbox.protections.cgroups:
+            stems = StemPool(sandbox, self._stems, pidns=False)
         template = Template(
-            config, process, template_server, init_ms, sandbox, confined=prepared is not None
-        )
+            config, process, template_server, init_ms, sandbox, confined=prepared is not None,
+            stems=stems,
+        )  # fmt: skip
         self._templates[config.code_key] = template
         return template
 

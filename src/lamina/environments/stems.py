@@ -50,9 +50,12 @@ class Stem:
 class StemPool:
     """Up to `size` parked stems for one zygote."""
 
-    def __init__(self, sandbox: Sandbox, size: int) -> None:
+    def __init__(self, sandbox: Sandbox, size: int, pidns: bool | None = None) -> None:
         self._sandbox = sandbox
         self._size = size
+        # A zygote's stems get a PID namespace of their own; a SnapStart template's
+        # environments share the template's (docs/sandbox.md), so its stems do too.
+        self._pidns = "pid" in sandbox.protections.namespaces if pidns is None else pidns
         self._ready: deque[Stem] = deque()
         self._filling: asyncio.Task[None] | None = None
         self._cleanups: set[asyncio.Task[None]] = set()
@@ -78,7 +81,7 @@ class StemPool:
             self._filling = asyncio.get_running_loop().create_task(self._fill(server))
 
     async def _fill(self, server: ForkServer) -> None:
-        pidns = "pid" in self._sandbox.protections.namespaces
+        pidns = self._pidns
         while not self._closed and len(self._ready) < self._size and server.open:
             name = f"stem-{secrets.token_hex(8)}"
             cgroup = self._sandbox.stem_cgroup(name)

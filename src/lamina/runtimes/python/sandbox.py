@@ -366,6 +366,13 @@ class _TemplateKeeper:
         if not data:
             return False
         request = json.loads(data)
+        if "stem" in request:
+            # A stem (zygote.py): the template forks it, this keeper (root; the template
+            # sees no cgroupfs) puts it in its groups when the pid comes back.
+            self.waiting[request.get("id")] = {"cgroups": request.get("join", [])}
+            request["join"] = []
+            self._send_to_template(request, fds)
+            return True
         plan = request.pop("sandbox", None)
         if plan is None:
             self._send_to_template(request, fds)
@@ -376,6 +383,9 @@ class _TemplateKeeper:
         forward = plan.get("net_forward")
         if forward and self.own_net >= 0:
             self._listen(forward, request.get("id"))
+        if "use_stem" in request:  # in its groups already: no fork, no moving the template
+            self._send_to_template(request, fds)
+            return True
         self.queued.append((request, fds))
         self._next_fork()
         return True

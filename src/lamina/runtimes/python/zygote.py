@@ -304,7 +304,7 @@ def _serve(control, runtime, restored):
             return 0  # lamina closed its end: stop; the children live on until killed
         request = json.loads(data)
         if "stem" in request:
-            if base_root.pending:
+            if base_root.pending and not restored:
                 # Its first sandboxed fork moves the zygote into a mount namespace of its
                 # own (BaseRoot); a stem parked before would be left in lamina's.
                 _send(control, {"id": request["id"], "error": "no sandboxed fork yet"})
