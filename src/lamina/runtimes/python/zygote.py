@@ -331,20 +331,14 @@ def _serve(control, runtime, restored):
             in_namespace = pid_namespaces.before_fork(plan)
             if not in_namespace:
                 plan["namespaces"] = [ns for ns in plan.get("namespaces", ()) if ns != "pid"]
-        try:
-            pid = os.fork()
-        except OSError as exc:
-            pid, error = -1, exc
-        if pid != 0 and in_namespace:
-            pid_namespaces.after_fork()
+        pid, error = _fork(pid_namespaces, in_namespace)
         if pid < 0:
             for fd in fds:
                 os.close(fd)
             _send(control, {"id": request["id"], "error": str(error)})
             continue
         if pid == 0:
-            closing = (control.detach(), wake_read, wake_write, *pid_namespaces.fds())
-            closing += tuple(sock.detach() for _, sock, _ in stems.values())
+            closing = _closing(control, wake_read, wake_write, pid_namespaces, stems)
             if template:
                 _template(request, fds, closing, runtime)
             _child(request, fds, closing, runtime, restored)
@@ -355,21 +349,32 @@ def _serve(control, runtime, restored):
         _send(control, {"id": request["id"], "pid": pid})
 
 
+def _fork(pid_namespaces, in_namespace):
+    """fork(), into the PID namespace made for it when `in_namespace`: (pid, error)."""
+    try:
+        pid, error = os.fork(), None
+    except OSError as exc:
+        pid, error = -1, exc
+    if pid != 0 and in_namespace:
+        pid_namespaces.after_fork()
+    return pid, error
+
+
+def _closing(control, wake_read, wake_write, pid_namespaces, stems):
+    """In a new child: the zygote's descriptors it must close."""
+    closing = (control.detach(), wake_read, wake_write, *pid_namespaces.fds())
+    return closing + tuple(sock.detach() for _, sock, _ in stems.values())
+
+
 def _park(request, control, runtime, restored, stems, pid_namespaces, wake_read, wake_write):
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     in_namespace = bool(request.get("pidns")) and pid_namespaces.before_fork(
         {"namespaces": ["pid"]}
     )
-    try:
-        pid = os.fork()
-    except OSError as exc:
-        pid, error = -1, exc
-    if pid != 0 and in_namespace:
-        pid_namespaces.after_fork()
+    pid, error = _fork(pid_namespaces, in_namespace)
     if pid == 0:
         ours.close()
-        closing = (control.detach(), wake_read, wake_write, *pid_namespaces.fds())
-        closing += tuple(sock.detach() for _, sock, _ in stems.values())
+        closing = _closing(control, wake_read, wake_write, pid_namespaces, stems)
         _stem(request, theirs, closing, runtime, restored, in_namespace)
     theirs.close()
     if pid < 0:
