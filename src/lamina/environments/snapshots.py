@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from lamina.environments.environment import Child, LaunchSpec
 from lamina.environments.launcher import HostFacts, build_spec
 from lamina.environments.logs import LineSplitter, LogSink, log_group, log_stream
-from lamina.environments.sandbox import Sandbox, SandboxedChild, StemUnusable
-from lamina.environments.spawn import ZygoteSpawner, fork
+from lamina.environments.sandbox import Sandbox, SandboxedChild
+from lamina.environments.spawn import ZygoteSpawner, confined_fork, fork
 from lamina.environments.stems import StemPool
 from lamina.environments.zygote import ForkedChild, ForkServer, TemplateInitError, ZygoteUnavailable
 from lamina.errors import ResourceConflict
@@ -71,32 +71,14 @@ class TemplateSpawner:
             return await fork(template.server, spec, out_fd, template.sandbox, channel_fd)
         # A fork of a sandboxed template is in its sandbox already: the plan tells the
         # template's keeper which cgroups (and Runtime API port) are the environment's.
-        env = spec.sandbox.inside(spec.env)
-        stems = template.stems
-        stem = stems.take() if stems is not None else None
         try:
-            if stems is not None and stem is not None:
-                try:
-                    prepared = template.sandbox.prepare(spec.sandbox, stem.cgroup)
-                    child = await template.server.fork(
-                        spec.runtime_argv, env, spec.cwd, out_fd, prepared.plan, channel_fd,
-                        stem=stem.name,
-                    )  # fmt: skip
-                    return SandboxedChild(child, prepared, depth=0)
-                except (StemUnusable, ZygoteUnavailable):
-                    stems.discard(stem)  # and fork the ordinary way
-            prepared = template.sandbox.prepare(spec.sandbox)
-            try:
-                child = await template.server.fork(
-                    spec.runtime_argv, env, spec.cwd, out_fd, prepared.plan, channel_fd
-                )
-            except BaseException:
-                prepared.release()
-                raise
-            return SandboxedChild(child, prepared, depth=0)  # the environment itself
+            return await confined_fork(
+                template.server, spec, template.sandbox, out_fd, channel_fd, template.stems,
+                depth=0,  # the environment itself
+            )  # fmt: skip
         finally:
-            if stems is not None:
-                stems.top_up(template.server)
+            if template.stems is not None:
+                template.stems.top_up(template.server)
 
 
 class _OutputPump:

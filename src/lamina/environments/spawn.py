@@ -106,32 +106,45 @@ async def fork(
     confinement = spec.sandbox
     if sandbox is None or confinement is None or not sandbox.forks_confined:
         return await server.fork(spec.runtime_argv, spec.env, spec.cwd, out_fd, None, channel_fd)
+    return await confined_fork(server, spec, sandbox, out_fd, channel_fd, stems)
+
+
+async def confined_fork(
+    server: ForkServer,
+    spec: LaunchSpec,
+    sandbox: Sandbox,
+    out_fd: int,
+    channel_fd: int | None,
+    stems: StemPool | None,
+    depth: int = 1,
+) -> Child:
+    """Fork `spec`'s environment in its sandbox: from a parked stem when there is one
+    (sized for it now), else a fresh fork that joins its cgroups itself. `depth`: how
+    far below the forked process the function runs (SandboxedChild)."""
+    confinement = spec.sandbox
+    assert confinement is not None
+    env = confinement.inside(spec.env)
     stem = stems.take() if stems is not None else None
     if stems is not None and stem is not None:
         try:
             prepared = sandbox.prepare(confinement, stem.cgroup)
             child = await server.fork(
-                spec.runtime_argv, confinement.inside(spec.env), spec.cwd, out_fd,
-                prepared.plan, channel_fd, stem=stem.name,
+                spec.runtime_argv, env, spec.cwd, out_fd, prepared.plan, channel_fd,
+                stem=stem.name,
             )  # fmt: skip
-            return SandboxedChild(child, prepared)
+            return SandboxedChild(child, prepared, depth=depth)
         except (StemUnusable, ZygoteUnavailable) as exc:
             log.debug("stem %s not used: %s", stem.name, exc)
             stems.discard(stem)  # and start the ordinary way
     prepared = sandbox.prepare(confinement)
     try:
         child = await server.fork(
-            spec.runtime_argv,
-            confinement.inside(spec.env),
-            spec.cwd,
-            out_fd,
-            prepared.plan,
-            channel_fd,
+            spec.runtime_argv, env, spec.cwd, out_fd, prepared.plan, channel_fd
         )
     except BaseException:
         prepared.release()
         raise
-    return SandboxedChild(child, prepared)
+    return SandboxedChild(child, prepared, depth=depth)
 
 
 class ConfinedExecSpawner:
