@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
+import yaml
 from sqlalchemy import select
 
 from tests.integration.gateway.gateway_mocks import Fault
@@ -205,3 +207,27 @@ async def test_a_streamed_answer_is_cached_whole(launch: Launch, mocks: Mocks) -
     assert hit.headers["x-lamina-cache"] == "hit"
     assert hit.parse().choices[0].message.content == text
     assert len(mocks.openai.requests) == 1
+
+
+async def test_limits_changed_by_a_reload_apply_at_once(launch: Launch, mocks: Mocks,
+                                                        tmp_path: Path) -> None:
+    # The limiter's scopes of a key and a model are made once: a reloaded key or model
+    # must get its new limits (its requests so far still counted).
+    config = base_config(mocks)
+    config["keys"][0]["rpm"] = 1
+    config_file = tmp_path / "lamina.yaml"
+    config_file.write_text(yaml.safe_dump({"gateway": config}))
+    async with launch(config, config_file=config_file) as gw:
+        client = gw.openai()
+        await client.chat.completions.create(model="gpt", messages=HELLO)
+        with pytest.raises(openai.RateLimitError):
+            await client.chat.completions.create(model="gpt", messages=HELLO)
+        config["keys"][0]["rpm"] = 3
+        config["models"][0]["rpm"] = 1  # counted from now: a model without limits is not
+        config_file.write_text(yaml.safe_dump({"gateway": config}))
+        await gw.gateway.reload()
+        await client.chat.completions.create(model="gpt", messages=HELLO)
+        with pytest.raises(openai.RateLimitError) as limited:
+            await client.chat.completions.create(model="gpt", messages=HELLO)
+    assert "model 'gpt'" in limited.value.message
+    assert len(mocks.openai.requests) == 2
