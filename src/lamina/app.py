@@ -165,6 +165,7 @@ async def start_platform(settings: Settings) -> Platform:
         snapshots=snapshots,
         capacity=capacity,
         credentials=lambda config: _function_environment(config, identity, gateway_holder, settings),
+        runtime_channel=settings.runtime_channel,
     )
     pool.start()
     closers.append(pool.close)

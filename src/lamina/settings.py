@@ -70,6 +70,8 @@ class Settings:
     zygotes: bool = True
     # Stems parked per zygote in fresh cgroups, ahead of new environments (stems.py).
     stems: int = 2
+    # The built-in Python runtime's private channel (else it speaks HTTP like any other).
+    runtime_channel: bool = True
     # Start environments in a sandbox (namespaces, cgroups) as far as the kernel allows.
     sandbox: bool = True
     # Modules each Python zygote imports up front (those an interpreter lacks are skipped).
@@ -120,6 +122,8 @@ class Settings:
             async_retry_base_s=float(env.get("LAMINA_ASYNC_RETRY_BASE_S", "1")),
             zygotes=env.get("LAMINA_ZYGOTES", "1").lower() not in ("0", "false", "no", "off"),
             stems=_int(env, "LAMINA_STEMS", 2),
+            runtime_channel=env.get("LAMINA_RUNTIME_CHANNEL", "1").lower()
+            not in ("0", "false", "no", "off"),
             sandbox=env.get("LAMINA_SANDBOX", "1").lower() not in ("0", "false", "no", "off"),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}

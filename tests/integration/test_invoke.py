@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.support import create_function
+from tests.integration.support import LaminaServer, create_function
 
 ECHO = """
 import os, time
@@ -150,15 +150,19 @@ CHANNEL_PROBE = """
 import os
 
 def handler(event, context):
-    kinds = []
+    inodes = []
     for fd in os.listdir("/proc/self/fd"):
         try:
-            kinds.append(os.readlink(f"/proc/self/fd/{fd}").split(":")[0])
+            target = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
-            pass
+            continue
+        if target.startswith("socket:["):
+            inodes.append(target[8:-1])
+    unix = {line.split()[6] for line in open("/proc/net/unix").readlines()[1:]}
     return {
         "env": sorted(k for k in os.environ if "CHANNEL" in k),
-        "sockets": kinds.count("socket"),
+        "sockets": len(inodes),
+        "unix": sum(1 for inode in inodes if inode in unix),
         "api": os.environ["AWS_LAMBDA_RUNTIME_API"],
     }
 """
@@ -171,5 +175,17 @@ def test_builtin_runtime_uses_its_private_channel_invisibly(lambda_client: Any) 
     for _ in range(3):  # warm invocations use the same channel
         _, body = invoke_json(lambda_client, name)
         assert body["env"] == []
-        assert body["sockets"] == 1
+        assert body["sockets"] == body["unix"] == 1
         assert body["api"].startswith("127.0.0.1:")
+
+
+def test_with_the_channel_off_the_builtin_runtime_speaks_http(
+    fresh_server: LaminaServer,
+) -> None:
+    fresh_server.extra_env = {"LAMINA_RUNTIME_CHANNEL": "0"}
+    fresh_server.start()
+    client = fresh_server.client()
+    name = create_function(client, CHANNEL_PROBE)
+    for _ in range(3):
+        _, body = invoke_json(client, name)
+        assert body["sockets"] == 1 and body["unix"] == 0  # its TCP connection to the API

@@ -144,8 +144,10 @@ class Environment:
         clock: Callable[[], float] = time.monotonic,
         spawner: Spawner | None = None,
         restored: bool = False,
+        runtime_channel: bool = True,
     ) -> None:
         self.id = env_id
+        self._use_channel = runtime_channel
         self.restored = restored
         # Kept warm by provisioned concurrency: never reaped for idleness.
         self.provisioned = False
@@ -195,7 +197,7 @@ class Environment:
         self._emit_platform(
             f"{phase} Runtime Version: {self.config.runtime} Environment: {self.id}"
         )
-        theirs = await self._open_channel() if spec.python else None
+        theirs = await self._open_channel() if spec.python and self._use_channel else None
         try:
             self._process = await self._spawner.spawn(
                 spec, write_fd, theirs.fileno() if theirs is not None else None

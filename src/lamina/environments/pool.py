@@ -36,8 +36,11 @@ class EnvironmentPool:
         snapshots: Snapshots | None = None,
         capacity: Capacity | None = None,
         credentials: Callable[[FunctionConfig], Awaitable[Mapping[str, str]]] | None = None,
+        runtime_channel: bool = True,
     ) -> None:
         self._facts = facts
+        # The built-in runtime's private channel (runtime_channel.py); off: HTTP only.
+        self._runtime_channel = runtime_channel
         self._capacity = capacity
         # The execution role's temporary credentials, as AWS_ACCESS_KEY_ID & co.
         self._credentials = credentials
@@ -83,7 +86,9 @@ class EnvironmentPool:
             # If the snapshot fails, an ordinary start reports the init error the usual way.
             with contextlib.suppress(SnapshotFailed):
                 spawner, restored = TemplateSpawner(await self._snapshots.ensure(config)), True
-        env = Environment(env_id, config, self._logs, self._clock, spawner, restored)
+        env = Environment(
+            env_id, config, self._logs, self._clock, spawner, restored, self._runtime_channel
+        )
         env.on_idle = self.release
         self._live.add(env)
         stream = env.log_stream_name
