@@ -1042,7 +1042,7 @@ def run(args: argparse.Namespace) -> None:
             raw["targets"]["lamina"] = {"idle_rss_kb": with_gateway, "note": lamina.note}
             if args.baseline is not None:
                 base = start_lamina(work, BASELINE, lamina_config(mock.port), args.baseline)
-                base.note = f"the same configuration, run from {args.baseline}"
+                base.note = args.baseline_note or f"the same configuration, run from {args.baseline}"
                 targets.append(base)
                 raw["targets"][BASELINE] = {
                     "idle_rss_kb": settle_idle(lambda: [base.proc.pid] if base.proc else []),
@@ -1161,6 +1161,7 @@ def main() -> None:
         help=f"another source tree's src/ (e.g. git archive COMMIT src | tar -x -C DIR): "
         f"a second lamina run from it, '{BASELINE}', measured beside the working tree's",
     )
+    parser.add_argument("--baseline-note", help=f"what '{BASELINE}' is, for the report")
     parser.add_argument(
         "--samples",
         type=int,
