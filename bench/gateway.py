@@ -295,24 +295,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def children(pid: int) -> list[int]:
-    out = []
-    with contextlib.suppress(OSError):
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError):
-                out += [
-                    int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()
-                ]
-    return out
-
-
 def tree(pid: int) -> list[int]:
-    out, todo = [pid], [pid]
-    while todo:
-        for child in children(todo.pop()):
-            out.append(child)
-            todo.append(child)
-    return out
+    """`pid` and its descendants (benchlib's walk; imported late, as `machine` does, so
+    the mock and floor subprocesses never load boto3)."""
+    sys.path.insert(0, str(HERE))
+    from benchlib import descendants
+
+    return [pid, *descendants(pid)]
 
 
 def cpu_seconds(pids: Sequence[int]) -> float:
