@@ -89,13 +89,45 @@ def _limit_mb(groups: dict[str, str]) -> int:
     return int(limit.read_text()) >> 20
 
 
+def _parked_stems(server: LaminaServer) -> list[Path]:
+    """Stems' groups not taken yet: a taken one is sized for its function, a parked one
+    has no memory limit."""
+    pid = server.process.pid if server.process else 0
+    parked = []
+    for group in Path("/sys/fs/cgroup/memory").rglob(f"lamina/{pid}/stem-*"):
+        try:
+            if int((group / "memory.limit_in_bytes").read_text()) > 1 << 50:
+                parked.append(group)
+        except (OSError, ValueError):
+            pass
+    return parked
+
+
+def _joined(group: Path) -> int:
+    """Processes in a stem's group: it joins a moment after the group exists."""
+    try:
+        return len((group / "cgroup.procs").read_text().split())
+    except OSError:
+        return 0
+
+
+def _wait_parked(server: LaminaServer, count: int, timeout: float = 20.0) -> None:
+    """Until `count` stems are parked (in their groups), or the timeout; parking runs in
+    the background and takes a cgroup attach (tens of ms, more on a busy machine)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(1 for group in _parked_stems(server) if _joined(group)) >= count:
+            return
+        time.sleep(0.05)
+
+
 def test_new_environments_come_from_stems_and_are_confined(
     server: LaminaServer, client: Any
 ) -> None:
     _memory_cgroup(server)
     name = create_function(client, PROBE, MemorySize=192, Timeout=30)
     _invoke(client, name)  # the first start parks stems behind it
-    time.sleep(1.0)
+    _wait_parked(server, 2)
     seen = set()
     for revision in range(3):
         _new_environment(client, name, revision)
@@ -109,7 +141,7 @@ def test_new_environments_come_from_stems_and_are_confined(
         assert body["uid"] == 65534  # nobody, as a fresh fork
         assert body["pid"] == 2 and body["pids"] == [1, 2]  # PID 2 under its own init
         assert body["readable"] == []  # lamina's files, the host's and its init's stay hidden
-        time.sleep(0.5)  # the pool tops itself up in the background
+        _wait_parked(server, 2)  # the pool tops itself up in the background
     assert len(seen) == 3
 
 
@@ -126,7 +158,7 @@ def test_a_stem_environment_is_killed_as_out_of_memory(server: LaminaServer, cli
     )
     name = create_function(client, code, MemorySize=128, Timeout=30)
     _invoke(client, name, {"probe": True})
-    time.sleep(1.0)
+    _wait_parked(server, 2)
     _new_environment(client, name, 1)
     groups, _ = _invoke(client, name, {"probe": True})
     assert "/stem-" in groups
@@ -134,15 +166,6 @@ def test_a_stem_environment_is_killed_as_out_of_memory(server: LaminaServer, cli
     assert error == "Unhandled"
     assert body["errorType"] == "Runtime.OutOfMemory", body
     assert _invoke(client, name, {"probe": True})[1] is None  # and a new one serves next
-
-
-def _parked_stems(server: LaminaServer) -> list[Path]:
-    pid = server.process.pid if server.process else 0
-    return [
-        group
-        for group in Path("/sys/fs/cgroup/memory").rglob(f"lamina/{pid}/stem-*")
-        if group.is_dir()
-    ]
 
 
 def test_stems_killed_while_parked_are_skipped_and_cleaned_up(
@@ -154,13 +177,10 @@ def test_stems_killed_while_parked_are_skipped_and_cleaned_up(
     name = create_function(client, PROBE, Timeout=30)
     _invoke(client, name)
 
-    def joined(group: Path) -> int:  # a stem joins its groups a moment after they exist
-        return len((group / "cgroup.procs").read_text().split()) if group.exists() else 0
-
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         parked = _parked_stems(server)
-        if len(parked) >= 2 and all(joined(group) >= 2 for group in parked):  # init + fork
+        if len(parked) >= 2 and all(_joined(group) >= 2 for group in parked):  # init + fork
             break
         time.sleep(0.1)
     assert parked
@@ -217,7 +237,7 @@ def test_snapstart_environments_come_from_the_templates_stems(
         return json.loads(response["Payload"].read())
 
     call(0)  # the first restore parks a stem behind it
-    time.sleep(1.5)
+    _wait_parked(server, 3)  # the zygote's two and the template's
     with ThreadPoolExecutor(3) as pool:  # three at once: new environments
         bodies = list(pool.map(call, [1.0, 1.0, 1.0]))
     from_stems = [b for b in bodies if "/stem-" in b["memory"]]
