@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import orjson
 
@@ -36,6 +35,7 @@ from lamina.environments.logs import (
     start_line,
     tail,
 )
+from lamina.environments.process import Child, ExecSpawner, LaunchSpec, Spawner
 from lamina.environments.runtime_api import (
     ACCEPTED,
     Invocation,
@@ -44,54 +44,10 @@ from lamina.environments.runtime_api import (
     error_reply,
 )
 from lamina.environments.runtime_channel import RuntimeChannel
-from lamina.environments.sandbox import OOM_ERROR, Confinement
+from lamina.environments.sandbox import OOM_ERROR
 from lamina.functions.model import FunctionConfig
 
 RESPONSE_MAX = 6 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class LaunchSpec:
-    argv: tuple[str, ...]  # to exec
-    env: dict[str, str]
-    cwd: str
-    tmp_dir: Path
-    # For Python runtimes: the interpreter, and the argv its runtime client gets when the
-    # environment is forked from that interpreter's zygote instead of exec'd.
-    python: str | None = None
-    runtime_argv: tuple[str, ...] = ()
-    # The sandbox to start it in (environments/sandbox.py); None: none.
-    sandbox: Confinement | None = None
-
-
-class Child(Protocol):
-    pid: int
-
-    async def wait(self) -> int: ...
-
-
-class Spawner(Protocol):
-    """Starts an environment's process with stdout and stderr on `out_fd`.
-
-    `channel_fd`, for the built-in Python runtime, is its end of the private runtime
-    channel (runtime_channel.py); a spawner that cannot hand it over ignores it, and
-    the runtime then speaks the HTTP Runtime API instead.
-    """
-
-    async def spawn(
-        self, spec: LaunchSpec, out_fd: int, channel_fd: int | None = None
-    ) -> Child: ...
-
-
-class ExecSpawner:
-    """A new process from `exec`: always possible, never the fastest."""
-
-    async def spawn(self, spec: LaunchSpec, out_fd: int, channel_fd: int | None = None) -> Child:
-        process = await asyncio.create_subprocess_exec(
-            *spec.argv, env=spec.env, cwd=spec.cwd, stdin=asyncio.subprocess.DEVNULL,
-            stdout=out_fd, stderr=out_fd, start_new_session=True,
-        )  # fmt: skip
-        return process
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from lamina.environments.environment import LaunchSpec
+from lamina.environments.process import LaunchSpec
 from lamina.environments.sandbox import Confinement, Sandbox
 from lamina.functions.model import FunctionConfig
 

@@ -13,10 +13,11 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from lamina.environments.capacity import Capacity
-from lamina.environments.environment import Environment, LaunchSpec, Spawner
+from lamina.environments.environment import Environment
 from lamina.environments.launcher import HostFacts, build_spec
 from lamina.environments.lifecycle import EnvState
 from lamina.environments.logs import LogSink
+from lamina.environments.process import LaunchSpec, Spawner
 from lamina.environments.snapshots import SnapshotFailed, Snapshots, TemplateSpawner
 from lamina.functions.model import FunctionConfig
 

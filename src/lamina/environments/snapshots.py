@@ -15,9 +15,9 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lamina.environments.environment import Child, LaunchSpec
 from lamina.environments.launcher import HostFacts, build_spec
 from lamina.environments.logs import LineSplitter, LogSink, log_group, log_stream
+from lamina.environments.process import Child, LaunchSpec
 from lamina.environments.sandbox import Sandbox, SandboxedChild
 from lamina.environments.spawn import ZygoteSpawner, confined_fork, fork
 from lamina.environments.stems import StemPool

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 
-from lamina.environments.environment import Child, ExecSpawner, LaunchSpec
+from lamina.environments.process import Child, ExecSpawner, LaunchSpec
 from lamina.environments.sandbox import Sandbox, SandboxedChild, StemUnusable, host_env
 from lamina.environments.stems import StemPool
 from lamina.environments.zygote import ForkServer, Zygote, ZygoteUnavailable

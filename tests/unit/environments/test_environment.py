@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from lamina.environments.environment import Environment, LaunchSpec
+from lamina.environments.environment import Environment
 from lamina.environments.lifecycle import EnvState, IllegalTransition
+from lamina.environments.process import LaunchSpec
 from lamina.environments.runtime_api import Invocation
 from lamina.functions.model import FunctionConfig
 

@@ -277,22 +277,14 @@ def _serve(control, runtime, restored):
     base_root, pid_namespaces = sandbox.BaseRoot(), sandbox.PidNamespaces()
     sandboxed = set()  # children that are a sandbox's init
     stems = {}  # name -> (pid, socket to it, whether it has a PID namespace of its own)
-    wake_read, wake_write = os.pipe()
-    os.set_blocking(wake_read, False)
-    os.set_blocking(wake_write, False)
-    signal.set_wakeup_fd(wake_write)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
+    exits = sandbox.ChildExits()
     while True:
         try:
-            readable, _, _ = select.select([control, wake_read], [], [])
+            readable, _, _ = select.select([control, exits.read], [], [])
         except InterruptedError:
             continue
-        if wake_read in readable:
-            try:
-                while os.read(wake_read, 512):
-                    pass
-            except BlockingIOError:
-                pass
+        if exits.read in readable:
+            exits.drain()
             _reap(control, sandboxed)
         if control not in readable:
             continue
@@ -309,7 +301,7 @@ def _serve(control, runtime, restored):
                 # own (BaseRoot); a stem parked before would be left in lamina's.
                 _send(control, {"id": request["id"], "error": "no sandboxed fork yet"})
                 continue
-            _park(request, control, runtime, restored, stems, pid_namespaces, wake_read, wake_write)
+            _park(request, control, runtime, restored, stems, pid_namespaces, exits)
             continue
         stem = stems.pop(request["use_stem"], None) if "use_stem" in request else None
         if "use_stem" in request:
@@ -338,7 +330,7 @@ def _serve(control, runtime, restored):
             _send(control, {"id": request["id"], "error": str(error)})
             continue
         if pid == 0:
-            closing = _closing(control, wake_read, wake_write, pid_namespaces, stems)
+            closing = _closing(control, exits, pid_namespaces, stems)
             if template:
                 _template(request, fds, closing, runtime)
             _child(request, fds, closing, runtime, restored)
@@ -360,13 +352,13 @@ def _fork(pid_namespaces, in_namespace):
     return pid, error
 
 
-def _closing(control, wake_read, wake_write, pid_namespaces, stems):
+def _closing(control, exits, pid_namespaces, stems):
     """In a new child: the zygote's descriptors it must close."""
-    closing = (control.detach(), wake_read, wake_write, *pid_namespaces.fds())
+    closing = (control.detach(), exits.read, exits.write, *pid_namespaces.fds())
     return closing + tuple(sock.detach() for _, sock, _ in stems.values())
 
 
-def _park(request, control, runtime, restored, stems, pid_namespaces, wake_read, wake_write):
+def _park(request, control, runtime, restored, stems, pid_namespaces, exits):
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     in_namespace = bool(request.get("pidns")) and pid_namespaces.before_fork(
         {"namespaces": ["pid"]}
@@ -374,7 +366,7 @@ def _park(request, control, runtime, restored, stems, pid_namespaces, wake_read,
     pid, error = _fork(pid_namespaces, in_namespace)
     if pid == 0:
         ours.close()
-        closing = _closing(control, wake_read, wake_write, pid_namespaces, stems)
+        closing = _closing(control, exits, pid_namespaces, stems)
         _stem(request, theirs, closing, runtime, restored, in_namespace)
     theirs.close()
     if pid < 0:
