@@ -28,6 +28,7 @@ def load_config(settings: Settings) -> Settings:
 
 def run_server(settings: Settings) -> None:
     from lamina.app import build_app
+    from lamina.protocols.http_direct import direct_protocol
 
     settings = load_config(settings)
     app = build_app(settings)
@@ -36,7 +37,8 @@ def run_server(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        # uvicorn's httptools protocol, with the AWS API served without ASGI.
+        http=direct_protocol(app),
         lifespan="on",
         access_log=False,
         log_level="warning",

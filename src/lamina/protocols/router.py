@@ -13,7 +13,6 @@ anything else is logged and answered 500 ServiceException, never with its detail
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +27,7 @@ from lamina.protocols import query
 from lamina.protocols.context import RequestContext, ServiceHandler
 from lamina.protocols.json_protocol import JsonProtocol
 from lamina.protocols.query import QueryProtocol
+from lamina.protocols.request_ids import request_id as new_request_id
 from lamina.protocols.rest_json import RestJsonProtocol
 from lamina.protocols.sigv4 import SigV4Error, SigV4Verifier
 from lamina.protocols.wire import HttpRequest, HttpResponse, WireProtocol, parse_query_string
@@ -123,7 +123,7 @@ class AwsRouter:
         except _Disconnected:
             return
         except LaminaError as error:
-            response = _generic_error(error, str(uuid.uuid4()), headers)
+            response = _generic_error(error, new_request_id(), headers)
         else:
             response = await self.handle(
                 scope["method"],
@@ -147,6 +147,17 @@ class AwsRouter:
         )
         await send({"type": "http.response.body", "body": response.body})
 
+    @property
+    def max_body_bytes(self) -> int:
+        return self._max_body_bytes
+
+    def direct(
+        self, method: str, path: str, query: str, headers: list[tuple[str, str]], body: bytes,
+        source_ip: str,
+    ) -> Awaitable[HttpResponse]:
+        """`handle` in the shape of http_direct's DirectHandler (served without ASGI)."""
+        return self.handle(method, path, query, headers, body, source_ip=source_ip)
+
     async def handle(
         self,
         method: str,
@@ -163,7 +174,7 @@ class AwsRouter:
         `path` is what routes; `signed_path` (default `path`) what the client signed,
         which differs only when the router is mounted under a prefix.
         """
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         header_list = list(headers)
         joined: dict[str, str] = {}
         for name, value in header_list:
