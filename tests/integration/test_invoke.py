@@ -126,7 +126,8 @@ def test_log_tail_has_start_end_report(lambda_client: Any) -> None:
     report = next(line for line in log.splitlines() if line.startswith("REPORT"))
     for part in ("Duration:", "Billed Duration:", "Memory Size: 128 MB", "Max Memory Used:", "Init Duration:"):
         assert part in report
-    assert request_id
+    # As in Lambda, the Invoke's request id is the invocation's (context.aws_request_id).
+    assert f"START RequestId: {request_id} " in log
     # a warm invoke has no Init Duration
     response = lambda_client.invoke(FunctionName=name, Payload=b"{}", LogType="Tail")
     log = base64.b64decode(response["LogResult"]).decode()

@@ -10,7 +10,6 @@ import base64
 import binascii
 import random
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,6 +20,7 @@ from lamina.environments.runtime_api import Invocation
 from lamina.errors import InvalidRequestContent
 from lamina.functions.model import FunctionConfig
 from lamina.invocation.concurrency import Concurrency
+from lamina.protocols.request_ids import request_id as new_request_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +73,7 @@ class Invoker:
     async def _run(self, config: FunctionConfig, request: InvokeRequest) -> InvocationResult:
         now = self._clock()
         invocation = Invocation(
-            request_id=request.request_id or str(uuid.uuid4()),
+            request_id=request.request_id or new_request_id(),
             payload=request.payload,
             deadline_ms=int((now + config.timeout_s) * 1000),
             invoked_function_arn=function_arn(

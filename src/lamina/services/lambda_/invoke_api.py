@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -81,7 +80,7 @@ class InvokeApi:
         if kind == "DryRun":
             return {"StatusCode": 204, "Payload": b""}
         if kind == "Event":
-            event_id = str(uuid.uuid4())
+            event_id = ctx.request_id  # the 202's request id names the invocation, as in Lambda
             event = AsyncEvent(event_id, ref.name, ref.qualifier, payload, self._clock())
             await self._queue.enqueue(event)  # durable before the 202
             self._dispatcher().schedule(event)
@@ -98,6 +97,9 @@ class InvokeApi:
                 payload=payload,
                 invoked_qualifier=ref.qualifier,
                 client_context_b64=p.get("ClientContext"),
+                # Lambda answers Invoke with the invocation's own id (x-amzn-RequestId
+                # is the handler's context.aws_request_id).
+                request_id=ctx.request_id,
             ),
         )
         out: Params = {
