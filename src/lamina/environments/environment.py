@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import shutil
 import signal
@@ -310,7 +309,8 @@ class Environment:
             if self.alive and not inflight.done.done():
                 # The deadline runs from delivery: init time is not the handler's time.
                 deadline = int(time.time() * 1000 + timeout_s * 1000)
-                self._hand_over(dataclasses.replace(invocation, deadline_ms=deadline))
+                invocation.deadline_ms = deadline
+                self._hand_over(invocation)
                 # A timer, not wait_for: wait_for wraps the wait in a task of its own,
                 # a cost on every warm invocation.
                 timer = loop.call_later(timeout_s, self._record_timeout, inflight)

@@ -6,6 +6,10 @@ trail). A burst gathers for `linger_s` into one commit; `flush` writes everythin
 appended before it (readers call it first, so they see what was appended before their
 read); a batch that keeps failing is dropped after a few attempts and counted, and
 past `max_buffered` new items are dropped and counted — never kept unbounded.
+
+An item may stand for several (`size`): the log buffer keeps one item per
+invocation's lines, so the invoke path builds one object rather than one per line,
+while limits and batches still count lines.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class WriteBuffer(Generic[T]):
         max_buffered: int,
         batch_size: int = 5000,
         on_failure: Callable[[], None] | None = None,
+        size: Callable[[T], int] | None = None,
     ) -> None:
         self._engine = engine
         self._write = write
@@ -44,7 +49,9 @@ class WriteBuffer(Generic[T]):
         self._max_buffered = max_buffered
         self._batch_size = batch_size
         self._on_failure = on_failure
+        self._size = size
         self._pending: deque[T] = deque()
+        self._buffered = 0  # sum of the pending items' sizes
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()  # cuts a linger short at close
         # One writer at a time: the flusher and explicit flushes share it, so a flush
@@ -57,7 +64,7 @@ class WriteBuffer(Generic[T]):
         self._reported_drops = 0
 
     def __len__(self) -> int:
-        return len(self._pending)
+        return self._buffered
 
     def start(self) -> None:
         if self._task is not None:
@@ -78,16 +85,24 @@ class WriteBuffer(Generic[T]):
         await self.flush()
 
     def room(self) -> int:
-        return max(self._max_buffered - len(self._pending), 0)
+        return max(self._max_buffered - self._buffered, 0)
 
     def extend(self, items: Sequence[T]) -> None:
-        """Buffer `items` (never blocks); what does not fit is dropped and counted."""
-        room = self.room()
-        if len(items) > room:
-            self.dropped += len(items) - room
-            items = items[:room]
+        """Buffer `items` (never blocks); what does not fit is dropped and counted.
+
+        With `size`, the caller trims an item to the room left before adding it.
+        """
+        if self._size is None:
+            room = self.room()
+            if len(items) > room:
+                self.dropped += len(items) - room
+                items = items[:room]
+            added = len(items)
+        else:
+            added = sum(map(self._size, items))
         if items:
             self._pending.extend(items)
+            self._buffered += added
             self._wake.set()
 
     def drop(self, count: int) -> None:
@@ -103,9 +118,8 @@ class WriteBuffer(Generic[T]):
         async with self._write_lock:
             remaining = len(self._pending)
             while remaining > 0 and self._pending:
-                size = min(len(self._pending), remaining, self._batch_size)
-                remaining -= size
-                batch = [self._pending.popleft() for _ in range(size)]
+                batch, weight = self._take(remaining)
+                remaining -= len(batch)
                 try:
                     async with self._engine.begin() as conn:
                         await self._write(conn, batch)
@@ -115,12 +129,25 @@ class WriteBuffer(Generic[T]):
                     self._failures += 1
                     if self._failures < WRITE_ATTEMPTS:
                         self._pending.extendleft(reversed(batch))
+                        self._buffered += weight
                     else:
                         self._failures = 0
-                        self.dropped += len(batch)
-                        logger.error("dropped %d %s after repeated write failures", size, self._name)
+                        self.dropped += weight
+                        logger.error("dropped %d %s after repeated write failures", weight, self._name)
                     raise
                 self._failures = 0
+
+    def _take(self, most: int) -> tuple[list[T], int]:
+        """Up to `most` items from the front, stopping at a batch's worth of size."""
+        pending, size = self._pending, self._size
+        batch: list[T] = []
+        weight = 0
+        while pending and len(batch) < most and weight < self._batch_size:
+            item = pending.popleft()
+            batch.append(item)
+            weight += 1 if size is None else size(item)
+        self._buffered -= weight
+        return batch, weight
 
     async def _run(self) -> None:
         while not self._closing:

@@ -12,9 +12,13 @@ from collections.abc import Callable, Sequence
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from lamina.storage.write_buffer import WriteBuffer
-from lamina.telemetry.log_writes import PendingEvent, StreamIds, clip, write_batch
+from lamina.telemetry.log_writes import PendingLines, StreamIds, write_batch
 
 BATCH_EVENTS = 5000
+
+
+def _line_count(pending: PendingLines) -> int:
+    return len(pending.events)
 
 
 class LogBuffer:
@@ -30,7 +34,7 @@ class LogBuffer:
         # transaction, so the cache is dropped whenever a write fails (a rolled-back
         # stream insert) and whenever groups or streams are deleted (`forget_streams`).
         self._stream_ids: StreamIds = {}
-        self._buffer: WriteBuffer[PendingEvent] = WriteBuffer(
+        self._buffer: WriteBuffer[PendingLines] = WriteBuffer(
             engine,
             self._write,
             name="log events",
@@ -38,9 +42,10 @@ class LogBuffer:
             max_buffered=max_buffered_events,
             batch_size=BATCH_EVENTS,
             on_failure=self._stream_ids.clear,
+            size=_line_count,
         )
 
-    async def _write(self, conn: AsyncConnection, batch: list[PendingEvent]) -> None:
+    async def _write(self, conn: AsyncConnection, batch: list[PendingLines]) -> None:
         await write_batch(conn, batch, self._now_ms(), self._stream_ids)
 
     def __len__(self) -> int:
@@ -66,10 +71,7 @@ class LogBuffer:
             events = events[:room]
         if not events:
             return
-        ingested = self._now_ms()
-        self._buffer.extend(
-            [PendingEvent(group, stream, ts, clip(message), ingested) for ts, message in events]
-        )
+        self._buffer.extend((PendingLines(group, stream, self._now_ms(), events),))
 
     async def flush(self) -> None:
         await self._buffer.flush()

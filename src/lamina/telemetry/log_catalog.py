@@ -6,8 +6,7 @@ creation must tolerate a concurrent creator: insert-if-absent, then read the id.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from sqlalchemy import (
     BigInteger,
@@ -121,26 +120,30 @@ _GROUP_BYTES = (
 )
 
 
-async def record_events(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Fold newly written events into their streams' first/last times and sizes.
+async def record_events(conn: AsyncConnection, rows: Sequence[tuple[int, int, int, int, str]]) -> None:
+    """Fold newly written events — (group id, stream id, timestamp, ingestion time,
+    message) rows — into their streams' first/last times and sizes.
 
     One executemany per table, whatever the number of streams: a batch's fixed cost
     runs on the event loop, so it is kept to a few statements.
     """
     per_stream: dict[int, dict[str, int]] = {}
     per_group: dict[int, int] = {}
-    for row in rows:
-        size = len(row["message"].encode())
-        ts = row["timestamp_ms"]
-        stats = per_stream.get(row["stream_id"])
+    for group_id, stream_id, ts, ingested, message in rows:
+        size = len(message) if message.isascii() else len(message.encode())
+        stats = per_stream.get(stream_id)
         if stats is None:
-            stats = per_stream[row["stream_id"]] = {
-                "sid": row["stream_id"], "first": ts, "last": ts, "ingested": 0, "size": 0
+            stats = per_stream[stream_id] = {
+                "sid": stream_id, "first": ts, "last": ts, "ingested": ingested, "size": 0
             }  # fmt: skip
-        stats["first"], stats["last"] = min(stats["first"], ts), max(stats["last"], ts)
-        stats["ingested"] = max(stats["ingested"], row["ingestion_ms"])
+        elif ts < stats["first"]:
+            stats["first"] = ts
+        elif ts > stats["last"]:
+            stats["last"] = ts
+        if ingested > stats["ingested"]:
+            stats["ingested"] = ingested
         stats["size"] += size
-        per_group[row["group_id"]] = per_group.get(row["group_id"], 0) + size
+        per_group[group_id] = per_group.get(group_id, 0) + size
     await conn.execute(_STREAM_STATS, list(per_stream.values()))
     await conn.execute(_GROUP_BYTES, [{"gid": g, "size": n} for g, n in per_group.items()])
 

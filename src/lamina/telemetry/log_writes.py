@@ -7,8 +7,9 @@ inside the caller's transaction.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,12 +21,18 @@ from lamina.telemetry.log_tables import log_events
 MAX_MESSAGE_BYTES = 256 * 1024 - 26
 
 
-class PendingEvent(NamedTuple):
+class PendingLines(NamedTuple):
+    """One append's events (an invocation's lines, say), as buffered: one object for
+    them all, clipped only when written, so the invoke path allocates little."""
+
     group: str
     stream: str
-    timestamp_ms: int
-    message: str
     ingestion_ms: int
+    events: Sequence[tuple[int, str]]  # (timestamp ms, message)
+
+
+# A row of log_events, in _COLUMNS' order.
+Row = tuple[int, int, int, int, str]
 
 
 def clip(message: str) -> str:
@@ -50,58 +57,64 @@ _COLUMNS = ("group_id", "stream_id", "timestamp_ms", "ingestion_ms", "message")
 _MARKS = {"qmark": "?", "format": "%s", "numeric_dollar": "${}"}
 
 
-@functools.cache
-def _driver_insert(paramstyle: str) -> str | None:
-    """The events INSERT in the driver's own parameter style, or None where its style
-    takes named parameters. Sent with exec_driver_sql: Core's per-row parameter
-    processing measured ~10% of the server's CPU per warm invoke (three rows each)."""
-    mark = _MARKS.get(paramstyle)
-    if mark is None:
-        return None
-    values = ", ".join(mark.format(i + 1) for i in range(len(_COLUMNS)))
-    return f"INSERT INTO {log_events.name} ({', '.join(_COLUMNS)}) VALUES ({values})"
+# Rows per INSERT: under SQLite's (and asyncpg's) 32,766 bound parameters, five a row.
+CHUNK_ROWS = 4096
 
 
-async def _insert(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        sql = _driver_insert(conn.dialect.paramstyle)
-        if sql is None:
-            await conn.execute(log_events.insert(), rows)
-        else:
-            await conn.exec_driver_sql(sql, [tuple(row[c] for c in _COLUMNS) for row in rows])
-        await log_catalog.record_events(conn, rows)
+@functools.lru_cache(maxsize=32)
+def _driver_insert(mark: str, rows: int) -> str:
+    """One INSERT of `rows` rows with the driver's own parameter `mark`.
+
+    Sent with exec_driver_sql: Core's per-row parameter processing measured ~10% of
+    the server's CPU per warm invoke (three rows each). Many rows to a statement, not
+    executemany: the SQLite driver lets go of the GIL around every statement it steps,
+    and a batch of a thousand single-row steps, each handing the GIL back and forth
+    with the event loop's thread, measured more of the server's CPU than the rows.
+    """
+    width = len(_COLUMNS)
+    values = ", ".join(
+        "(" + ", ".join(mark.format(r * width + c + 1) for c in range(width)) + ")"
+        for r in range(rows)
+    )
+    return f"INSERT INTO {log_events.name} ({', '.join(_COLUMNS)}) VALUES {values}"
+
+
+async def _insert(conn: AsyncConnection, rows: list[Row]) -> None:
+    if not rows:
+        return
+    mark = _MARKS.get(conn.dialect.paramstyle)
+    if mark is None:  # a driver with named parameters only
+        await conn.execute(
+            log_events.insert(), [dict(zip(_COLUMNS, row, strict=True)) for row in rows]
+        )
+    else:
+        for start in range(0, len(rows), CHUNK_ROWS):
+            chunk = rows[start : start + CHUNK_ROWS]
+            sql = _driver_insert(mark, len(chunk))
+            await conn.exec_driver_sql(sql, tuple(itertools.chain.from_iterable(chunk)))
+    await log_catalog.record_events(conn, rows)
 
 
 StreamIds = dict[tuple[str, str], tuple[int, int]]
 
 
 async def write_batch(
-    conn: AsyncConnection, batch: Sequence[PendingEvent], now_ms: int, known: StreamIds
+    conn: AsyncConnection, batch: Sequence[PendingLines], now_ms: int, known: StreamIds
 ) -> None:
     """Write buffered events, creating their groups and streams where they are new.
 
     `known` caches (group, stream) -> ids across batches, so a warm stream costs no
     lookup; the caller drops it when a write fails or a group or stream is deleted.
     """
-    streams = known
-    for group, stream in dict.fromkeys((p.group, p.stream) for p in batch):
-        if (group, stream) in streams:
-            continue
-        group_id = await log_catalog.ensure_group(conn, group, now_ms)
-        stream_id = await log_catalog.ensure_stream(conn, group_id, stream, now_ms)
-        streams[(group, stream)] = (group_id, stream_id)
-    rows = []
-    for pending in batch:
-        group_id, stream_id = streams[(pending.group, pending.stream)]
-        rows.append(
-            {
-                "group_id": group_id,
-                "stream_id": stream_id,
-                "timestamp_ms": pending.timestamp_ms,
-                "ingestion_ms": pending.ingestion_ms,
-                "message": pending.message,
-            }
-        )
+    rows: list[Row] = []
+    for group, stream, ingested, events in batch:
+        ids = known.get((group, stream))
+        if ids is None:
+            group_id = await log_catalog.ensure_group(conn, group, now_ms)
+            stream_id = await log_catalog.ensure_stream(conn, group_id, stream, now_ms)
+            ids = known[(group, stream)] = (group_id, stream_id)
+        group_id, stream_id = ids
+        rows += [(group_id, stream_id, ts, ingested, clip(message)) for ts, message in events]
     await _insert(conn, rows)
 
 
@@ -110,14 +123,4 @@ async def write_stream(
 ) -> None:
     """Write events to a stream that must already exist (PutLogEvents' rule)."""
     group_id, stream_id = await log_catalog.find_stream(conn, group, stream)
-    rows = [
-        {
-            "group_id": group_id,
-            "stream_id": stream_id,
-            "timestamp_ms": ts,
-            "ingestion_ms": now_ms,
-            "message": clip(message),
-        }
-        for ts, message in events
-    ]
-    await _insert(conn, rows)
+    await _insert(conn, [(group_id, stream_id, ts, now_ms, clip(message)) for ts, message in events])
