@@ -109,8 +109,12 @@ class SigV4Verifier:
         """Check one request; `path` and `query_string` are raw, as sent on the wire."""
         header_values: dict[str, list[str]] = {}
         for name, value in headers:
-            header_values.setdefault(name.lower(), []).append(value)
-        pairs = [_split_pair(p) for p in query_string.split("&") if p]
+            name = name.lower()
+            if name in header_values:
+                header_values[name].append(value)
+            else:
+                header_values[name] = [value]
+        pairs = [_split_pair(p) for p in query_string.split("&") if p] if query_string else []
         query = {unquote(k): unquote(v) for k, v in pairs}
 
         presigned = "X-Amz-Algorithm" in query and "authorization" not in header_values
@@ -360,6 +364,8 @@ def _remove_dot_segments(path: str) -> str:
     # RFC 3986 5.2.4, plus collapsing repeated slashes, as botocore does before signing.
     if not path:
         return "/"
+    if "//" not in path and "/." not in path:
+        return path  # no empty, "." or ".." segment: nothing to remove (the usual path)
     out: list[str] = []
     for segment in path.split("/"):
         if not segment or segment == ".":

@@ -72,10 +72,13 @@ def _driver_insert(mark: str, rows: int) -> str:
     with the event loop's thread, measured more of the server's CPU than the rows.
     """
     width = len(_COLUMNS)
-    values = ", ".join(
-        "(" + ", ".join(mark.format(r * width + c + 1) for c in range(width)) + ")"
-        for r in range(rows)
-    )
+    if "{}" in mark:  # numbered: $1, $2, ...
+        values = ", ".join(
+            "(" + ", ".join(mark.format(r * width + c + 1) for c in range(width)) + ")"
+            for r in range(rows)
+        )
+    else:
+        values = ", ".join(["(" + ", ".join([mark] * width) + ")"] * rows)
     return f"INSERT INTO {log_events.name} ({', '.join(_COLUMNS)}) VALUES {values}"
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from lamina.errors import ClientError
 from lamina.storage.database import open_database, sqlite_url
-from lamina.telemetry import log_buffer
+from lamina.telemetry import log_buffer, log_writes
 from lamina.telemetry.log_tables import log_events
 from lamina.telemetry.log_writes import MAX_MESSAGE_BYTES
 from lamina.telemetry.logstore import LogStore
@@ -279,3 +279,26 @@ async def test_unstorable_text_is_repaired_not_fatal(store: LogStore) -> None:
     store.append(GROUP, STREAM, [(1, "bad \udcff byte"), (2, "nul \x00 char"), (3, "fine")])
     events, *_ = await store.get_events(GROUP, STREAM, start_from_head=True)
     assert [e.message for e in events] == ["bad ? byte", "nul \ufffd char", "fine"]
+
+
+async def test_a_batch_past_one_insert_is_written_in_chunks_in_order(
+    store: LogStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(log_writes, "CHUNK_ROWS", 4)  # 3 invocations of 3 lines: 3 INSERTs
+    for n in range(3):
+        store.append(GROUP, STREAM, [(10 * n + i, f"{n}.{i}") for i in range(3)])
+    events, _fwd, _bwd = await store.get_events(GROUP, STREAM, start_from_head=True)
+    assert [e.message for e in events] == [f"{n}.{i}" for n in range(3) for i in range(3)]
+    streams, _ = await store.describe_streams(GROUP)
+    assert (streams[0].first_event_ms, streams[0].last_event_ms) == (0, 22)
+    assert streams[0].stored_bytes == 9 * 3
+
+
+def test_inserts_number_their_parameters_in_the_drivers_style() -> None:
+    columns = "(group_id, stream_id, timestamp_ms, ingestion_ms, message)"
+    assert log_writes._driver_insert("?", 2).endswith(
+        f"{columns} VALUES (?, ?, ?, ?, ?), (?, ?, ?, ?, ?)"
+    )
+    assert log_writes._driver_insert("${}", 2).endswith(
+        f"{columns} VALUES ($1, $2, $3, $4, $5), ($6, $7, $8, $9, $10)"
+    )
