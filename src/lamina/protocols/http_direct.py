@@ -8,8 +8,8 @@ this lane the parser's callbacks gather the request and one task awaits the app'
 handler, then writes the response in one call.
 
 Everything else stays uvicorn's: the lane is taken only for a request that arrives on
-an idle connection (no pipelined request in front of it), without `Expect:
-100-continue` or an upgrade, and whose declared body fits the app's limit; any other
+an idle connection (no pipelined request in front of it), is not a HEAD, has no
+`Expect: 100-continue` or upgrade, and whose declared body fits the app's limit; any other
 request, and every other app (the gateway's streaming, health, code downloads), goes
 through ASGI as before. Keep-alive, the keep-alive timeout, graceful shutdown and
 the pipeline queue are uvicorn's own, which a direct request joins like any other.
@@ -128,6 +128,8 @@ class DirectHttpProtocol(HttpToolsProtocol):
         if previous is not None and not previous.response_complete:
             return None  # pipelined behind a request in progress: uvicorn queues it
         method = parser.get_method().decode("ascii")
+        if method == "HEAD":
+            return None  # uvicorn's cycle knows to send a HEAD response without its body
         path = self.url.partition(b"?")[0].decode("latin-1")
         found = self.routes.direct(method, path)
         if found is None:
