@@ -23,7 +23,12 @@ from collections.abc import Awaitable
 from typing import Any, Protocol
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    HEADER_RE,
+    HEADER_VALUE_RE,
+    STATUS_LINE,
+    HttpToolsProtocol,
+)
 
 from lamina.protocols.wire import HttpResponse
 
@@ -88,24 +93,41 @@ class _DirectCycle:
             )
         except Exception:
             _log.exception("unhandled error in a direct %s request", self.method)
-            response = HttpResponse(500, {"Content-Type": "text/plain"}, b"Internal Server Error")
+            response = _INTERNAL_ERROR
         self.response_complete = True
         if self.disconnected:
             return
-        out = [STATUS_LINE[response.status]]
-        for name, value in protocol.server_state.default_headers:
-            out += [name, b": ", value, b"\r\n"]
-        for key, text in response.headers.items():
-            out += [key.encode("latin-1"), b": ", text.encode("latin-1", "replace"), b"\r\n"]
-        out += [b"content-length: ", str(len(response.body)).encode(), b"\r\n"]
-        if not self.keep_alive:
-            out.append(b"connection: close\r\n")
-        out += [b"\r\n", response.body]
-        protocol.transport.write(b"".join(out))
+        defaults = protocol.server_state.default_headers
+        try:
+            data = _encode(response, defaults, self.keep_alive)
+        except ValueError:
+            _log.exception("refused the answer to a direct %s request", self.method)
+            data = _encode(_INTERNAL_ERROR, defaults, self.keep_alive)
+        protocol.transport.write(data)
         if self.keep_alive:
             protocol.on_response_complete()
         else:
             protocol.transport.close()
+
+
+_INTERNAL_ERROR = HttpResponse(500, {"Content-Type": "text/plain"}, b"Internal Server Error")
+
+
+def _encode(response: HttpResponse, defaults: list[tuple[bytes, bytes]], keep_alive: bool) -> bytes:
+    out = [STATUS_LINE[response.status]]
+    for name, value in defaults:
+        out += [name, b": ", value, b"\r\n"]
+    for key, text in response.headers.items():
+        name, value = key.encode("latin-1"), text.encode("latin-1", "replace")
+        if HEADER_RE.search(name) or HEADER_VALUE_RE.search(value):
+            # uvicorn refuses these too: a header must not smuggle in a line break.
+            raise ValueError(f"invalid response header {key!r}")
+        out += [name, b": ", value, b"\r\n"]
+    out += [b"content-length: ", str(len(response.body)).encode(), b"\r\n"]
+    if not keep_alive:
+        out.append(b"connection: close\r\n")
+    out += [b"\r\n", response.body]
+    return b"".join(out)
 
 
 class DirectHttpProtocol(HttpToolsProtocol):

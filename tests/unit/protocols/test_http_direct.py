@@ -33,6 +33,8 @@ class App:
         self.direct_calls.append((method, path, query, body, dict(headers)))
         if path == "/direct/boom":
             raise RuntimeError("boom")
+        if path == "/direct/smuggle":
+            return HttpResponse(200, {"X-Value": "a\r\nSet-Cookie: evil=1"}, b"")
         if path == "/direct/slow":
             await asyncio.sleep(0.05)
         return HttpResponse(200, {"X-Path": path}, b"direct:" + body)
@@ -177,8 +179,13 @@ async def test_connection_close_and_http_1_0_close_after_the_answer(
         writer.close()
 
 
-async def test_a_failing_handler_is_a_500_and_the_server_goes_on(served: tuple[App, int]) -> None:
+async def test_a_failing_handler_or_a_bad_header_is_a_500_and_the_server_goes_on(
+    served: tuple[App, int],
+) -> None:
     _, port = served
-    failed, after = await exchange(port, post("/direct/boom", b""), post("/direct/ok", b"!"))
+    failed, refused, after = await exchange(
+        port, post("/direct/boom", b""), post("/direct/smuggle", b""), post("/direct/ok", b"!")
+    )
     assert failed.startswith(b"HTTP/1.1 500 ")
+    assert refused.startswith(b"HTTP/1.1 500 ") and b"evil" not in refused
     assert after.endswith(b"direct:!")
