@@ -6,9 +6,12 @@ import base64
 import json
 from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
+from botocore.exceptions import ReadTimeoutError
 
-from tests.integration.support import LaminaServer, create_function
+from tests.integration.support import LaminaServer, create_function, log_messages
 
 ECHO = """
 import os, time
@@ -190,3 +193,40 @@ def test_with_the_channel_off_the_builtin_runtime_speaks_http(
     for _ in range(3):
         _, body = invoke_json(client, name)
         assert body["sockets"] == 1 and body["unix"] == 0  # its TCP connection to the API
+
+
+SLOW = """import time
+
+
+def handler(event, context):
+    print("started", event["tag"], context.aws_request_id)
+    time.sleep(event["s"])
+    print("finished", event["tag"])
+    return event
+"""
+
+
+def test_a_caller_that_goes_away_does_not_cut_the_run_short(
+    lamina_server: LaminaServer, lambda_client: Any
+) -> None:
+    name = create_function(lambda_client, SLOW)
+    impatient = boto3.client(
+        "lambda", endpoint_url=lamina_server.endpoint, region_name="us-east-1",
+        aws_access_key_id=lamina_server.access_key_id,
+        aws_secret_access_key=lamina_server.secret_access_key,
+        config=Config(read_timeout=0.3, retries={"max_attempts": 0}),
+    )  # fmt: skip
+    # botocore gives up after 0.3 s and closes its connection while the handler sleeps.
+    with pytest.raises(ReadTimeoutError):
+        impatient.invoke(FunctionName=name, Payload=json.dumps({"s": 1.0, "tag": "gone"}))
+    messages = log_messages(
+        lamina_server, name, until=lambda ms: any(m.startswith("REPORT ") for m in ms)
+    )
+    started = next(m for m in messages if m.startswith("started gone "))
+    request_id = started.split()[-1]
+    # As in Lambda: the run finishes and is reported, and the environment serves again.
+    assert "finished gone" in messages
+    assert f"END RequestId: {request_id}" in messages
+    response, body = invoke_json(lambda_client, name, {"s": 0, "tag": "next"})
+    assert response["StatusCode"] == 200 and body == {"s": 0, "tag": "next"}
+    assert lamina_server.process is not None and lamina_server.process.poll() is None
