@@ -23,6 +23,7 @@ import orjson
 from lamina import __version__
 from lamina.audit import AuditEndpoint, AuditLog, AuditRecorder
 from lamina.environments.capacity import Capacity, default_budget_mb
+from lamina.environments.deploy_warmer import DeployWarmer
 from lamina.environments.interpreters import CUSTOM_RUNTIMES, discover
 from lamina.environments.launcher import HostFacts
 from lamina.environments.pool import EnvironmentPool
@@ -185,10 +186,16 @@ async def start_platform(settings: Settings) -> Platform:
     fn_settings = FunctionSettings(registry, repo, concurrency, shapes.arn, provisioned=fleets)
     fn_settings.load()
 
+    warmer = DeployWarmer(pool, settings.prewarm_on_deploy)
+    closers.append(warmer.close)
+    registry.on_active.append(warmer.activated)
+
     def retire_stale(fn: Function) -> None:
+        warmer.note_change(fn)  # before the old revision's environments go
         wanted = {fn.latest.code_key} | {v.code_key for v in fn.versions.values()}
         pool.retire(fn.name, keep=lambda c: c.code_key in wanted)
         if fn.name not in registry.names():
+            warmer.forget(fn.name)
             fleets.remove(fn.name)
             policies.forget(fn.name)
 

@@ -57,6 +57,9 @@ class Settings:
     async_workers: int = 16
     # Warm environments idle longer than this are stopped.
     idle_environment_s: float = 600.0
+    # After an update of $LATEST, start up to this many environments of the new revision
+    # (as many as were live) before the next call needs one; 0: off (deploy_warmer.py).
+    prewarm_on_deploy: int = 4
     # First retry delay of a failed async invoke; doubles per retry (Lambda waits ~1 min).
     async_retry_base_s: float = 1.0
     # Sum of MemorySize of live environments this node allows; 0: 8x RAM (capacity.py).
@@ -117,6 +120,7 @@ class Settings:
             scale_rate_per_s=float(env.get("LAMINA_SCALE_RATE_PER_S", "100")),
             async_workers=_int(env, "LAMINA_ASYNC_WORKERS", 16),
             idle_environment_s=float(env.get("LAMINA_IDLE_ENVIRONMENT_S", "600")),
+            prewarm_on_deploy=_int(env, "LAMINA_PREWARM_ON_DEPLOY", 4),
             config_env=dict(env),
             master_key=env.get("LAMINA_MASTER_KEY") or None,
             async_retry_base_s=float(env.get("LAMINA_ASYNC_RETRY_BASE_S", "1")),

@@ -4,9 +4,12 @@ invocations."""
 
 from __future__ import annotations
 
+import base64
 import http.client
+import json
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -17,7 +20,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from tests.integration.support import LaminaServer, create_function
+from tests.integration.support import LaminaServer, create_function, make_zip
 
 NOOP = "def handler(event, context):\n    return None\n"
 
@@ -43,6 +46,71 @@ def test_idle_environments_are_reclaimed_and_come_back(fresh_server: LaminaServe
         assert time.monotonic() < deadline, "the idle environment was never reclaimed"
         time.sleep(0.2)
     assert client.invoke(FunctionName=name, Payload=b"{}")["StatusCode"] == 200
+
+
+RELEASE = """import os
+import time
+
+
+def handler(event, context):
+    time.sleep(event.get("hold", 0))
+    return {"release": RELEASE, "init": os.environ["AWS_LAMBDA_INITIALIZATION_TYPE"]}
+"""
+
+
+def test_an_update_pre_warms_as_many_environments_as_were_live(
+    lamina_server: LaminaServer,
+) -> None:
+    client = lamina_server.client()
+    name = create_function(client, 'RELEASE = "v1"\n' + RELEASE)
+    with ThreadPoolExecutor(2) as pool:  # two overlapping calls: two environments
+        calls = [
+            pool.submit(client.invoke, FunctionName=name, Payload=b'{"hold": 0.5}')
+            for _ in range(2)
+        ]
+        assert [c.result()["StatusCode"] for c in calls] == [200, 200]
+    assert len([e for e in _environments(lamina_server) if e["function"] == name]) == 2
+
+    client.update_function_code(
+        FunctionName=name, ZipFile=make_zip({"app.py": 'RELEASE = "v2"\n' + RELEASE})
+    )
+    client.get_waiter("function_updated_v2").wait(
+        FunctionName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
+    )
+    # The old revision's environments are retired; two of the new one start unasked.
+    deadline = time.monotonic() + 30
+    while True:
+        idle = [
+            e for e in _environments(lamina_server)
+            if e["function"] == name and e["state"] == "idle"
+        ]  # fmt: skip
+        if len(idle) == 2:
+            break
+        assert time.monotonic() < deadline, f"not pre-warmed: {idle}"
+        time.sleep(0.1)
+    response = client.invoke(FunctionName=name, Payload=b"{}", LogType="Tail")
+    assert json.loads(response["Payload"].read()) == {"release": "v2", "init": "on-demand"}
+    report = base64.b64decode(response["LogResult"]).decode()
+    assert "REPORT RequestId" in report and "Init Duration" not in report
+    assert {e["id"] for e in _environments(lamina_server) if e["function"] == name} == {
+        e["id"] for e in idle
+    }
+
+
+def test_updates_pre_warm_nothing_when_turned_off(fresh_server: LaminaServer) -> None:
+    fresh_server.extra_env = {"LAMINA_PREWARM_ON_DEPLOY": "0"}
+    fresh_server.start()
+    client = fresh_server.client()
+    name = create_function(client, 'RELEASE = "v1"\n' + RELEASE)
+    assert client.invoke(FunctionName=name, Payload=b"{}")["StatusCode"] == 200
+    client.update_function_code(
+        FunctionName=name, ZipFile=make_zip({"app.py": 'RELEASE = "v2"\n' + RELEASE})
+    )
+    client.get_waiter("function_updated_v2").wait(
+        FunctionName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
+    )
+    time.sleep(1.0)  # what a pre-warm would take, and then some
+    assert not [e for e in _environments(fresh_server) if e["function"] == name]
 
 
 def _descendants(root: int) -> list[tuple[int, str]]:

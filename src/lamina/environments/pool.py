@@ -146,6 +146,18 @@ class EnvironmentPool:
             )
         return rows
 
+    def live_of(self, function: str, version: str, *, exclude_code_key: str = "") -> int:
+        """How many live environments run `function`'s `version`, other than of the
+        revision `exclude_code_key`."""
+        return sum(
+            1
+            for e in self._live
+            if e.alive
+            and e.config.name == function
+            and e.config.version == version
+            and e.config.code_key != exclude_code_key
+        )
+
     def count(self, function: str | None = None) -> int:
         return sum(
             1 for e in self._live if e.alive and (function is None or e.config.name == function)

@@ -58,6 +58,8 @@ class FunctionRegistry:
         self._activated: dict[str, asyncio.Event] = {}  # revision id -> set when settled
         self._tasks: set[asyncio.Task[None]] = set()
         self.on_change: list[Callable[[Function], None]] = []
+        # Called when $LATEST's current revision has settled Active (deploy_warmer.py).
+        self.on_active: list[Callable[[FunctionConfig], None]] = []
         # Makes a published version ready before it is Active (SnapStart's snapshot).
         self.prepare_version: Callable[[FunctionConfig], Awaitable[None]] | None = None
 
@@ -302,6 +304,9 @@ class FunctionRegistry:
             if config.version == LATEST and fn.latest.revision_id == config.revision_id:
                 fn.latest = settled(fn.latest)
                 await self._repo.save_function(fn)
+                if state is State.ACTIVE:
+                    for callback in self.on_active:
+                        callback(fn.latest)
             elif config.version in fn.versions:
                 version = settled(fn.versions[config.version])
                 fn.versions[config.version] = version
