@@ -14,6 +14,7 @@ import sys
 
 from .faults import FaultException, format_frames, make_error, user_frames, xray_fault
 from .lambda_context import FunctionFacts, LambdaContext
+from .trace_env import TraceVariable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -38,6 +39,22 @@ def serve(
 ) -> None:
     """Serves invocations until the Runtime API goes away (HostGone is raised)."""
     facts = FunctionFacts(environ)
+    trace = TraceVariable(environ)
+    try:
+        _serve(api, handler, marshaller, current, log_error, facts, trace)
+    finally:
+        trace.release()
+
+
+def _serve(
+    api: RuntimeApiClient | ChannelClient,
+    handler: Callable[[object, object], object],
+    marshaller: Marshaller,
+    current: CurrentInvocation,
+    log_error: Callable[[dict[str, object]], None],
+    facts: FunctionFacts,
+    trace: TraceVariable,
+) -> None:
     while True:
         invocation = api.next_invocation()
         headers = invocation.headers
@@ -45,11 +62,7 @@ def serve(
         tenant_id = headers.get("lambda-runtime-aws-tenant-id")
         current.request_id = request_id
         current.tenant_id = tenant_id
-        trace_id = headers.get("lambda-runtime-trace-id")
-        if trace_id is not None:
-            environ["_X_AMZN_TRACE_ID"] = trace_id
-        elif "_X_AMZN_TRACE_ID" in environ:
-            del environ["_X_AMZN_TRACE_ID"]
+        trace.set(headers.get("lambda-runtime-trace-id"))
 
         try:
             context = make_context(headers, request_id, tenant_id, facts)

@@ -1,0 +1,83 @@
+"""`_X_AMZN_TRACE_ID`, set for every invocation without the process growing.
+
+Lambda's runtimes put each invocation's trace id in the environment (the X-Ray SDK and
+Powertools read it there; programs the function runs inherit it). `os.environ[...] =`
+calls setenv(), and glibc keeps every string setenv() was ever given, since code may
+still hold a pointer getenv() returned: with a new trace id per invocation that
+measured 144 bytes per call, for good — tens of MB over a day of a modestly busy
+environment, enough to push a 128 MB function into its memory limit.
+
+Here the C environment holds one buffer of our own, put in place once with putenv()
+(which keeps the caller's string instead of copying it), and each invocation writes
+the new id into that buffer; `os.environ`'s mapping is updated beside it without a
+setenv(). Where that cannot be done (no CPython `os.environ`, no libc putenv, an id too
+long for the buffer, or the function set the variable itself), it falls back to
+`environ[...] =`.
+"""
+
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import MutableMapping
+
+NAME = "_X_AMZN_TRACE_ID"
+_CAPACITY = 1024  # X-Ray trace headers are far shorter; longer ones take setenv()
+
+
+class TraceVariable:
+    def __init__(self, environ: MutableMapping[str, str]) -> None:
+        self._environ = environ
+        self._buffer: object | None = None  # "NAME=value\0", in the C environment
+        self._data: dict[bytes, bytes] | None = None  # os.environ's own mapping
+        data = getattr(environ, "_data", None)
+        if environ is not os.environ or not isinstance(data, dict):
+            return
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            getenv = libc.getenv
+            getenv.restype = ctypes.c_void_p
+            getenv.argtypes = [ctypes.c_char_p]
+            buffer = ctypes.create_string_buffer(len(NAME) + 1 + _CAPACITY + 1)
+        except (ImportError, OSError, AttributeError):
+            return
+        self._putenv = libc.putenv
+        self._getenv = getenv
+        self._memmove = ctypes.memmove
+        self._value_at = ctypes.addressof(buffer) + len(NAME) + 1
+        self._buffer, self._data = buffer, data
+
+    def set(self, value: str | None) -> None:
+        """The variable for this invocation: `value`, or unset when there is none."""
+        environ = self._environ
+        if value is None:
+            if NAME in environ:
+                del environ[NAME]  # unsetenv(): takes our buffer out of the C environment
+            return
+        encoded = os.fsencode(value)  # as os.environ encodes
+        if self._buffer is None or len(encoded) > _CAPACITY or b"\0" in encoded:
+            environ[NAME] = value
+            return
+        entry = NAME.encode() + b"=" + encoded + b"\0"
+        self._memmove(self._buffer, entry, len(entry))
+        key = NAME.encode()
+        # On first use, or when something replaced it (setenv copies), put ours in place.
+        if self._getenv(key) != self._value_at and self._putenv(self._buffer) != 0:
+            self._buffer = None
+            environ[NAME] = value
+            return
+        assert self._data is not None
+        self._data[key] = encoded
+
+    def release(self) -> None:
+        """Hand the variable back to a copy of its own before our buffer can be freed:
+        the C environment must never point at memory Python may reuse."""
+        if self._buffer is not None and self._getenv(NAME.encode()) == self._value_at:
+            value = self._environ.get(NAME)
+            if value is not None:
+                self._environ[NAME] = value  # setenv() copies it
+        self._buffer = None
