@@ -41,56 +41,44 @@ def serve(
     facts = FunctionFacts(environ)
     trace = TraceVariable(environ)
     try:
-        _serve(api, handler, marshaller, current, log_error, facts, trace)
+        while True:
+            invocation = api.next_invocation()
+            headers = invocation.headers
+            request_id = headers.get("lambda-runtime-aws-request-id", "")
+            tenant_id = headers.get("lambda-runtime-aws-tenant-id")
+            current.request_id = request_id
+            current.tenant_id = tenant_id
+            trace.set(headers.get("lambda-runtime-trace-id"))
+
+            try:
+                context = make_context(headers, request_id, tenant_id, facts)
+                event = marshaller.unmarshal(invocation.body, headers.get("content-type"))
+                body, content_type = marshaller.marshal(handler(event, context))
+            except FaultException as exc:
+                error = make_error(exc.msg, exc.exception_type, exc.trace, request_id)
+                xray = xray_fault("LambdaValidationError", exc.msg)
+            except Exception as exc:
+                frames = user_frames(exc.__traceback__)
+                message = str(exc)
+                error_type = type(exc).__name__
+                error = make_error(message, error_type, format_frames(frames), request_id)
+                xray = xray_fault(error_type, message, frames)
+            else:
+                flush_stdio()
+                api.post_response(request_id, body, content_type)
+                continue
+
+            log_error(error)
+            flush_stdio()
+            xray_cause = marshaller.to_json(xray)
+            api.post_error(
+                request_id,
+                marshaller.to_json(error).encode(),
+                str(error["errorType"]),
+                xray_cause if len(xray_cause.encode()) < _MAX_XRAY_HEADER else None,
+            )
     finally:
         trace.release()
-
-
-def _serve(
-    api: RuntimeApiClient | ChannelClient,
-    handler: Callable[[object, object], object],
-    marshaller: Marshaller,
-    current: CurrentInvocation,
-    log_error: Callable[[dict[str, object]], None],
-    facts: FunctionFacts,
-    trace: TraceVariable,
-) -> None:
-    while True:
-        invocation = api.next_invocation()
-        headers = invocation.headers
-        request_id = headers.get("lambda-runtime-aws-request-id", "")
-        tenant_id = headers.get("lambda-runtime-aws-tenant-id")
-        current.request_id = request_id
-        current.tenant_id = tenant_id
-        trace.set(headers.get("lambda-runtime-trace-id"))
-
-        try:
-            context = make_context(headers, request_id, tenant_id, facts)
-            event = marshaller.unmarshal(invocation.body, headers.get("content-type"))
-            body, content_type = marshaller.marshal(handler(event, context))
-        except FaultException as exc:
-            error = make_error(exc.msg, exc.exception_type, exc.trace, request_id)
-            xray = xray_fault("LambdaValidationError", exc.msg)
-        except Exception as exc:
-            frames = user_frames(exc.__traceback__)
-            message = str(exc)
-            error_type = type(exc).__name__
-            error = make_error(message, error_type, format_frames(frames), request_id)
-            xray = xray_fault(error_type, message, frames)
-        else:
-            flush_stdio()
-            api.post_response(request_id, body, content_type)
-            continue
-
-        log_error(error)
-        flush_stdio()
-        xray_cause = marshaller.to_json(xray)
-        api.post_error(
-            request_id,
-            marshaller.to_json(error).encode(),
-            str(error["errorType"]),
-            xray_cause if len(xray_cause.encode()) < _MAX_XRAY_HEADER else None,
-        )
 
 
 def make_context(
