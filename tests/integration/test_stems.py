@@ -49,7 +49,9 @@ def handler(event, context):
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaminaServer]:
     server = LaminaServer(
         tmp_path_factory.mktemp("stems") / "data",
-        extra_env={"LAMINA_SANDBOX": "1", "LAMINA_STEMS": "2"},
+        # No pre-warm on deploy: each update here must leave the next call to start
+        # an environment itself, from a stem.
+        extra_env={"LAMINA_SANDBOX": "1", "LAMINA_STEMS": "2", "LAMINA_PREWARM_ON_DEPLOY": "0"},
     ).start()
     yield server
     server.stop()
