@@ -15,7 +15,6 @@ errors and the first token.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -68,35 +67,19 @@ class Relay:
         self._folder = Folder() if fold else None
 
     async def chunks(self) -> AsyncIterator[JSON]:
-        status = CLIENT_CLOSED
-        try:
+        async with _Accounted(self):
             events = self._stream.events
             async for raw in self._stream.body:
-                for event in events.feed(raw):
-                    for chunk in self._stream.decoder.feed(event):
-                        out = self._visible(chunk)
-                        if out is not None:
-                            yield out
-            for event in events.flush():
-                for chunk in self._stream.decoder.feed(event):
-                    out = self._visible(chunk)
-                    if out is not None:
-                        yield out
-            status = 200
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            status = int(getattr(exc, "status", 502))
-            raise
-        finally:
-            await self.close(status)
+                for chunk in self._decoded(events.feed(raw)):
+                    yield chunk
+            for chunk in self._decoded(events.flush()):
+                yield chunk
 
     async def sent(self) -> AsyncIterator[tuple[JSON, bytes | None]]:
         """As `chunks`, each chunk with the provider's event when the client may be sent
         that as it is: a lone `data:` line whose chunk the relay left unchanged. Only for
         a stream with a `verbatim` decoder."""
-        status = CLIENT_CLOSED
-        try:
+        async with _Accounted(self):
             split = DataEvents()
             async for raw in self._stream.body:
                 for item in split.feed(raw):
@@ -105,14 +88,14 @@ class Relay:
             for item in split.flush():
                 for pair in self._sent(item):
                     yield pair
-            status = 200
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            status = int(getattr(exc, "status", 502))
-            raise
-        finally:
-            await self.close(status)
+
+    def _decoded(self, events: list[Event]) -> list[JSON]:
+        return [
+            visible
+            for event in events
+            for chunk in self._stream.decoder.feed(event)
+            if (visible := self._visible(chunk)) is not None
+        ]
 
     def _sent(self, item: bytes | Event) -> list[tuple[JSON, bytes | None]]:
         if isinstance(item, bytes):
@@ -155,3 +138,24 @@ class Relay:
             self._ticket.release()
             done(status, usage, self._ttft,
                  self._folder.completion() if status == 200 and self._folder else None)
+
+
+class _Accounted:
+    """Around a relay's reading: however it ends, close the relay with the status the
+    call is accounted under — 200 when read to the end, the upstream error's status
+    when it broke, 499 when the client stopped reading (or the task was cancelled)."""
+
+    def __init__(self, relay: Relay) -> None:
+        self._relay = relay
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if exc is None:
+            status = 200
+        elif isinstance(exc, Exception):  # not GeneratorExit nor CancelledError
+            status = int(getattr(exc, "status", 502))
+        else:
+            status = CLIENT_CLOSED
+        await self._relay.close(status)

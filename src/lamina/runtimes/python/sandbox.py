@@ -454,22 +454,28 @@ def _forward(address, channel, watched=-1):
                     continue
                 peers[inner], peers[outer] = outer, inner
                 continue
-            other = peers.get(sock)
-            if other is None:
-                continue
-            try:
-                data = sock.recv(65536)
-            except OSError:
-                data = b""
-            if data:
-                try:
-                    other.sendall(data)
-                    continue
-                except OSError:
-                    pass
-            for end in (sock, other):
-                peers.pop(end, None)
-                end.close()
+            splice(sock, peers)
+
+
+def splice(sock, peers):
+    """Pass what `sock` has to its peer in `peers` (both directions are in it); when
+    either side ends or fails, close both and forget them."""
+    other = peers.get(sock)
+    if other is None:
+        return
+    try:
+        data = sock.recv(65536)
+    except OSError:
+        data = b""
+    if data:
+        try:
+            other.sendall(data)
+            return
+        except OSError:
+            pass
+    for end in (sock, other):
+        peers.pop(end, None)
+        end.close()
 
 
 def exec_without_egress(address, argv, libc=None):

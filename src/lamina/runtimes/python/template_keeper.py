@@ -26,6 +26,7 @@ from .sandbox import (
     ChildExits,
     _become_unprivileged,
     _Libc,
+    splice,
 )
 
 
@@ -128,7 +129,7 @@ class TemplateKeeper:
                 elif sock in self.listeners:
                     self._accept(sock)
                 elif sock in self.peers:
-                    self._relay(sock)
+                    splice(sock, self.peers)
 
     def _template_exit(self):
         try:
@@ -298,21 +299,3 @@ class TemplateKeeper:
                 outer.close()
             return
         self.peers[inner], self.peers[outer] = outer, inner
-
-    def _relay(self, sock):
-        other = self.peers.get(sock)
-        if other is None:
-            return
-        try:
-            data = sock.recv(65536)
-        except OSError:
-            data = b""
-        if data:
-            try:
-                other.sendall(data)
-                return
-            except OSError:
-                pass
-        for end in (sock, other):
-            self.peers.pop(end, None)
-            end.close()

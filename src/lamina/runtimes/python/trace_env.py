@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import MutableMapping
 
 NAME = "_X_AMZN_TRACE_ID"
+_KEY = NAME.encode()
 _CAPACITY = 1024  # X-Ray trace headers are far shorter; longer ones take setenv()
 
 
@@ -62,21 +63,20 @@ class TraceVariable:
         if self._buffer is None or len(encoded) > _CAPACITY or b"\0" in encoded:
             environ[NAME] = value
             return
-        entry = NAME.encode() + b"=" + encoded + b"\0"
+        entry = _KEY + b"=" + encoded + b"\0"
         self._memmove(self._buffer, entry, len(entry))
-        key = NAME.encode()
         # On first use, or when something replaced it (setenv copies), put ours in place.
-        if self._getenv(key) != self._value_at and self._putenv(self._buffer) != 0:
+        if self._getenv(_KEY) != self._value_at and self._putenv(self._buffer) != 0:
             self._buffer = None
             environ[NAME] = value
             return
         assert self._data is not None
-        self._data[key] = encoded
+        self._data[_KEY] = encoded
 
     def release(self) -> None:
         """Hand the variable back to a copy of its own before our buffer can be freed:
         the C environment must never point at memory Python may reuse."""
-        if self._buffer is not None and self._getenv(NAME.encode()) == self._value_at:
+        if self._buffer is not None and self._getenv(_KEY) == self._value_at:
             value = self._environ.get(NAME)
             if value is not None:
                 self._environ[NAME] = value  # setenv() copies it
