@@ -47,6 +47,7 @@ from lamina.environments.sandbox import OOM_ERROR
 from lamina.functions.model import FunctionConfig
 
 RESPONSE_MAX = 6 * 1024 * 1024
+_OUTPUT_CHUNK = 65536  # bytes of stdout/stderr taken per read
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,13 +124,18 @@ class Environment:
         self._status_fd = -1
         self._peak_fd = -1
         self._pipe = -1
+        # Whether the last read of the pipe emptied it (see `_finish`).
+        self._output_drained = False
         self._splitter = LineSplitter()
         self._pending_lines: list[tuple[int, str]] = []  # output outside any invocation
         self._waiter: asyncio.Future[Invocation] | None = None
         self._queued: Invocation | None = None
         self._current: _InFlight | None = None
         self._spawned_at = 0.0
-        self._ready = asyncio.get_running_loop().create_future()  # first /next, or failure
+        # The loop, looked up once: on Python 3.11 each get_running_loop() is a getpid()
+        # syscall, and the invoke path would ask twice per invocation.
+        self._loop = asyncio.get_running_loop()
+        self._ready = self._loop.create_future()  # first /next, or failure
         self._init_duration_ms: float | None = None
         self._init_reported = False
         self._init_error: bytes | None = None
@@ -178,14 +184,14 @@ class Environment:
             with contextlib.suppress(OSError):
                 self._peak_fd = os.open(path, os.O_RDONLY)
         self._pipe = read_fd
-        asyncio.get_running_loop().add_reader(read_fd, self._read_output)
+        self._loop.add_reader(read_fd, self._read_output)
         # Owned by the environment: `exited` lets the pool and tests await the end.
-        self._exit_task = asyncio.get_running_loop().create_task(self._watch_exit(self._process))
+        self._exit_task = self._loop.create_task(self._watch_exit(self._process))
 
     async def _open_channel(self) -> socket.socket:
         """The built-in runtime's private channel; returns the runtime's end."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        _, channel = await asyncio.get_running_loop().connect_accepted_socket(
+        _, channel = await self._loop.connect_accepted_socket(
             lambda: RuntimeChannel(self), ours
         )
         self._channel = channel
@@ -293,7 +299,7 @@ class Environment:
         also when the caller stops waiting (a cancelled request): the function's run
         is not cut short by a client that went away, as in Lambda.
         """
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         self._set_state(EnvState.BUSY)
         inflight = _InFlight(invocation, loop.create_future())
         self._current = inflight
@@ -359,7 +365,14 @@ class Environment:
         self._stop_now()
 
     def _finish(self, inflight: _InFlight, cold: bool) -> InvocationResult:
-        self._read_output()  # the runtime flushed before responding: take the rest now
+        # The runtime flushed its output before it answered, so what it wrote is in the
+        # pipe before the answer is on its socket. An answer (status None) is read in
+        # the loop's I/O phase, and the pipe, ready in the same poll, has had its
+        # reader run before this task resumes: only a pipe left unemptied (a full
+        # chunk read) needs reading here. A timeout ends from a timer, before any I/O
+        # of its iteration, so it reads. (One read fewer per warm invocation.)
+        if inflight.status is not None or not self._output_drained:
+            self._read_output()
         payload, is_error = inflight.done.result()
         started = inflight.delivered_at or self._clock()
         duration_ms = (self._clock() - started) * 1000.0
@@ -397,7 +410,7 @@ class Environment:
     # ------------------------------------------------------- Runtime API handler
 
     def next_invocation(self) -> asyncio.Future[Invocation]:
-        future: asyncio.Future[Invocation] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Invocation] = self._loop.create_future()
         if not self._ready.done():
             self._init_duration_ms = (self._clock() - self._spawned_at) * 1000.0
             self._ready.set_result(None)
@@ -499,8 +512,9 @@ class Environment:
             return
         while True:
             try:
-                chunk = os.read(self._pipe, 65536)
+                chunk = os.read(self._pipe, _OUTPUT_CHUNK)
             except BlockingIOError:
+                self._output_drained = True
                 return
             except OSError:
                 chunk = b""
@@ -511,11 +525,16 @@ class Environment:
                 return
             for line in self._splitter.feed(chunk):
                 self._add_line(line)
+            # A pipe's read returns what it holds: a short one emptied it, and one more
+            # would only say EAGAIN.
+            self._output_drained = len(chunk) < _OUTPUT_CHUNK
+            if self._output_drained:
+                return
 
     def _close_pipe(self) -> None:
         if self._pipe >= 0:
             with contextlib.suppress(Exception):
-                asyncio.get_running_loop().remove_reader(self._pipe)
+                self._loop.remove_reader(self._pipe)
             os.close(self._pipe)
             self._pipe = -1
 

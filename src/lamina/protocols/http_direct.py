@@ -117,12 +117,17 @@ def _encode(response: HttpResponse, defaults: list[tuple[bytes, bytes]], keep_al
     out = [STATUS_LINE[response.status]]
     for name, value in defaults:
         out += [name, b": ", value, b"\r\n"]
-    for key, text in response.headers.items():
-        name, value = key.encode("latin-1"), text.encode("latin-1", "replace")
-        if HEADER_RE.search(name) or HEADER_VALUE_RE.search(value):
-            # uvicorn refuses these too: a header must not smuggle in a line break.
-            raise ValueError(f"invalid response header {key!r}")
-        out += [name, b": ", value, b"\r\n"]
+    headers = response.headers
+    # uvicorn refuses these too: a header must not smuggle in a line break. One search
+    # over all names (joined by a character names may hold) and one over all values
+    # (joined by a tab, which values may hold) instead of two per header.
+    names = "_".join(headers).encode("latin-1", "replace")
+    values = "\t".join(headers.values()).encode("latin-1", "replace")
+    if HEADER_RE.search(names) or HEADER_VALUE_RE.search(values):
+        bad = next(k for k, v in headers.items() if _invalid_header(k, v))
+        raise ValueError(f"invalid response header {bad!r}")
+    for key, text in headers.items():
+        out += [key.encode("latin-1"), b": ", text.encode("latin-1", "replace"), b"\r\n"]
     out += [b"content-length: ", str(len(response.body)).encode(), b"\r\n"]
     if not keep_alive:
         out.append(b"connection: close\r\n")
@@ -130,14 +135,36 @@ def _encode(response: HttpResponse, defaults: list[tuple[bytes, bytes]], keep_al
     return b"".join(out)
 
 
+def _invalid_header(name: str, value: str) -> bool:
+    return bool(
+        HEADER_RE.search(name.encode("latin-1", "replace"))
+        or HEADER_VALUE_RE.search(value.encode("latin-1", "replace"))
+    )
+
+
 class DirectHttpProtocol(HttpToolsProtocol):
     """HttpToolsProtocol that serves `routes.direct(...)` requests without ASGI."""
 
     routes: DirectRoutes  # set on the subclass that `direct_protocol` makes
 
+    def on_message_begin(self) -> None:
+        # uvicorn builds the request's ASGI scope here (a dict and a copy of the app's
+        # state); a direct request never reads it, so it is built once a request is
+        # known to go through ASGI (`_begin_asgi`).
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+
+    def _begin_asgi(self) -> None:
+        url, headers, expect = self.url, self.headers, self.expect_100_continue
+        super().on_message_begin()
+        self.url, self.headers, self.expect_100_continue = url, headers, expect
+        self.scope["headers"] = headers
+
     def on_headers_complete(self) -> None:
         cycle = self._direct_cycle()
         if cycle is None:
+            self._begin_asgi()
             super().on_headers_complete()
             return
         self.cycle = cycle  # type: ignore[assignment]  # duck-typed: see _DirectCycle

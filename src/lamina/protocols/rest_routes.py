@@ -25,6 +25,7 @@ _LABEL = re.compile(r"^\{([^}]+)\}$")
 
 # Bucket for templates whose first segment is a label (S3's `/{Bucket}/...`).
 _ANY_SEGMENT = "\0"
+_PLAIN_CACHE_SIZE = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,9 @@ class RestRouteTable:
         for routes in buckets.values():
             routes.sort(key=lambda r: r.specificity, reverse=True)
         self._buckets = buckets
+        # Answers for requests without a query string, which repeat (the same function
+        # invoked again and again): a dict lookup instead of a few regexes.
+        self._plain: dict[tuple[str, str], tuple[OperationModel, dict[str, str]] | None] = {}
 
     def match(
         self, method: str, path: str, query: Mapping[str, list[str]] | None = None
@@ -121,9 +125,24 @@ class RestRouteTable:
 
         Labels are matched on the raw path and decoded afterwards, so a label may
         hold an encoded "/" (a function ARN, an S3 key) without splitting the path.
+        The labels' dict is shared by every caller of the same request: read it only.
         """
-        query = query or {}
-        method = method.upper()
+        if query:
+            return self._match(method.upper(), path, query)
+        key = (method, path)
+        try:
+            return self._plain[key]
+        except KeyError:
+            pass
+        found = self._match(method.upper(), path, {})
+        if len(self._plain) >= _PLAIN_CACHE_SIZE:
+            del self._plain[next(iter(self._plain))]  # the oldest: dicts keep order
+        self._plain[key] = found
+        return found
+
+    def _match(
+        self, method: str, path: str, query: Mapping[str, list[str]]
+    ) -> tuple[OperationModel, dict[str, str]] | None:
         fallback: tuple[OperationModel, dict[str, str]] | None = None
         for key in (_first_segment(path), _ANY_SEGMENT):
             for route in self._buckets.get((method, key), ()):

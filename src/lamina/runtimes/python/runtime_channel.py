@@ -23,6 +23,7 @@ _HEAD = struct.Struct("!IB")
 _NEXT = _HEAD.pack(0, ord("X"))
 _ACCEPTED = Response(202, {}, b'{"status":"OK"}')
 _SEP = b"\x00"
+_FIRST_READ = 65536
 
 
 class ChannelClient:
@@ -33,6 +34,7 @@ class ChannelClient:
         self._sock.setblocking(True)
         self._sock.set_inheritable(False)  # not for programs the function runs
         self._out: list[bytes] = []  # results not yet sent: they go with the next ask
+        self._surplus = b""  # read past the end of the last frame
 
     def next_invocation(self) -> Response:
         sock = self._require()
@@ -40,8 +42,7 @@ class ChannelClient:
         out, self._out = b"".join(self._out), []
         try:
             sock.sendall(out)
-            length, kind = _HEAD.unpack(self._read(_HEAD.size))
-            body = self._read(length) if length else b""
+            kind, body = self._next_frame(sock)
         except OSError:
             raise HostGone("channel to lamina lost") from None
         if kind != ord("I"):
@@ -101,6 +102,24 @@ class ChannelClient:
         if self._sock is None:
             raise HostGone("runtime channel closed")
         return self._sock
+
+    def _next_frame(self, sock: socket.socket) -> tuple[int, bytes]:
+        # One recv takes a whole event of ordinary size (a second syscall per
+        # invocation otherwise); a larger one is read to its end in one more.
+        data = self._surplus
+        if len(data) < _HEAD.size or len(data) < _HEAD.size + _HEAD.unpack_from(data)[0]:
+            chunk = sock.recv(_FIRST_READ)
+            if not chunk:
+                raise OSError("channel closed")
+            data += chunk
+        if len(data) < _HEAD.size:
+            data += self._read(_HEAD.size - len(data))
+        length, kind = _HEAD.unpack_from(data)
+        end = _HEAD.size + length
+        if len(data) < end:
+            data += self._read(end - len(data))
+        self._surplus = data[end:]
+        return kind, data[_HEAD.size : end]
 
     def _read(self, size: int) -> bytes:
         data = self._require().recv(size, socket.MSG_WAITALL)
