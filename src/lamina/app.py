@@ -23,6 +23,7 @@ import orjson
 from lamina import __version__
 from lamina.audit import AuditEndpoint, AuditLog, AuditRecorder
 from lamina.environments.capacity import Capacity, default_budget_mb
+from lamina.environments.colocation import CoLocation
 from lamina.environments.deploy_warmer import DeployWarmer
 from lamina.environments.interpreters import CUSTOM_RUNTIMES, discover
 from lamina.environments.launcher import HostFacts
@@ -210,7 +211,12 @@ async def start_platform(settings: Settings) -> Platform:
 
         registry.prepare_version = take_snapshot
 
-    invoker = Invoker(pool, concurrency, settings.region, settings.account_id)
+    colocation = CoLocation() if settings.colocate else None
+    invoker = Invoker(
+        pool, concurrency, settings.region, settings.account_id, colocation=colocation
+    )
+    if colocation is not None:
+        closers.append(_async(colocation.close))
     queue = EventQueue(engine)
     queue.start()
     closers.append(queue.close)

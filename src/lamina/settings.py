@@ -60,6 +60,9 @@ class Settings:
     # After an update of $LATEST, start up to this many environments of the new revision
     # (as many as were live) before the next call needs one; 0: off (deploy_warmer.py).
     prewarm_on_deploy: int = 4
+    # While invocations run one at a time, pin the event loop and the environment it
+    # waits on to one CPU (environments/colocation.py); off: leave placement to the kernel.
+    colocate: bool = True
     # First retry delay of a failed async invoke; doubles per retry (Lambda waits ~1 min).
     async_retry_base_s: float = 1.0
     # Sum of MemorySize of live environments this node allows; 0: 8x RAM (capacity.py).
@@ -121,6 +124,7 @@ class Settings:
             async_workers=_int(env, "LAMINA_ASYNC_WORKERS", 16),
             idle_environment_s=float(env.get("LAMINA_IDLE_ENVIRONMENT_S", "600")),
             prewarm_on_deploy=_int(env, "LAMINA_PREWARM_ON_DEPLOY", 4),
+            colocate=env.get("LAMINA_COLOCATE", "1").lower() not in ("0", "false", "no", "off"),
             config_env=dict(env),
             master_key=env.get("LAMINA_MASTER_KEY") or None,
             async_retry_base_s=float(env.get("LAMINA_ASYNC_RETRY_BASE_S", "1")),

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from lamina.environments.colocation import spread_cpus
 from lamina.environments.sandbox import Confinement
 
 
@@ -52,5 +53,6 @@ class ExecSpawner:
         process = await asyncio.create_subprocess_exec(
             *spec.argv, env=spec.env, cwd=spec.cwd, stdin=asyncio.subprocess.DEVNULL,
             stdout=out_fd, stderr=out_fd, start_new_session=True,
+            preexec_fn=spread_cpus,  # not the event loop's one CPU (colocation.py)
         )  # fmt: skip
         return process

@@ -38,6 +38,7 @@ class Invocation:
     trace_id: str
     client_context: str | None = None  # JSON text, already base64-decoded
     cognito_identity: str | None = None
+    cpu: int = -1  # where the environment should run (colocation.py), -1 anywhere
 
 
 @dataclass(frozen=True, slots=True)

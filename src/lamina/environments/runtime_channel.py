@@ -12,7 +12,7 @@ separated by NUL (request ids, ARNs, error types and JSON text never contain one
 the last field, a payload, is taken whole.
 
     host -> runtime   I  request_id, deadline_ms, function_arn, trace_id,
-                         client_context, cognito_identity, payload   (the next event)
+                         client_context, cognito_identity, cpu, payload   (the next event)
     runtime -> host   X  (empty)                       ask for the next event
                       R  request_id, content_type, payload         a result
                       E  request_id, error_type, payload           a handler error
@@ -39,6 +39,7 @@ def invocation_frame(inv: Invocation) -> bytes:
             inv.trace_id.encode(),
             (inv.client_context or "").encode(),
             (inv.cognito_identity or "").encode(),
+            b"%d" % inv.cpu,  # the CPU to run on, -1 for any (environments/colocation.py)
             inv.payload,
         )
     )

@@ -23,6 +23,8 @@ from typing import Any
 
 import orjson
 
+from lamina.environments.colocation import spread_cpus
+
 ZYGOTE_SCRIPT = Path(__file__).resolve().parent.parent / "runtimes" / "python" / "zygote.py"
 # A pidfd says a child is gone but no parent reported its status (the parent died with
 # it): the code is unknown; report it as killed.
@@ -277,6 +279,7 @@ class Zygote:
                 self.python, "-s", "-u", str(ZYGOTE_SCRIPT), str(theirs.fileno()), *self._preload,
                 pass_fds=(theirs.fileno(),), env=self._env, stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL, stderr=None, start_new_session=True,
+                preexec_fn=spread_cpus,  # not the event loop's one CPU (colocation.py)
             )  # fmt: skip
         finally:
             theirs.close()

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from lamina.environments.colocation import ANY_CPU, CoLocation
 from lamina.environments.environment import InvocationResult
 from lamina.environments.launcher import function_arn
 from lamina.environments.pool import EnvironmentPool
@@ -56,18 +57,23 @@ class Invoker:
         region: str,
         account_id: str,
         clock: Callable[[], float] = time.time,
+        colocation: CoLocation | None = None,
     ) -> None:
         self._pool = pool
         self._concurrency = concurrency
         self._region = region
         self._account = account_id
         self._clock = clock
+        self._colocation = colocation
+        self._in_flight = 0  # invocations of every function, sync and async
 
     async def invoke(self, config: FunctionConfig, request: InvokeRequest) -> InvocationResult:
         unreserved = self._concurrency.acquire(config.name)
+        self._in_flight += 1
         try:
             return await self._run(config, request)
         finally:
+            self._in_flight -= 1
             self._concurrency.release(config.name, unreserved)
 
     async def _run(self, config: FunctionConfig, request: InvokeRequest) -> InvocationResult:
@@ -81,6 +87,7 @@ class Invoker:
             ),
             trace_id=trace_id(now),
             client_context=decode_client_context(request.client_context_b64),
+            cpu=ANY_CPU if self._colocation is None else self._colocation.cpu_for(self._in_flight),
         )
         env = self._pool.take_idle(config)
         if env is None:

@@ -4,6 +4,7 @@ the built-in runtime's ChannelClient (blocking, in a thread), over a real socket
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import struct
 from collections.abc import AsyncIterator
@@ -130,5 +131,44 @@ def test_invocation_frame_round_trips_empty_optional_fields() -> None:
     frame = invocation_frame(replace(INVOCATION, client_context=None, cognito_identity=None))
     length, kind = struct.unpack_from("!IB", frame)
     assert kind == ord("I") and length == len(frame) - 5
-    fields = frame[5:].split(b"\x00", 6)
-    assert fields[4:6] == [b"", b""] and fields[6] == INVOCATION.payload
+    fields = frame[5:].split(b"\x00", 7)
+    assert fields[4:6] == [b"", b""] and fields[6] == b"-1" and fields[7] == INVOCATION.payload
+
+
+def test_invocation_frame_carries_the_cpu_to_run_on() -> None:
+    from dataclasses import replace
+
+    frame = invocation_frame(replace(INVOCATION, cpu=1))
+    assert frame[5:].split(b"\x00", 7)[6] == b"1"
+
+
+async def test_a_large_event_arrives_whole(pair: Pair) -> None:
+    from dataclasses import replace
+
+    payload = b'"' + b"x" * (3 * 1024 * 1024) + b'"'  # many reads' worth
+    pair.handler.queued.append(replace(INVOCATION, payload=payload))
+    client = ChannelClient(pair.theirs.detach())
+    response = await asyncio.to_thread(client.next_invocation)
+    assert response.body == payload
+    assert response.headers["lambda-runtime-aws-request-id"] == RID
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs two CPUs to tell a pinned thread from a free one",
+)
+async def test_the_runtime_runs_where_the_host_asks_and_spreads_again(pair: Pair) -> None:
+    from dataclasses import replace
+
+    cpus = os.sched_getaffinity(0)
+    one = max(cpus)
+    pair.handler.queued += [replace(INVOCATION, cpu=one), replace(INVOCATION, cpu=-1)]
+    client = ChannelClient(pair.theirs.detach())
+
+    def two_events() -> tuple[set[int], set[int]]:  # on one thread, as the runtime is
+        client.next_invocation()
+        pinned = os.sched_getaffinity(0)
+        client.next_invocation()
+        return pinned, os.sched_getaffinity(0)
+
+    assert await asyncio.to_thread(two_events) == ({one}, cpus)

@@ -14,6 +14,7 @@ is lamina/environments/runtime_channel.py, which documents the kinds.
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 
@@ -35,6 +36,11 @@ class ChannelClient:
         self._sock.set_inheritable(False)  # not for programs the function runs
         self._out: list[bytes] = []  # results not yet sent: they go with the next ask
         self._surplus = b""  # read past the end of the last frame
+        self._cpu = b"-1"  # the CPU the host last asked for (-1: any)
+        try:
+            self._cpus: set[int] = os.sched_getaffinity(0)
+        except AttributeError:  # not Linux
+            self._cpus = set()
 
     def next_invocation(self) -> Response:
         sock = self._require()
@@ -47,10 +53,12 @@ class ChannelClient:
             raise HostGone("channel to lamina lost") from None
         if kind != ord("I"):
             raise HostGone(f"unexpected frame {kind!r} on the runtime channel")
-        fields = body.split(_SEP, 6)
-        if len(fields) != 7:
+        fields = body.split(_SEP, 7)
+        if len(fields) != 8:
             raise HostGone("malformed invocation frame on the runtime channel")
-        rid, deadline, arn, trace, client_context, cognito, payload = fields
+        rid, deadline, arn, trace, client_context, cognito, cpu, payload = fields
+        if cpu != self._cpu:
+            self._run_on(cpu)
         headers = {
             "content-type": "application/json",
             "lambda-runtime-aws-request-id": rid.decode(),
@@ -64,6 +72,16 @@ class ChannelClient:
         if cognito:
             headers["lambda-runtime-cognito-identity"] = cognito.decode("utf-8", "replace")
         return Response(200, headers, payload)
+
+    def _run_on(self, cpu: bytes) -> None:
+        """The host's hint of where to run: its own CPU while it is lightly loaded (so a
+        hand-over wakes no other CPU), anywhere (-1) otherwise. Only ever a hint."""
+        self._cpu = cpu
+        try:
+            wanted = int(cpu)
+            os.sched_setaffinity(0, self._cpus if wanted < 0 else (wanted,))
+        except (ValueError, OSError, AttributeError):
+            pass  # no such CPU here, a cpuset or policy refuses it, or not Linux
 
     def post_response(self, request_id: str, body: bytes, content_type: str) -> Response:
         self._queue(b"R", request_id.encode() + _SEP + content_type.encode() + _SEP + body)
