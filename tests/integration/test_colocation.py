@@ -1,10 +1,12 @@
-"""Low-load co-location end to end: invocations that run one at a time share the event
-loop's CPU; a second invocation in flight spreads the loop and the environments again.
-The function reports where it may run (its own sched_getaffinity); the server's loop
-thread is its main thread, read from /proc."""
+"""Low-load co-location end to end: while invocations run one at a time the event loop's
+thread and the runtime waiting for its next event share one CPU; a second invocation in
+flight spreads them again. Handlers always run on every CPU. The server's loop thread is
+its main thread, read from /proc; the runtime's mask is read by a thread the handler
+starts, while the runtime waits."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -22,18 +24,24 @@ pytestmark = pytest.mark.skipif(
 )
 
 WHERE = """
-import os, time
+import os, threading, time
+
+MAIN = threading.get_native_id()  # imported (init) on the runtime's thread
+SEEN = []
+
+def look():
+    time.sleep(0.05)  # the handler has returned: the runtime is waiting
+    SEEN.append(sorted(os.sched_getaffinity(MAIN)))
 
 def handler(event, context):
     time.sleep(event.get("sleep", 0))
-    return sorted(os.sched_getaffinity(0))
+    waited = SEEN[-1] if SEEN else None
+    threading.Thread(target=look).start()
+    return {"waited": waited, "runs": sorted(os.sched_getaffinity(0))}
 """
 
 
-def loop_cpus(server: LaminaServer) -> list[int]:
-    assert server.process is not None
-    pid = server.process.pid
-    status = Path(f"/proc/{pid}/task/{pid}/status").read_text()
+def cpus_of(status: str) -> list[int]:
     (listed,) = [line.split(":", 1)[1].strip() for line in status.splitlines()
                  if line.startswith("Cpus_allowed_list:")]  # fmt: skip
     cpus: list[int] = []
@@ -43,10 +51,28 @@ def loop_cpus(server: LaminaServer) -> list[int]:
     return cpus
 
 
-def where(client: Any, name: str, sleep: float = 0.0) -> list[int]:
+def thread_cpus(server: LaminaServer) -> dict[int, list[int]]:
+    """Each thread of the server process: where it may run."""
+    assert server.process is not None
+    found: dict[int, list[int]] = {}
+    for task in Path(f"/proc/{server.process.pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            found[int(task.name)] = cpus_of((task / "status").read_text())
+    return found
+
+
+def where(client: Any, name: str, sleep: float = 0.0) -> dict[str, Any]:
     response = client.invoke(FunctionName=name, Payload=json.dumps({"sleep": sleep}))
-    result: list[int] = json.loads(response["Payload"].read())
+    result: dict[str, Any] = json.loads(response["Payload"].read())
     return result
+
+
+def calm_calls(client: Any, name: str, count: int) -> list[dict[str, Any]]:
+    results = []
+    for _ in range(count):
+        results.append(where(client, name))
+        time.sleep(0.1)  # the handler's thread looks while the runtime waits
+    return results
 
 
 def test_calm_invocations_share_the_loop_cpu_and_a_second_in_flight_spreads(
@@ -54,23 +80,28 @@ def test_calm_invocations_share_the_loop_cpu_and_a_second_in_flight_spreads(
 ) -> None:
     everywhere = sorted(os.sched_getaffinity(0))
     client = fresh_server.start().client("lambda")
+    assert fresh_server.process is not None
+    loop_thread = fresh_server.process.pid
     name = create_function(client, WHERE)
 
-    calm = [where(client, name) for _ in range(20)]
-    assert calm[0] == everywhere  # not yet calm for long enough
-    assert len(calm[-1]) == 1
-    assert loop_cpus(fresh_server) == calm[-1]  # the loop thread is pinned there too
+    calm = calm_calls(client, name, 20)
+    assert calm[1]["waited"] == everywhere  # not calm for long enough yet
+    loop = thread_cpus(fresh_server)[loop_thread]
+    assert len(loop) == 1  # the loop thread is pinned to one CPU ...
+    assert calm[-1]["waited"] == loop  # ... and the runtime waits for its events there
+    assert all(c["runs"] == everywhere for c in calm)  # while handlers run anywhere
 
     with ThreadPoolExecutor(2) as pool:
         first = pool.submit(where, client, name, 1.0)
         time.sleep(0.3)  # the first is running: the second is dispatched with two in flight
         second = pool.submit(where, client, name, 0.0)
-        assert second.result(timeout=30) == everywhere
+        assert second.result(timeout=30)["runs"] == everywhere
         first.result(timeout=30)
-    assert loop_cpus(fresh_server) == everywhere
+    # Spread: the loop thread, and every thread it started while pinned, may use any CPU.
+    assert {tuple(cpus) for cpus in thread_cpus(fresh_server).values()} == {tuple(everywhere)}
 
-    again = [where(client, name) for _ in range(20)]
-    assert len(again[-1]) == 1
+    again = calm_calls(client, name, 20)
+    assert len(again[-1]["waited"]) == 1
 
 
 def test_co_location_can_be_turned_off(tmp_path: Path) -> None:
@@ -78,7 +109,9 @@ def test_co_location_can_be_turned_off(tmp_path: Path) -> None:
     try:
         client = server.client("lambda")
         name = create_function(client, WHERE)
-        assert [where(client, name) for _ in range(20)][-1] == sorted(os.sched_getaffinity(0))
-        assert loop_cpus(server) == sorted(os.sched_getaffinity(0))
+        everywhere = sorted(os.sched_getaffinity(0))
+        assert calm_calls(client, name, 20)[-1]["waited"] == everywhere
+        assert server.process is not None
+        assert thread_cpus(server)[server.process.pid] == everywhere
     finally:
         server.stop()

@@ -19,8 +19,11 @@ loop thread gets all its CPUs back, and environments are told to spread with the
 event — under load the work belongs on every CPU. Affinity is only ever a hint: any
 refusal (a cpuset, a seccomp policy) turns co-location off.
 
-Children started while the loop thread is pinned would inherit its one CPU; the
-spawners reset theirs with `spread_cpus` (a `preexec_fn`).
+A thread or process inherits the mask of the thread that starts it. The runtime pins
+itself only while it waits for an event, so a handler and whatever it starts run free;
+children the server spawns while pinned reset theirs (`spread_cpus`, a `preexec_fn`);
+threads the loop thread starts while pinned (an executor's, a database connection's) get
+every CPU back when the loop spreads.
 """
 
 from __future__ import annotations
@@ -38,6 +41,13 @@ def spread_cpus() -> None:
     """In a new child: every CPU it may use (a cpuset still narrows the mask)."""
     with contextlib.suppress(OSError):
         os.sched_setaffinity(0, range(os.cpu_count() or 1))
+
+
+def _our_threads() -> list[int]:
+    try:
+        return [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:
+        return []
 
 
 def _current_cpu() -> int:
@@ -58,12 +68,14 @@ class CoLocation:
         calm_needed: int = CALM_INVOCATIONS,
         current_cpu: Callable[[], int] = _current_cpu,
         set_affinity: Callable[[int, Collection[int]], None] = os.sched_setaffinity,
+        threads: Callable[[], Collection[int]] = _our_threads,
     ) -> None:
         self._cpus = frozenset(os.sched_getaffinity(0) if cpus is None else cpus)
         self._enabled = len(self._cpus) > 1
         self._calm_needed = calm_needed
         self._current_cpu = current_cpu
         self._set_affinity = set_affinity
+        self._threads = threads
         self._calm = 0
         self.cpu = ANY_CPU  # the CPU the loop thread is pinned to
 
@@ -106,3 +118,7 @@ class CoLocation:
             self._set_affinity(0, self._cpus)
         except OSError:
             self._enabled = False
+            return
+        for tid in self._threads():  # any the loop started while pinned inherited its CPU
+            with contextlib.suppress(OSError):  # gone since it was listed
+                self._set_affinity(tid, self._cpus)

@@ -21,7 +21,9 @@ class Affinity:
 
 
 def colocation(affinity: Affinity, cpus: Collection[int] = (0, 1), here: int = 1) -> CoLocation:
-    return CoLocation(cpus, calm_needed=3, current_cpu=lambda: here, set_affinity=affinity)
+    return CoLocation(
+        cpus, calm_needed=3, current_cpu=lambda: here, set_affinity=affinity, threads=lambda: []
+    )
 
 
 def test_calm_invocations_pin_the_loop_and_the_environment_to_its_cpu() -> None:
@@ -75,3 +77,15 @@ def test_a_cpu_outside_the_allowed_set_turns_co_location_off() -> None:
     place = colocation(affinity, cpus=(0, 1), here=7)
     assert [place.cpu_for(1) for _ in range(5)] == [ANY_CPU] * 5
     assert affinity.calls == []
+
+
+def test_spreading_gives_threads_started_while_pinned_every_cpu_back() -> None:
+    affinity = Affinity()
+    place = CoLocation(
+        (0, 1), calm_needed=1, current_cpu=lambda: 0, set_affinity=affinity,
+        threads=lambda: [101, 102],
+    )  # fmt: skip
+    place.cpu_for(1)
+    place.cpu_for(2)
+    everywhere = frozenset({0, 1})
+    assert affinity.calls == [(0, frozenset({0})), (0, everywhere), (101, everywhere), (102, everywhere)]

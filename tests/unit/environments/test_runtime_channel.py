@@ -7,8 +7,11 @@ import asyncio
 import os
 import socket
 import struct
+import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from tests.unit.environments.test_runtime_api import INVOCATION, RID, FakeHandler
@@ -153,22 +156,49 @@ async def test_a_large_event_arrives_whole(pair: Pair) -> None:
     assert response.headers["lambda-runtime-aws-request-id"] == RID
 
 
+def thread_cpus(tid: int) -> set[int]:
+    status = Path(f"/proc/self/task/{tid}/status").read_text()
+    (listed,) = [line.split(":", 1)[1].strip() for line in status.splitlines()
+                 if line.startswith("Cpus_allowed_list:")]  # fmt: skip
+    cpus: set[int] = set()
+    for part in listed.split(","):
+        low, _, high = part.partition("-")
+        cpus.update(range(int(low), int(high or low) + 1))
+    return cpus
+
+
 @pytest.mark.skipif(
     not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
     reason="needs two CPUs to tell a pinned thread from a free one",
 )
-async def test_the_runtime_runs_where_the_host_asks_and_spreads_again(pair: Pair) -> None:
+async def test_the_runtime_waits_for_events_where_the_host_asks_and_runs_handlers_anywhere(
+    pair: Pair,
+) -> None:
     from dataclasses import replace
 
     cpus = os.sched_getaffinity(0)
     one = max(cpus)
-    pair.handler.queued += [replace(INVOCATION, cpu=one), replace(INVOCATION, cpu=-1)]
+    pair.handler.queued.append(replace(INVOCATION, cpu=one))
     client = ChannelClient(pair.theirs.detach())
+    tids: list[int] = []
 
-    def two_events() -> tuple[set[int], set[int]]:  # on one thread, as the runtime is
+    def next_event() -> set[int]:  # as the runtime's one thread would
+        tids.append(threading.get_native_id())
         client.next_invocation()
-        pinned = os.sched_getaffinity(0)
-        client.next_invocation()
-        return pinned, os.sched_getaffinity(0)
+        return os.sched_getaffinity(0)  # what a handler would run with
 
-    assert await asyncio.to_thread(two_events) == ({one}, cpus)
+    with ThreadPoolExecutor(1) as thread:
+        loop = asyncio.get_running_loop()
+        assert await loop.run_in_executor(thread, next_event) == cpus  # the handler: free
+        pair.handler.asked.clear()
+        second = loop.run_in_executor(thread, next_event)
+        await until(lambda: pair.handler.asked.is_set())
+        assert thread_cpus(tids[-1]) == {one}  # waiting for the event: beside the host
+        pair.handler.waiting[-1].set_result(replace(INVOCATION, cpu=-1))
+        assert await second == cpus
+        pair.handler.asked.clear()
+        third = loop.run_in_executor(thread, next_event)
+        await until(lambda: pair.handler.asked.is_set())
+        assert thread_cpus(tids[-1]) == cpus  # told to spread: waits anywhere
+        pair.handler.waiting[-1].set_result(INVOCATION)
+        assert await third == cpus

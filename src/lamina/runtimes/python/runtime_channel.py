@@ -36,16 +36,19 @@ class ChannelClient:
         self._sock.set_inheritable(False)  # not for programs the function runs
         self._out: list[bytes] = []  # results not yet sent: they go with the next ask
         self._surplus = b""  # read past the end of the last frame
-        self._cpu = b"-1"  # the CPU the host last asked for (-1: any)
+        # Where to wait for the next event: the host's CPU while it is lightly loaded
+        # (lamina/environments/colocation.py), so the hand-over wakes no other CPU.
+        self._wait_on: tuple[int, ...] = ()
         try:
-            self._cpus: set[int] = os.sched_getaffinity(0)
-        except AttributeError:  # not Linux
-            self._cpus = set()
+            self._cpus: set[int] | None = os.sched_getaffinity(0)
+        except AttributeError:  # not Linux: no hints taken
+            self._cpus = None
 
     def next_invocation(self) -> Response:
         sock = self._require()
         self._out.append(_NEXT)
         out, self._out = b"".join(self._out), []
+        waited_pinned = bool(self._wait_on) and self._set_cpus(self._wait_on)
         try:
             sock.sendall(out)
             kind, body = self._next_frame(sock)
@@ -57,8 +60,11 @@ class ChannelClient:
         if len(fields) != 8:
             raise HostGone("malformed invocation frame on the runtime channel")
         rid, deadline, arn, trace, client_context, cognito, cpu, payload = fields
-        if cpu != self._cpu:
-            self._run_on(cpu)
+        self._wait_on = self._hint(cpu)
+        if waited_pinned and self._cpus is not None:
+            # Only the wait is pinned: the handler, and any thread or program it starts
+            # (which inherit the mask), may use every CPU.
+            self._set_cpus(self._cpus)
         headers = {
             "content-type": "application/json",
             "lambda-runtime-aws-request-id": rid.decode(),
@@ -73,15 +79,22 @@ class ChannelClient:
             headers["lambda-runtime-cognito-identity"] = cognito.decode("utf-8", "replace")
         return Response(200, headers, payload)
 
-    def _run_on(self, cpu: bytes) -> None:
-        """The host's hint of where to run: its own CPU while it is lightly loaded (so a
-        hand-over wakes no other CPU), anywhere (-1) otherwise. Only ever a hint."""
-        self._cpu = cpu
+    def _hint(self, cpu: bytes) -> tuple[int, ...]:
+        if self._cpus is None or cpu == b"-1":
+            return ()
         try:
             wanted = int(cpu)
-            os.sched_setaffinity(0, self._cpus if wanted < 0 else (wanted,))
-        except (ValueError, OSError, AttributeError):
-            pass  # no such CPU here, a cpuset or policy refuses it, or not Linux
+        except ValueError:
+            return ()
+        return (wanted,) if wanted in self._cpus else ()
+
+    def _set_cpus(self, cpus: tuple[int, ...] | set[int]) -> bool:
+        try:
+            os.sched_setaffinity(0, cpus)
+        except OSError:  # a cpuset or a policy refuses: take no more hints
+            self._cpus, self._wait_on = None, ()
+            return False
+        return True
 
     def post_response(self, request_id: str, body: bytes, content_type: str) -> Response:
         self._queue(b"R", request_id.encode() + _SEP + content_type.encode() + _SEP + body)
