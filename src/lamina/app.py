@@ -142,11 +142,14 @@ async def start_platform(settings: Settings) -> Platform:
     )
     spawner: ZygoteSpawner | ConfinedExecSpawner | None = None
     snapshots = None
+    # Made before anything spawns: it keeps the CPUs lamina started with.
+    colocation = CoLocation() if settings.colocate else None
+    preexec = colocation.spread_child if colocation is not None else None
     if settings.zygotes:
         zygote_env = {"PATH": settings.function_path, "LANG": "en_US.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
         zygotes = ZygoteSpawner(
             list(interpreters.values()), settings.zygote_preload, zygote_env, sandbox,
-            stems=settings.stems,
+            stems=settings.stems, preexec=preexec,
         )  # fmt: skip
         zygotes.start()  # in the background: start-up does not wait for the zygotes
         closers.append(zygotes.close)
@@ -154,7 +157,7 @@ async def start_platform(settings: Settings) -> Platform:
         spawner = zygotes
         closers.append(_async(snapshots.close))
     else:
-        spawner = ConfinedExecSpawner(sandbox)
+        spawner = ConfinedExecSpawner(sandbox, preexec)
     gateway_holder: list[Gateway] = []  # started last; environments start after it
     budget = settings.memory_budget_mb or default_budget_mb()
     reserve = settings.memory_reserve_mb if settings.memory_reserve_mb >= 0 else None
@@ -211,7 +214,6 @@ async def start_platform(settings: Settings) -> Platform:
 
         registry.prepare_version = take_snapshot
 
-    colocation = CoLocation() if settings.colocate else None
     invoker = Invoker(
         pool, concurrency, settings.region, settings.account_id, colocation=colocation
     )

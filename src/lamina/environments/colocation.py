@@ -14,14 +14,17 @@ one CPU and 220-230 µs across two.
 So once the last `calm_needed` invocations each ran alone (`in_flight` 1), lamina pins
 its event-loop thread to the CPU it is on and asks each environment it hands an event
 to (a field of the runtime channel's event frame; the built-in Python runtime applies
-it to itself) to run there too. The first time a second invocation is in flight the
-loop thread gets all its CPUs back, and environments are told to spread with their next
-event — under load the work belongs on every CPU. Affinity is only ever a hint: any
-refusal (a cpuset, a seccomp policy) turns co-location off.
+it to itself while it waits for that event) to run there too. The first time a second
+invocation is in flight the loop thread gets all its CPUs back, and environments are
+told to spread with their next event — under load the work belongs on every CPU. Every
+`pinned_span` invocations the loop is let go for the kernel to place it anew, in case
+something else has made its CPU busy. Affinity is only ever a hint: any refusal (a
+cpuset, a seccomp policy) turns co-location off.
 
 A thread or process inherits the mask of the thread that starts it. The runtime pins
 itself only while it waits for an event, so a handler and whatever it starts run free;
-children the server spawns while pinned reset theirs (`spread_cpus`, a `preexec_fn`);
+children the server spawns while pinned reset theirs (`spread_child`, a `preexec_fn`:
+the mask lamina started with, so an administrator's own limit holds);
 threads the loop thread starts while pinned (an executor's, a database connection's) get
 every CPU back when the loop spreads.
 """
@@ -35,12 +38,9 @@ from collections.abc import Callable, Collection
 
 ANY_CPU = -1
 CALM_INVOCATIONS = 16
-
-
-def spread_cpus() -> None:
-    """In a new child: every CPU it may use (a cpuset still narrows the mask)."""
-    with contextlib.suppress(OSError):
-        os.sched_setaffinity(0, range(os.cpu_count() or 1))
+# Pinned, the loop cannot move off a CPU something else has grown busy on: every this
+# many invocations it lets the kernel place it again (and pins where it then is).
+PINNED_SPAN = 2000
 
 
 def _our_threads() -> list[int]:
@@ -66,6 +66,7 @@ class CoLocation:
         cpus: Collection[int] | None = None,
         *,
         calm_needed: int = CALM_INVOCATIONS,
+        pinned_span: int = PINNED_SPAN,
         current_cpu: Callable[[], int] = _current_cpu,
         set_affinity: Callable[[int, Collection[int]], None] = os.sched_setaffinity,
         threads: Callable[[], Collection[int]] = _our_threads,
@@ -73,6 +74,8 @@ class CoLocation:
         self._cpus = frozenset(os.sched_getaffinity(0) if cpus is None else cpus)
         self._enabled = len(self._cpus) > 1
         self._calm_needed = calm_needed
+        self._pinned_span = pinned_span
+        self._pinned_for = 0  # invocations since the loop was pinned
         self._current_cpu = current_cpu
         self._set_affinity = set_affinity
         self._threads = threads
@@ -89,11 +92,23 @@ class CoLocation:
             if self.cpu != ANY_CPU:
                 self._spread()
             return ANY_CPU
-        if self.cpu == ANY_CPU:
-            self._calm += 1
-            if self._calm >= self._calm_needed:
-                self._pin()
+        if self.cpu != ANY_CPU:
+            self._pinned_for += 1
+            if self._pinned_for < self._pinned_span:
+                return self.cpu
+            self._calm = 0
+            self._spread()  # the kernel places the loop again; calm pins it where it is
+            return ANY_CPU
+        self._calm += 1
+        if self._calm >= self._calm_needed:
+            self._pin()
         return self.cpu
+
+    def spread_child(self) -> None:
+        """In a child between fork and exec: the CPUs lamina started with, not the loop
+        thread's one (a spawner's `preexec_fn`)."""
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, self._cpus)
 
     def close(self) -> None:
         """Give the loop thread all its CPUs back."""
@@ -111,6 +126,7 @@ class CoLocation:
             self._enabled = False
             return
         self.cpu = cpu
+        self._pinned_for = 0
 
     def _spread(self) -> None:
         self.cpu = ANY_CPU

@@ -5,11 +5,11 @@ templates live in spawn.py and snapshots.py, `exec` here)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from lamina.environments.colocation import spread_cpus
 from lamina.environments.sandbox import Confinement
 
 
@@ -47,12 +47,17 @@ class Spawner(Protocol):
 
 
 class ExecSpawner:
-    """A new process from `exec`: always possible, never the fastest."""
+    """A new process from `exec`: always possible, never the fastest.
+
+    `preexec` runs in the child before exec (colocation.py's `spread_child`)."""
+
+    def __init__(self, preexec: Callable[[], None] | None = None) -> None:
+        self._preexec = preexec
 
     async def spawn(self, spec: LaunchSpec, out_fd: int, channel_fd: int | None = None) -> Child:
         process = await asyncio.create_subprocess_exec(
             *spec.argv, env=spec.env, cwd=spec.cwd, stdin=asyncio.subprocess.DEVNULL,
             stdout=out_fd, stderr=out_fd, start_new_session=True,
-            preexec_fn=spread_cpus,  # not the event loop's one CPU (colocation.py)
+            preexec_fn=self._preexec,
         )  # fmt: skip
         return process

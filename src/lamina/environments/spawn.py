@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from lamina.environments.process import Child, ExecSpawner, LaunchSpec
 from lamina.environments.sandbox import Sandbox, SandboxedChild, StemUnusable, host_env
@@ -32,11 +32,14 @@ class ZygoteSpawner:
         env: Mapping[str, str],
         sandbox: Sandbox | None = None,
         stems: int = 0,
+        preexec: Callable[[], None] | None = None,  # run in each exec'd child before exec
     ) -> None:
-        self._zygotes = {python: Zygote(python, preload, env) for python in set(interpreters)}
+        self._zygotes = {
+            python: Zygote(python, preload, env, preexec) for python in set(interpreters)
+        }
         self._starting: dict[str, asyncio.Task[None]] = {}
         self._sandbox = sandbox
-        self._exec = ConfinedExecSpawner(sandbox)
+        self._exec = ConfinedExecSpawner(sandbox, preexec)
         # Parked stems per zygote (stems.py): only where forks join cgroups.
         self._stems: dict[str, StemPool] = {}
         if sandbox is not None and sandbox.forks_confined and sandbox.protections.cgroups:
@@ -151,9 +154,9 @@ class ConfinedExecSpawner:
     """exec'd environments, under bubblewrap when the spec asks for a sandbox and this
     machine has bubblewrap; plain `exec` otherwise."""
 
-    def __init__(self, sandbox: Sandbox | None) -> None:
+    def __init__(self, sandbox: Sandbox | None, preexec: Callable[[], None] | None = None) -> None:
         self._sandbox = sandbox
-        self._exec = ExecSpawner()
+        self._exec = ExecSpawner(preexec)
 
     async def spawn(self, spec: LaunchSpec, out_fd: int, channel_fd: int | None = None) -> Child:
         sandbox, confinement = self._sandbox, spec.sandbox

@@ -17,13 +17,11 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
-
-from lamina.environments.colocation import spread_cpus
 
 ZYGOTE_SCRIPT = Path(__file__).resolve().parent.parent / "runtimes" / "python" / "zygote.py"
 # A pidfd says a child is gone but no parent reported its status (the parent died with
@@ -256,8 +254,15 @@ class ForkServer:
 class Zygote:
     """A runtime's zygote process: an interpreter with the runtime client preloaded."""
 
-    def __init__(self, python: str, preload: Sequence[str], env: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        python: str,
+        preload: Sequence[str],
+        env: Mapping[str, str],
+        preexec: Callable[[], None] | None = None,  # run in the child before exec
+    ) -> None:
         self.python = python
+        self._preexec = preexec
         self._preload = tuple(preload)
         self._env = dict(env)
         self._process: asyncio.subprocess.Process | None = None
@@ -279,7 +284,7 @@ class Zygote:
                 self.python, "-s", "-u", str(ZYGOTE_SCRIPT), str(theirs.fileno()), *self._preload,
                 pass_fds=(theirs.fileno(),), env=self._env, stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL, stderr=None, start_new_session=True,
-                preexec_fn=spread_cpus,  # not the event loop's one CPU (colocation.py)
+                preexec_fn=self._preexec,
             )  # fmt: skip
         finally:
             theirs.close()

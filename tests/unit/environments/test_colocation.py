@@ -89,3 +89,16 @@ def test_spreading_gives_threads_started_while_pinned_every_cpu_back() -> None:
     place.cpu_for(2)
     everywhere = frozenset({0, 1})
     assert affinity.calls == [(0, frozenset({0})), (0, everywhere), (101, everywhere), (102, everywhere)]
+
+
+def test_the_kernel_places_the_loop_again_every_so_often() -> None:
+    affinity = Affinity()
+    cpus = iter([1, 0])
+    place = CoLocation(
+        (0, 1), calm_needed=2, pinned_span=3, current_cpu=lambda: next(cpus),
+        set_affinity=affinity, threads=lambda: [],
+    )  # fmt: skip
+    assert [place.cpu_for(1) for _ in range(2)] == [ANY_CPU, 1]
+    assert [place.cpu_for(1) for _ in range(3)] == [1, 1, ANY_CPU]  # let go after 3
+    assert [place.cpu_for(1) for _ in range(2)] == [ANY_CPU, 0]  # pinned where it is now
+    assert affinity.calls == [(0, frozenset({1})), (0, frozenset({0, 1})), (0, frozenset({0}))]
