@@ -142,8 +142,9 @@ async def start_platform(settings: Settings) -> Platform:
     )
     spawner: ZygoteSpawner | ConfinedExecSpawner | None = None
     snapshots = None
-    # Made before anything spawns: it keeps the CPUs lamina started with.
-    colocation = CoLocation() if settings.colocate else None
+    # Made before anything spawns: it keeps the CPUs lamina started with. Only the private
+    # runtime channel carries its hint, so without the channel there is nothing to pin.
+    colocation = CoLocation() if settings.colocate and settings.runtime_channel else None
     preexec = colocation.spread_child if colocation is not None else None
     if settings.zygotes:
         zygote_env = {"PATH": settings.function_path, "LANG": "en_US.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
