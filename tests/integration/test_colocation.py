@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,27 +16,8 @@ from typing import Any
 
 import pytest
 
+from tests.cpus import can_pin
 from tests.integration.support import LaminaServer, create_function
-
-
-def can_pin() -> bool:
-    """Two CPUs, and a thread may narrow its mask to one (a policy may forbid it)."""
-    if not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2:
-        return False
-    allowed: list[bool] = []
-
-    def pin() -> None:  # on a thread of its own, which then ends
-        try:
-            os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-            allowed.append(True)
-        except OSError:
-            allowed.append(False)
-
-    thread = threading.Thread(target=pin)
-    thread.start()
-    thread.join()
-    return allowed == [True]
-
 
 pytestmark = pytest.mark.skipif(not can_pin(), reason="needs two CPUs and leave to pin")
 

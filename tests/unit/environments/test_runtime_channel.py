@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests.cpus import can_pin
 from tests.unit.environments.test_runtime_api import INVOCATION, RID, FakeHandler
 
 from lamina.environments.runtime_api import MAX_BODY
@@ -167,10 +168,7 @@ def thread_cpus(tid: int) -> set[int]:
     return cpus
 
 
-@pytest.mark.skipif(
-    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
-    reason="needs two CPUs to tell a pinned thread from a free one",
-)
+@pytest.mark.skipif(not can_pin(), reason="needs two CPUs and leave to pin a thread")
 async def test_the_runtime_waits_for_events_where_the_host_asks_and_runs_handlers_anywhere(
     pair: Pair,
 ) -> None:
