@@ -39,23 +39,13 @@ def handler(event, context):
 """
 
 
-def cpus_of(status: str) -> list[int]:
-    (listed,) = [line.split(":", 1)[1].strip() for line in status.splitlines()
-                 if line.startswith("Cpus_allowed_list:")]  # fmt: skip
-    cpus: list[int] = []
-    for part in listed.split(","):
-        low, _, high = part.partition("-")
-        cpus += range(int(low), int(high or low) + 1)
-    return cpus
-
-
 def thread_cpus(server: LaminaServer) -> dict[int, list[int]]:
     """Each thread of the server process: where it may run."""
     assert server.process is not None
     found: dict[int, list[int]] = {}
     for task in Path(f"/proc/{server.process.pid}/task").iterdir():
         with contextlib.suppress(OSError):  # a thread that ended meanwhile
-            found[int(task.name)] = cpus_of((task / "status").read_text())
+            found[int(task.name)] = sorted(os.sched_getaffinity(int(task.name)))
     return found
 
 

@@ -11,7 +11,6 @@ import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from tests.cpus import can_pin
@@ -157,17 +156,6 @@ async def test_a_large_event_arrives_whole(pair: Pair) -> None:
     assert response.headers["lambda-runtime-aws-request-id"] == RID
 
 
-def thread_cpus(tid: int) -> set[int]:
-    status = Path(f"/proc/self/task/{tid}/status").read_text()
-    (listed,) = [line.split(":", 1)[1].strip() for line in status.splitlines()
-                 if line.startswith("Cpus_allowed_list:")]  # fmt: skip
-    cpus: set[int] = set()
-    for part in listed.split(","):
-        low, _, high = part.partition("-")
-        cpus.update(range(int(low), int(high or low) + 1))
-    return cpus
-
-
 @pytest.mark.skipif(not can_pin(), reason="needs two CPUs and leave to pin a thread")
 async def test_the_runtime_waits_for_events_where_the_host_asks_and_runs_handlers_anywhere(
     pair: Pair,
@@ -191,12 +179,12 @@ async def test_the_runtime_waits_for_events_where_the_host_asks_and_runs_handler
         pair.handler.asked.clear()
         second = loop.run_in_executor(thread, next_event)
         await until(lambda: pair.handler.asked.is_set())
-        assert thread_cpus(tids[-1]) == {one}  # waiting for the event: beside the host
+        assert os.sched_getaffinity(tids[-1]) == {one}  # waiting for the event: beside the host
         pair.handler.waiting[-1].set_result(replace(INVOCATION, cpu=-1))
         assert await second == cpus
         pair.handler.asked.clear()
         third = loop.run_in_executor(thread, next_event)
         await until(lambda: pair.handler.asked.is_set())
-        assert thread_cpus(tids[-1]) == cpus  # told to spread: waits anywhere
+        assert os.sched_getaffinity(tids[-1]) == cpus  # told to spread: waits anywhere
         pair.handler.waiting[-1].set_result(INVOCATION)
         assert await third == cpus
