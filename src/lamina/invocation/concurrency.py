@@ -22,6 +22,7 @@ class Concurrency:
         self._reserved: dict[str, int] = {}
         self._in_flight: dict[str, int] = {}
         self._unreserved_in_flight = 0
+        self.in_flight = 0  # running invocations of every function
 
     @property
     def unreserved_limit(self) -> int:
@@ -57,9 +58,11 @@ class Concurrency:
         else:
             self._unreserved_in_flight += 1
         self._in_flight[function] = running + 1
+        self.in_flight += 1
         return reserved is None
 
     def release(self, function: str, unreserved: bool) -> None:
+        self.in_flight -= 1
         running = self._in_flight.get(function, 0) - 1
         if running <= 0:
             self._in_flight.pop(function, None)

@@ -65,15 +65,12 @@ class Invoker:
         self._account = account_id
         self._clock = clock
         self._colocation = colocation
-        self._in_flight = 0  # invocations of every function, sync and async
 
     async def invoke(self, config: FunctionConfig, request: InvokeRequest) -> InvocationResult:
         unreserved = self._concurrency.acquire(config.name)
-        self._in_flight += 1
         try:
             return await self._run(config, request)
         finally:
-            self._in_flight -= 1
             self._concurrency.release(config.name, unreserved)
 
     async def _run(self, config: FunctionConfig, request: InvokeRequest) -> InvocationResult:
@@ -87,7 +84,9 @@ class Invoker:
             ),
             trace_id=trace_id(now),
             client_context=decode_client_context(request.client_context_b64),
-            cpu=ANY_CPU if self._colocation is None else self._colocation.cpu_for(self._in_flight),
+            cpu=ANY_CPU
+            if self._colocation is None
+            else self._colocation.cpu_for(self._concurrency.in_flight),
         )
         env = self._pool.take_idle(config)
         if env is None:
