@@ -16,6 +16,11 @@ Two limits, checked before a new environment starts (a warm one needs neither):
   stopped first (least recently used), else 429.
 - **Scaling rate**, per function, as Lambda documents its scaling: a burst of new
   environments at once, then a steady rate (Lambda: 1,000 every 10 seconds).
+
+When the node serves from several processes, each owning its environments, the budget
+is the node's: given `SharedCounters`, each process publishes the MemorySize it has
+committed and a start counts the others' too, checked and published under the node
+lock. Only this process's own idle environments can be stopped to make room.
 """
 
 from __future__ import annotations
@@ -24,11 +29,15 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lamina.environments.environment import Environment
 from lamina.environments.lifecycle import EnvState
 from lamina.errors import TooManyRequests
 from lamina.functions.model import FunctionConfig
+
+if TYPE_CHECKING:
+    from lamina.serving.shared import SharedCounters
 
 # Sum of MemorySize admitted per MB of RAM by default. 8x lets a 24 GB machine hold
 # 1,500 idle 128 MB environments (measured ~3-5 MB unique memory each); the
@@ -57,6 +66,10 @@ def mem_available_mb(meminfo: str = "/proc/meminfo") -> int | None:
     return None
 
 
+def _committed_mb(envs: Iterable[Environment]) -> int:
+    return sum(e.config.memory_mb for e in envs if e.alive)
+
+
 def _throttled(reason: str) -> TooManyRequests:
     return TooManyRequests("Rate Exceeded.", fields={"Reason": reason, "Type": "User"})
 
@@ -76,8 +89,10 @@ class Capacity:
         clock: Callable[[], float] = time.monotonic,
         available_mb: Callable[[], int | None] = mem_available_mb,
         reserve_mb: int | None = None,
+        shared: SharedCounters | None = None,
     ) -> None:
         self.memory_budget_mb = memory_budget_mb
+        self._shared = shared
         self._burst = burst
         self._rate = rate_per_s
         self._clock = clock
@@ -88,9 +103,31 @@ class Capacity:
         self._buckets: dict[str, _Bucket] = {}
 
     def admit(self, config: FunctionConfig, live: Iterable[Environment]) -> None:
-        """Allow one new environment of `config`, freeing idle memory if needed, or raise 429."""
+        """Allow one new environment of `config`, freeing idle memory if needed, or raise 429.
+
+        `live` is this process's environments, not yet including the new one."""
+        shared = self._shared
+        if shared is None:
+            self._admit(config, live, 0)
+            return
+        # Starts are rare next to invocations, so always under the lock: the check and
+        # the publish of the new total must not interleave with another process's.
+        with shared.locked():
+            envs = self._admit(config, live, shared.others_memory_mb())
+            shared.publish_memory_mb(_committed_mb(envs) + config.memory_mb)
+
+    def publish(self, live: Iterable[Environment]) -> None:
+        """Publish what this process's environments commit, after some have stopped.
+
+        Until it is called the published figure stays high, which only refuses more."""
+        if self._shared is not None:
+            self._shared.publish_memory_mb(_committed_mb(live))
+
+    def _admit(
+        self, config: FunctionConfig, live: Iterable[Environment], others_mb: int
+    ) -> list[Environment]:
         envs = [e for e in live if e.alive]
-        used = sum(e.config.memory_mb for e in envs)
+        used = sum(e.config.memory_mb for e in envs) + others_mb
         over_budget = used + config.memory_mb - self.memory_budget_mb
         available = self._available_mb()
         short = 0 if available is None else config.memory_mb + self._reserve_mb - available
@@ -114,6 +151,7 @@ class Capacity:
             for env in victims:
                 env.stop()
         self._take_token(config.name)
+        return envs
 
     def _take_token(self, function: str) -> None:
         now = self._clock()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from lamina.environments.capacity import Capacity, mem_available_mb
 from lamina.environments.lifecycle import EnvState
 from lamina.errors import TooManyRequests
+from lamina.serving.shared import SharedCounters
 
 
 @dataclass
@@ -79,3 +81,56 @@ def test_mem_available_reads_meminfo(tmp_path: Any) -> None:
     assert mem_available_mb(str(meminfo)) == 2000
     assert mem_available_mb(str(tmp_path / "missing")) is None
     assert (mem_available_mb() or 0) > 0  # this machine's
+
+
+# --- across serving processes (SharedCounters) ---
+
+
+def shared_capacities(tmp_path: Path, budget: int) -> tuple[Capacity, Capacity, SharedCounters]:
+    """Two serving processes' capacities over one file (both here, each its own slot)."""
+    primary = SharedCounters.create(tmp_path / "counters", 2)
+    worker = SharedCounters.attach(tmp_path / "counters", 1)
+
+    def make(shared: SharedCounters) -> Capacity:
+        return Capacity(budget, 1000, 1.0, available_mb=lambda: None, reserve_mb=100, shared=shared)
+
+    return make(primary), make(worker), primary
+
+
+def test_other_processes_memory_counts_toward_the_budget(tmp_path: Path) -> None:
+    first, second, counters = shared_capacities(tmp_path, budget=1024)
+    admit(second, [], 512)
+    assert counters.others_memory_mb() == 512  # the new environment, not yet live
+    admit(first, [Env(256, 0.0, EnvState.BUSY)], 256)  # 512 + 256 + 256: just fits
+    with pytest.raises(TooManyRequests) as raised:
+        admit(first, [Env(256, 0.0, EnvState.BUSY), Env(256, 0.0, EnvState.BUSY)], 128)
+    assert raised.value.status == 429
+    assert raised.value.message == "Rate Exceeded."
+    assert raised.value.fields == {"Reason": "ConcurrentInvocationLimitExceeded", "Type": "User"}
+
+
+def test_only_own_idle_environments_make_room(tmp_path: Path) -> None:
+    first, second, _ = shared_capacities(tmp_path, budget=1024)
+    admit(second, [], 768)  # the other process holds most of the budget
+    own = [Env(128, idle_since=1.0), Env(128, idle_since=2.0)]
+    admit(first, own, 256)  # 768 + 256 + 256 = 1280: both own idle ones must go
+    assert [e.alive for e in own] == [False, False]
+    with pytest.raises(TooManyRequests):
+        admit(first, [], 512)  # nothing of its own left to stop: 429 as today
+
+
+def test_published_memory_comes_down_when_environments_stop(tmp_path: Path) -> None:
+    first, second, counters = shared_capacities(tmp_path, budget=1024)
+    live = [Env(512, idle_since=1.0, state=EnvState.BUSY)]
+    admit(second, [], 512)
+    assert counters.others_memory_mb() == 512
+    second.publish(live)  # type: ignore[arg-type]
+    assert counters.others_memory_mb() == 512
+    live[0].stop()
+    second.publish(live)  # type: ignore[arg-type]
+    assert counters.others_memory_mb() == 0
+    admit(first, [], 1024)  # the whole budget is free again
+
+
+def test_publish_without_shared_counters_does_nothing() -> None:
+    capacity(budget=1024, available=None).publish([Env(512, idle_since=0.0)])  # type: ignore[list-item]

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from lamina.errors import InvalidParameterValue, TooManyRequests
 from lamina.invocation.concurrency import UNRESERVED_MIN, Concurrency
+from lamina.serving.shared import SharedCounters
 
 
 def throttle_reason(caught: pytest.ExceptionInfo[TooManyRequests]) -> object:
@@ -144,3 +149,141 @@ def test_release_never_goes_negative() -> None:
     assert pool.acquire("a") and pool.acquire("b")
     with pytest.raises(TooManyRequests):
         pool.acquire("c")
+
+
+# --- across serving processes (SharedCounters) ---
+
+
+def shared_pools(tmp_path: Path, limit: int) -> tuple[Concurrency, Concurrency, SharedCounters]:
+    """Two serving processes' pools over one file (both in this process, each its slot)."""
+    primary = SharedCounters.create(tmp_path / "counters", 2)
+    worker = SharedCounters.attach(tmp_path / "counters", 1)
+    return Concurrency(limit, primary), Concurrency(limit, worker), primary
+
+
+def test_shared_pool_refuses_at_the_account_total(tmp_path: Path) -> None:
+    first, second, counters = shared_pools(tmp_path, 3)
+    assert first.acquire("a") is True
+    assert first.acquire("a") is True
+    assert second.acquire("b") is True
+    with pytest.raises(TooManyRequests) as caught:
+        second.acquire("b")
+    with pytest.raises(TooManyRequests) as caught_first:
+        first.acquire("c")
+    for refused in (caught, caught_first):
+        assert refused.value.status == 429
+        assert refused.value.message == "Rate Exceeded."
+        assert refused.value.fields == {
+            "Reason": "ConcurrentInvocationLimitExceeded",
+            "Type": "User",
+        }
+    # A refusal leaves nothing published behind it.
+    assert counters.others_in_flight() == 1
+    assert (first.in_flight, second.in_flight) == (2, 1)
+
+
+def test_shared_pool_release_frees_a_slot_for_the_other_process(tmp_path: Path) -> None:
+    first, second, counters = shared_pools(tmp_path, 2)
+    unreserved = first.acquire("a")
+    second.acquire("b")
+    with pytest.raises(TooManyRequests):
+        second.acquire("b")
+    first.release("a", unreserved)
+    assert second.acquire("b") is True
+    assert counters.others_in_flight() == 2
+    assert first.in_flight == 0
+
+
+def test_shared_pool_leaves_reserved_functions_alone(tmp_path: Path) -> None:
+    first, second, counters = shared_pools(tmp_path, UNRESERVED_MIN + 2)
+    for pool in (first, second):  # every process knows the reservations
+        pool.reserve("r", 2)
+    for i in range(UNRESERVED_MIN):
+        (first if i % 2 else second).acquire(f"f{i}")
+    with pytest.raises(TooManyRequests):
+        first.acquire("one-too-many")
+    assert first.acquire("r") is False  # its own two, whatever the pool does
+    assert first.acquire("r") is False
+    with pytest.raises(TooManyRequests) as caught:
+        first.acquire("r")
+    assert throttle_reason(caught) == "ReservedFunctionConcurrentInvocationLimitExceeded"
+    first.release("r", False)
+    assert counters.others_in_flight() == UNRESERVED_MIN // 2  # reserved runs unpublished
+    assert first.in_flight == UNRESERVED_MIN // 2 + 1
+
+
+def test_a_contender_waiting_for_the_lock_does_not_make_the_last_slot_refused(
+    tmp_path: Path,
+) -> None:
+    first, second, _ = shared_pools(tmp_path, 2)
+    first.acquire("a")
+    # The other process has published its attempt at the last slot and waits for the
+    # lock, as it would on seeing this one's attempt (a second view of its slot stands
+    # in for it). This process is refused...
+    contender = SharedCounters.attach(tmp_path / "counters", 1)
+    contender.publish_in_flight(1)
+    with pytest.raises(TooManyRequests):
+        first.acquire("a")
+    contender.publish_in_flight(0)
+    contender.close()
+    # ...and withdrew its own attempt as it refused, so the contender finds the slot free.
+    assert second.acquire("b") is True
+
+
+HAMMER = """
+import random, sys, time
+from pathlib import Path
+from lamina.errors import TooManyRequests
+from lamina.invocation.concurrency import Concurrency
+from lamina.serving.shared import SharedCounters
+
+path, audit_path, slot, limit = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+pool = Concurrency(limit, SharedCounters.attach(path, slot))
+# What this process holds, published after admission and withdrawn before release: the
+# sum over processes never exceeds what was really admitted.
+audit = SharedCounters.attach(audit_path, slot)
+rng = random.Random(slot)
+held = admitted = refused = most = 0
+deadline = time.monotonic() + 1.5
+while time.monotonic() < deadline:
+    if held and rng.random() < 0.45:
+        held -= 1
+        audit.publish_in_flight(held)
+        pool.release("f", True)
+        continue
+    try:
+        pool.acquire("f")
+    except TooManyRequests:
+        refused += 1
+        continue
+    held += 1
+    admitted += 1
+    audit.publish_in_flight(held)
+    most = max(most, held + audit.others_in_flight())
+print(most, admitted, refused)
+"""
+
+
+def test_processes_hammering_one_small_limit_never_exceed_it(tmp_path: Path) -> None:
+    limit, workers = 4, 3
+    counters = SharedCounters.create(tmp_path / "counters", workers + 1)
+    audit = SharedCounters.create(tmp_path / "audit", workers + 1)
+    argv = [str(tmp_path / "counters"), str(tmp_path / "audit")]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", HAMMER, *argv, str(slot), str(limit)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for slot in range(1, workers + 1)
+    ]
+    results = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0
+        results.append([int(n) for n in out.split()])
+    most = max(r[0] for r in results)
+    assert 1 <= most <= limit
+    assert sum(r[1] for r in results) > 0 and sum(r[2] for r in results) > 0
+    counters.close()
+    audit.close()

@@ -1,0 +1,1 @@
+"""Serving the Invoke API from more than one OS process on one port."""

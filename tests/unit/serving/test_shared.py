@@ -1,0 +1,160 @@
+"""SharedCounters: the file, its validation, and counts seen across real processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from lamina.serving.shared import SharedCounters
+
+
+def run_python(code: str, *args: str) -> str:
+    """Run `code` in a fresh interpreter (another process mapping the same file)."""
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout
+
+
+def test_create_makes_a_private_zeroed_file(tmp_path: Path) -> None:
+    path = tmp_path / "counters"
+    path.write_bytes(b"stale from an earlier run")
+    primary = SharedCounters.create(path, 3)
+    try:
+        assert os.stat(path).st_mode & 0o777 == 0o600
+        assert (primary.slot, primary.processes) == (0, 3)
+        assert primary.generation() == 0
+        assert (primary.others_in_flight(), primary.others_memory_mb()) == (0, 0)
+    finally:
+        primary.close()
+        primary.close()  # twice is fine
+
+
+def test_create_needs_at_least_one_process(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        SharedCounters.create(tmp_path / "counters", 0)
+
+
+def test_attach_validates_the_file_and_the_slot(tmp_path: Path) -> None:
+    path = tmp_path / "counters"
+    with pytest.raises(FileNotFoundError):
+        SharedCounters.attach(path, 1)
+    path.write_bytes(b"short")
+    with pytest.raises(ValueError, match="too short"):
+        SharedCounters.attach(path, 1)
+    path.write_bytes(bytes(4096))
+    with pytest.raises(ValueError, match="bad magic"):
+        SharedCounters.attach(path, 1)
+    primary = SharedCounters.create(path, 2)
+    try:
+        with pytest.raises(ValueError, match=r"slot 2 is out of range: .* has 2 slots"):
+            SharedCounters.attach(path, 2)
+        with pytest.raises(ValueError, match="out of range"):
+            SharedCounters.attach(path, -1)
+        worker = SharedCounters.attach(path, 1)
+        assert (worker.slot, worker.processes) == (1, 2)
+        worker.close()
+    finally:
+        primary.close()
+
+
+def test_others_sums_leave_out_the_own_slot(tmp_path: Path) -> None:
+    path = tmp_path / "counters"
+    primary = SharedCounters.create(path, 3)
+    one, two = SharedCounters.attach(path, 1), SharedCounters.attach(path, 2)
+    try:
+        primary.publish_in_flight(1)
+        one.publish_in_flight(10)
+        two.publish_in_flight(100)
+        primary.publish_memory_mb(128)
+        one.publish_memory_mb(256)
+        two.publish_memory_mb(1024)
+        assert (primary.others_in_flight(), one.others_in_flight()) == (110, 101)
+        assert two.others_in_flight() == 11
+        assert (primary.others_memory_mb(), two.others_memory_mb()) == (1280, 384)
+        one.claim(4242)
+        assert primary.pid(1) == 4242
+    finally:
+        for counters in (primary, one, two):
+            counters.close()
+
+
+def test_clear_zeroes_a_dead_workers_row(tmp_path: Path) -> None:
+    path = tmp_path / "counters"
+    primary = SharedCounters.create(path, 3)
+    one, two = SharedCounters.attach(path, 1), SharedCounters.attach(path, 2)
+    try:
+        for counters, n in ((one, 5), (two, 7)):
+            counters.claim(1000 + n)
+            counters.publish_in_flight(n)
+            counters.publish_memory_mb(n * 128)
+        primary.clear(1)
+        assert (primary.others_in_flight(), primary.others_memory_mb()) == (7, 7 * 128)
+        assert (primary.pid(1), primary.pid(2)) == (0, 1007)
+        with pytest.raises(ValueError, match="out of range"):
+            primary.clear(3)
+    finally:
+        for counters in (primary, one, two):
+            counters.close()
+
+
+def test_generation_and_counts_are_seen_by_another_process(tmp_path: Path) -> None:
+    path = tmp_path / "counters"
+    primary = SharedCounters.create(path, 2)
+    try:
+        assert primary.bump() == 1
+        assert primary.bump() == 2
+        primary.publish_in_flight(3)
+        primary.publish_memory_mb(512)
+        seen = run_python(
+            """
+            import os, sys
+            from pathlib import Path
+            from lamina.serving.shared import SharedCounters
+            worker = SharedCounters.attach(Path(sys.argv[1]), 1)
+            worker.claim(os.getpid())
+            worker.publish_in_flight(4)
+            worker.publish_memory_mb(256)
+            print(worker.generation(), worker.others_in_flight(), worker.others_memory_mb())
+            worker.close()
+            """,
+            str(path),
+        )
+        assert seen.split() == ["2", "3", "512"]
+        assert (primary.others_in_flight(), primary.others_memory_mb()) == (4, 256)
+        assert primary.pid(1) not in (0, os.getpid())
+    finally:
+        primary.close()
+
+
+def test_locked_excludes_another_process(tmp_path: Path) -> None:
+    path = tmp_path / "counters"
+    primary = SharedCounters.create(path, 2)
+    try:
+        with primary.locked():
+            held = run_python(
+                """
+                import fcntl, os, sys
+                fd = os.open(sys.argv[1], os.O_RDWR)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    print("taken")
+                except BlockingIOError:
+                    print("held")
+                """,
+                str(path),
+            )
+        assert held.strip() == "held"
+        with primary.locked():  # and it was given back
+            pass
+    finally:
+        primary.close()
