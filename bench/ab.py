@@ -89,6 +89,10 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE",
+        help="a setting for this checkout's server only (e.g. LAMINA_WORKERS=2)",
+    )  # fmt: skip
     args = parser.parse_args()
     rev = subprocess.run(
         ["git", "rev-parse", "--short", args.base], cwd=HERE.parent, check=True,
@@ -96,7 +100,8 @@ def main() -> None:
     ).stdout.strip()  # fmt: skip
     base_src = base_tree(rev) / "src"
     with contextlib.ExitStack() as stack:
-        this = Side("this", stack.enter_context(Lamina()))
+        this_env = dict(pair.split("=", 1) for pair in args.env)
+        this = Side("this", stack.enter_context(Lamina(this_env)))
         base = Side(rev, stack.enter_context(Lamina({"PYTHONPATH": str(base_src)})))
         for side in (this, base):
             side.prepare()
@@ -130,7 +135,8 @@ def render(this: Side, base: Side, args: argparse.Namespace) -> str:
             f"## Warm invoke, this checkout against {base.name} (`ab.py`)",
             "",
             f"wrk at {args.connections} connections, {args.rounds} rounds of {args.seconds:g} s "
-            "per server, alternating; medians. Handler `return {}`, 1769 MB.",
+            "per server, alternating; medians. Handler `return {}`, 1769 MB."
+            + (f" This checkout with {', '.join(args.env)}." if args.env else ""),
             "",
             *rows,
             "",

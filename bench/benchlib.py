@@ -176,7 +176,21 @@ class Lamina:
         self.role = self._execution_role()
         # the zygote starts in the background: wait for it so the first sample is fair
         self.wait_zygote()
+        self.wait_workers()
         return self
+
+    def wait_workers(self, timeout: float = 60) -> None:
+        """With LAMINA_WORKERS, the workers start after the primary: wait for them all."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            conn.request("GET", "/health")
+            workers = json.loads(conn.getresponse().read()).get("workers")
+            conn.close()
+            if workers is None or workers["ready"] == workers["expected"]:
+                return
+            time.sleep(0.1)
+        raise SystemExit("lamina's workers did not come up")
 
     def _execution_role(self) -> str:
         """An execution role that trusts lambda.amazonaws.com, where lamina checks roles."""

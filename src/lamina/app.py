@@ -13,6 +13,7 @@ import gc
 import hashlib
 import hmac
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -44,7 +45,7 @@ from lamina.invocation.dispatcher import Dispatcher
 from lamina.invocation.event_queue import AsyncEvent, EventQueue
 from lamina.invocation.event_queue import metadata as queue_metadata
 from lamina.invocation.invoker import Invoker
-from lamina.protocols.http_direct import DirectHandler
+from lamina.protocols.http_direct import DirectHandler, via_unix_socket
 from lamina.protocols.router import AwsRouter, ServiceBinding
 from lamina.services.lambda_.code_signing import CodeSigning
 from lamina.services.lambda_.code_urls import CodeUrls
@@ -55,6 +56,9 @@ from lamina.services.lambda_.shapes import Shapes
 from lamina.services.logs import LogsService
 from lamina.services.operations import OperationTable
 from lamina.services.signer import SignerService, iam_access
+from lamina.serving.shared import SharedCounters
+from lamina.serving.supervisor import Workers
+from lamina.serving.worker import INTERNAL
 from lamina.settings import Settings
 from lamina.signing.configs import ConfigStore
 from lamina.signing.profiles import ProfileStore
@@ -87,6 +91,10 @@ class Platform:
     gateway: ASGIApp | None = None
     sandbox: Sandbox | None = None
     audit: AuditEndpoint | None = None
+    # What an environment of `name`:`version` is given (its role's credentials, ...),
+    # asked for by workers, whose environments start without the primary's IAM.
+    function_environment: Callable[[str, str], Awaitable[dict[str, str]]] | None = None
+    workers: Workers | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def close(self) -> None:
@@ -111,6 +119,12 @@ async def start_platform(settings: Settings) -> Platform:
     closers: list[Callable[[], Awaitable[None]]] = [
         engine.dispose, logs_engine.dispose, audit_engine.dispose,
     ]  # fmt: skip
+    # With workers (serving/), the counts every serving process shares; the primary's slot is 0.
+    shared = None
+    if settings.workers > 1:
+        shared = SharedCounters.create(data / "run" / "serving.shm", settings.workers)
+        shared.claim(os.getpid())
+        closers.insert(0, _async(shared.close))
     audit = AuditLog(audit_engine)
     await audit.start()
     closers.append(audit.close)  # closed late: calls answered during shutdown are kept
@@ -163,7 +177,7 @@ async def start_platform(settings: Settings) -> Platform:
     budget = settings.memory_budget_mb or default_budget_mb()
     reserve = settings.memory_reserve_mb if settings.memory_reserve_mb >= 0 else None
     capacity = Capacity(
-        budget, settings.scale_burst, settings.scale_rate_per_s, reserve_mb=reserve
+        budget, settings.scale_burst, settings.scale_rate_per_s, reserve_mb=reserve, shared=shared
     )
     pool = EnvironmentPool(
         facts,
@@ -181,13 +195,15 @@ async def start_platform(settings: Settings) -> Platform:
     closers.append(fleets.close)
 
     repo = FunctionRepository(engine, sealer=identity.env_cipher)
+    if shared is not None:
+        repo.on_commit = shared.bump  # workers read the functions again
     blobs = LocalBlobStore(data / "blobs")
     registry = FunctionRegistry(repo, blobs, data / "code", shapes.arn)
     await registry.load()
     policies = FunctionPolicies(registry, repo.save_policy, shapes)
     policies.load(await repo.load_policies())
     closers.append(registry.close)
-    concurrency = Concurrency(settings.concurrency_limit)
+    concurrency = Concurrency(settings.concurrency_limit, shared=shared)
     fn_settings = FunctionSettings(registry, repo, concurrency, shapes.arn, provisioned=fleets)
     fn_settings.load()
 
@@ -224,7 +240,7 @@ async def start_platform(settings: Settings) -> Platform:
     queue.start()
     closers.append(queue.close)
     holder: list[Dispatcher] = []
-    invoke_api = InvokeApi(registry, fn_settings, invoker, queue, lambda: holder[0])
+    invoke_api = InvokeApi(registry, invoker, queue, lambda: holder[0])
 
     def policy(event: AsyncEvent) -> Any:
         try:
@@ -296,6 +312,17 @@ async def start_platform(settings: Settings) -> Platform:
     )  # fmt: skip
     gateway, platform.gateway = await _start_gateway(settings, engine, creds, lookup_secret, closers)
     gateway_holder.append(gateway)
+
+    async def function_environment(name: str, version: str) -> dict[str, str]:
+        config = registry.config(name, version)
+        return await _function_environment(config, identity, gateway_holder, settings)
+
+    platform.function_environment = function_environment
+    if shared is not None:
+        workers = Workers(settings, shared, sandbox.protections.cgroups, creds.secret_access_key)
+        logs.flush_others = workers.flush_logs
+        platform.workers = workers
+        closers.append(workers.close)  # stopped first: their calls may need the rest
     return platform
 
 
@@ -399,7 +426,10 @@ class LaminaApp:
         if scope["type"] != "http" or self.platform is None:
             return
         path: str = scope["path"]
-        if path == "/health":
+        # Only on the primary's Unix socket: workers ask there.
+        if path.startswith(INTERNAL) and via_unix_socket(scope):
+            await self._internal(scope, receive, send, path[len(INTERNAL) :])
+        elif path == "/health":
             await _json(send, 200, self._health())
         elif path.startswith("/_lamina/code/"):
             await self._code(scope, send, path.rsplit("/", 1)[-1])
@@ -431,6 +461,7 @@ class LaminaApp:
             "region": self.settings.region,
             "runtimes": self.platform.runtimes,
             "sandbox": self.platform.sandbox.describe() if self.platform.sandbox else None,
+            **({"workers": self.platform.workers.describe()} if self.platform.workers else {}),
         }
 
     async def _environments(self, scope: Scope, send: Send) -> None:
@@ -443,8 +474,36 @@ class LaminaApp:
             await _json(send, 403, {"message": "Send the root secret as 'Authorization: Bearer <secret>'."})
             return
         rows = self.platform.pool.describe()
+        if self.platform.workers is not None:
+            rows += await self.platform.workers.environments()
         total = {k: sum(int(str(r[k])) for r in rows) for k in ("rss_kb", "pss_kb", "uss_kb")}
         await _json(send, 200, {"environments": rows, "count": len(rows), "total": total})
+
+    async def _internal(self, scope: Scope, receive: Receive, send: Send, call: str) -> None:
+        """What a worker asks of the primary (serving/worker.py)."""
+        assert self.platform is not None
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(b"authorization", b"").decode("latin-1")
+        if not hmac.compare_digest(given, f"Bearer {self.platform.credentials.secret_access_key}"):
+            await _json(send, 403, {"message": "Send the root secret as 'Authorization: Bearer <secret>'."})
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        if call != "function-environment" or self.platform.function_environment is None:
+            await _json(send, 404, {"message": f"No internal call {call!r}."})
+            return
+        try:
+            asked = orjson.loads(body)
+            env = await self.platform.function_environment(str(asked["name"]), str(asked["version"]))
+        except Exception as exc:
+            log.exception("a worker's function-environment call failed")
+            await _json(send, 500, {"message": str(exc)})
+            return
+        await _json(send, 200, env)
 
     async def _code(self, scope: Scope, send: Send, digest: str) -> None:
         assert self.platform is not None
@@ -479,6 +538,9 @@ class LaminaApp:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 _announce(self.settings, self.platform)
+                if self.platform.workers is not None:
+                    # In the background: they start once the primary answers on its socket.
+                    self.platform.workers.start()
                 # What start-up built lives as long as the server (botocore's models,
                 # policies, the app): out of the collector's sight, a full collection
                 # walks only what requests leave behind, not ~150,000 objects.

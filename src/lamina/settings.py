@@ -33,6 +33,16 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _workers(env: Mapping[str, str]) -> int:
+    """LAMINA_WORKERS: a count of serving processes, or `auto` for one per CPU."""
+    if env.get("LAMINA_WORKERS", "").strip().lower() == "auto":
+        return max(1, len(os.sched_getaffinity(0)))
+    count = _int(env, "LAMINA_WORKERS", 1)
+    if count < 1:
+        raise ValueError(f"LAMINA_WORKERS must be at least 1 or 'auto', got {count}")
+    return count
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -80,6 +90,10 @@ class Settings:
     runtime_channel: bool = True
     # Start environments in a sandbox (namespaces, cgroups) as far as the kernel allows.
     sandbox: bool = True
+    # Serving processes on the API port: the primary and workers-1 workers, which serve
+    # Invoke from environments of their own and pass everything else to the primary
+    # (serving/). 1: the primary alone.
+    workers: int = 1
     # Modules each Python zygote imports up front (those an interpreter lacks are skipped).
     zygote_preload: tuple[str, ...] = (
         "json", "decimal", "datetime", "uuid", "base64", "hashlib", "urllib.request",
@@ -133,6 +147,7 @@ class Settings:
             runtime_channel=env.get("LAMINA_RUNTIME_CHANNEL", "1").lower()
             not in ("0", "false", "no", "off"),
             sandbox=env.get("LAMINA_SANDBOX", "1").lower() not in ("0", "false", "no", "off"),
+            workers=_workers(env),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **clean) if clean else settings

@@ -31,6 +31,14 @@ def run_server(settings: Settings) -> None:
     from lamina.protocols.http_direct import direct_protocol
 
     settings = load_config(settings)
+    sockets = None
+    if settings.workers > 1:
+        # Bound here, before the app starts its workers: they bind the same port.
+        from lamina.serving.worker import listening_socket, primary_socket, unix_socket
+
+        api = listening_socket(settings.host, settings.port)
+        settings = dataclasses.replace(settings, port=api.getsockname()[1])
+        sockets = [api, unix_socket(primary_socket(settings.data_dir.resolve()))]
     app = build_app(settings)
     config = uvicorn.Config(
         app,
@@ -50,4 +58,4 @@ def run_server(settings: Settings) -> None:
     )
     server = uvicorn.Server(config)
     # uvicorn picks uvloop only in uvicorn.run(); serving ourselves, we start it here.
-    uvloop.run(server.serve())
+    uvloop.run(server.serve(sockets=sockets))

@@ -63,6 +63,27 @@ class CgroupLayout:
             raise
         return cgroup
 
+    def nested(self, name: str) -> CgroupLayout:
+        """A layout of its own under this one, for another serving process (serving/): its
+        environments' groups, and its sweep at shutdown, stay inside it."""
+        if self.version == 2:
+            assert self.memory is not None
+            group = self.memory / name
+            group.mkdir(exist_ok=True)
+            enabled = _read(self.memory / "cgroup.subtree_control").split()
+            if enabled:
+                _write(group / "cgroup.subtree_control", " ".join("+" + c for c in enabled))
+            return CgroupLayout(
+                2, group, group if self.pids else None, group if self.cpu else None
+            )
+        memory, pids, cpu = (
+            None if parent is None else parent / name for parent in (self.memory, self.pids, self.cpu)
+        )
+        for made in (memory, pids, cpu):
+            if made is not None:
+                made.mkdir(exist_ok=True)
+        return CgroupLayout(1, memory, pids, cpu)
+
     def make(self, name: str) -> EnvironmentCgroup:
         """Make an environment's groups, not sized yet (a stem's: see environments/stems.py)."""
         groups: list[Path] = []

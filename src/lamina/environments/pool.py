@@ -66,6 +66,7 @@ class EnvironmentPool:
             env.stop()
         self._live.clear()
         self._idle.clear()
+        self._publish()
 
     def take_idle(self, config: FunctionConfig) -> Environment | None:
         stack = self._idle.get(config.code_key)
@@ -79,14 +80,16 @@ class EnvironmentPool:
     async def launch(
         self, config: FunctionConfig, initialization: str | None = None
     ) -> Environment:
-        if self._capacity is not None:
-            self._capacity.admit(config, self._live)  # may stop idle ones, or raise 429
         env_id = secrets.token_hex(16)
         spawner, restored = self._spawner, False
         if config.snapshotted and self._snapshots is not None:
             # If the snapshot fails, an ordinary start reports the init error the usual way.
             with contextlib.suppress(SnapshotFailed):
                 spawner, restored = TemplateSpawner(await self._snapshots.ensure(config)), True
+        # Admitted with no await before it joins `_live`: what the pool publishes of its
+        # memory (to other serving processes) always counts it.
+        if self._capacity is not None:
+            self._capacity.admit(config, self._live)  # may stop idle ones, or raise 429
         env = Environment(
             env_id, config, self._logs, self._clock, spawner, restored, self._runtime_channel
         )
@@ -122,6 +125,7 @@ class EnvironmentPool:
             for env in self._idle.pop(key):
                 env.stop()
                 self._live.discard(env)
+        self._publish()
 
     def describe(self) -> list[dict[str, object]]:
         """Every live environment with its state and memory (for `lamina envs`)."""
@@ -181,3 +185,10 @@ class EnvironmentPool:
                     self._idle[key] = keep
                 else:
                     del self._idle[key]
+            self._publish()
+
+    def _publish(self) -> None:
+        """Let other serving processes see the memory this one's environments hold now
+        (a figure left high only refuses more: it is brought down here, not per stop)."""
+        if self._capacity is not None:
+            self._capacity.publish(self._live)

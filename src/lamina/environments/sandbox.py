@@ -32,7 +32,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import orjson
 
@@ -463,9 +463,13 @@ class SandboxedChild:
 
 
 async def probe_sandbox(
-    enabled: bool, python: str = sys.executable, runtime_dirs: Iterable[Path] = ()
+    enabled: bool,
+    python: str = sys.executable,
+    runtime_dirs: Iterable[Path] = (),
+    cgroup_layout: CgroupLayout | Literal["probe"] | None = "probe",
 ) -> Sandbox:
-    """Try each protection once (in a throwaway child process) and return the policy."""
+    """Try each protection once (in a throwaway child process) and return the policy.
+    `cgroup_layout` given: use it (a worker's, inside the primary's: serving/)."""
     if not enabled or not sys.platform.startswith("linux"):
         return Sandbox(False, Protections(), _runtime_dirs(runtime_dirs))
     errors: list[str] = []
@@ -481,7 +485,9 @@ async def probe_sandbox(
             errors.append(f"probe failed: {err.decode(errors='replace').strip()[-300:]}")
     except (OSError, TimeoutError, orjson.JSONDecodeError) as exc:
         errors.append(f"probe failed: {exc}")
-    layout = await asyncio.to_thread(cgroups.probe)
+    layout = (
+        await asyncio.to_thread(cgroups.probe) if cgroup_layout == "probe" else cgroup_layout
+    )
     protections = Protections(
         namespaces=tuple(ns for ns in NAMESPACES if found.get(ns)),
         cgroups=layout,

@@ -63,8 +63,12 @@ class FunctionRegistry:
         # Makes a published version ready before it is Active (SnapStart's snapshot).
         self.prepare_version: Callable[[FunctionConfig], Awaitable[None]] | None = None
 
-    async def load(self) -> None:
+    async def load(self, *, settle: bool = True) -> None:
+        """Read every function; `settle=False` only reads (a serving process other than
+        the primary, which must never write: the primary finishes activations)."""
         self._functions = await self._repo.load_all()
+        if not settle:
+            return
         for fn in self._functions.values():
             if (
                 fn.latest.state is State.PENDING

@@ -51,7 +51,7 @@ class Origin:
     port: int
 
 
-class _Connection(asyncio.Protocol):
+class Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.closed = False
@@ -176,7 +176,7 @@ class _Connection(asyncio.Protocol):
 class Response:
     status: int
     _raw_headers: list[tuple[bytes, bytes]]
-    _connection: _Connection
+    _connection: Connection
     _timeout_s: float
     _headers: dict[str, str] | None = None
 
@@ -200,7 +200,7 @@ class HTTP1Client:
                  ssl_context: ssl.SSLContext | None = None) -> None:
         self._max_idle = max_idle_per_origin
         self._ssl = ssl_context
-        self._idle: dict[Origin, list[_Connection]] = {}
+        self._idle: dict[Origin, list[Connection]] = {}
         # Per URL: its origin and the request head's first lines, parsed once (the
         # gateway calls few distinct URLs, each very often).
         self._targets: dict[tuple[str, str], tuple[Origin, str]] = {}
@@ -213,7 +213,7 @@ class HTTP1Client:
                 connection.close()
         self._idle.clear()
 
-    async def _connect(self, origin: Origin, timeout_s: float) -> _Connection:
+    async def _connect(self, origin: Origin, timeout_s: float) -> Connection:
         loop = asyncio.get_running_loop()
         context: ssl.SSLContext | None = None
         if origin.scheme == "https":
@@ -221,7 +221,7 @@ class HTTP1Client:
         try:
             async with asyncio.timeout(timeout_s):
                 _, protocol = await loop.create_connection(
-                    _Connection, origin.host, origin.port, ssl=context,
+                    Connection, origin.host, origin.port, ssl=context,
                     server_hostname=origin.host if context else None)
         except TimeoutError as exc:
             raise Timeout(f"could not connect to {origin.host}:{origin.port} within "
@@ -231,7 +231,7 @@ class HTTP1Client:
                 from exc
         return protocol
 
-    def _pooled(self, origin: Origin) -> _Connection | None:
+    def _pooled(self, origin: Origin) -> Connection | None:
         idle = self._idle.get(origin)
         while idle:
             connection = idle.pop()
@@ -239,7 +239,7 @@ class HTTP1Client:
                 return connection
         return None
 
-    def _release(self, origin: Origin, connection: _Connection) -> None:
+    def _release(self, origin: Origin, connection: Connection) -> None:
         idle = self._idle.setdefault(origin, [])
         if connection.reusable and not self._closed and len(idle) < self._max_idle:
             idle.append(connection)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import Any, Protocol
 
 import httptools
@@ -35,6 +35,15 @@ from lamina.protocols.wire import HttpResponse
 _log = logging.getLogger(__name__)
 
 Headers = list[tuple[str, str]]
+# The client a serving process forwards a request for (lower case, as parsed).
+FORWARDED_CLIENT = b"x-lamina-client"
+
+
+def via_unix_socket(scope: Mapping[str, Any]) -> bool:
+    """Did an ASGI request come in on a Unix socket (uvicorn: a server address without
+    a port) — from lamina's own serving processes, not the network?"""
+    server = scope.get("server")
+    return isinstance(server, tuple) and server[1] is None
 
 
 class DirectHandler(Protocol):
@@ -89,7 +98,7 @@ class _DirectCycle:
                 (parsed.query or b"").decode("latin-1"),
                 headers,
                 b"".join(self.body),
-                client[0] if client else "",
+                client[0] if client else protocol.forwarded_client(),
             )
         except Exception:
             _log.exception("unhandled error in a direct %s request", self.method)
@@ -146,6 +155,22 @@ class DirectHttpProtocol(HttpToolsProtocol):
     """HttpToolsProtocol that serves `routes.direct(...)` requests without ASGI."""
 
     routes: DirectRoutes  # set on the subclass that `direct_protocol` makes
+    # A connection on lamina's own Unix socket comes from one of its serving processes
+    # (serving/forward.py), which names the client it forwards for in this header. Only
+    # there is it believed: on TCP anyone could send it.
+    _via_unix_socket = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._via_unix_socket = isinstance(transport.get_extra_info("sockname"), str)
+
+    def forwarded_client(self) -> str:
+        if not self._via_unix_socket:
+            return ""
+        for name, value in self.headers:
+            if name == FORWARDED_CLIENT:
+                return value.decode("latin-1")
+        return ""
 
     def on_message_begin(self) -> None:
         # uvicorn builds the request's ASGI scope here (a dict and a copy of the app's
@@ -160,6 +185,8 @@ class DirectHttpProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self.url, self.headers, self.expect_100_continue = url, headers, expect
         self.scope["headers"] = headers
+        if self._via_unix_socket:
+            self.scope["client"] = (self.forwarded_client(), 0)
 
     def on_headers_complete(self) -> None:
         cycle = self._direct_cycle()

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import Column, Float, Integer, LargeBinary, MetaData, String, Table, delete, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from lamina.functions.model import (
     Alias,
@@ -90,6 +91,16 @@ class FunctionRepository:
     def __init__(self, engine: AsyncEngine, sealer: EnvironmentSealer | None = None) -> None:
         self._engine = engine
         self._sealer = sealer
+        # Called after each committed write: other serving processes keep the functions
+        # in memory and reload them when told (serving/shared.py's generation).
+        self.on_commit: Callable[[], object] | None = None
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
+        async with self._engine.begin() as conn:
+            yield conn
+        if self.on_commit is not None:
+            self.on_commit()  # after the commit: a reader told now must find the change
 
     async def _config_bytes(self, config: FunctionConfig) -> bytes:
         """A config as stored: its environment variables sealed, never in plain text."""
@@ -153,7 +164,7 @@ class FunctionRepository:
         }
         stmt = sqlite_insert(functions_table).values(**row)
         stmt = stmt.on_conflict_do_update(index_elements=["name"], set_=row)
-        async with self._engine.begin() as conn:
+        async with self._transaction() as conn:
             await conn.execute(stmt)
             if version is not None:
                 await conn.execute(
@@ -164,7 +175,7 @@ class FunctionRepository:
 
     async def save_version(self, config: FunctionConfig) -> None:
         stored = await self._config_bytes(config)
-        async with self._engine.begin() as conn:
+        async with self._transaction() as conn:
             await conn.execute(
                 versions_table.update()
                 .where(versions_table.c.name == config.name)
@@ -173,7 +184,7 @@ class FunctionRepository:
             )
 
     async def delete_function(self, name: str) -> None:
-        async with self._engine.begin() as conn:
+        async with self._transaction() as conn:
             tables = (
                 versions_table, aliases_table, invoke_configs_table, provisioned_table,
                 policies_table,
@@ -182,7 +193,7 @@ class FunctionRepository:
                 await conn.execute(delete(table).where(table.c.name == name))
 
     async def delete_version(self, name: str, version: str) -> None:
-        async with self._engine.begin() as conn:
+        async with self._transaction() as conn:
             await conn.execute(
                 delete(versions_table)
                 .where(versions_table.c.name == name)
@@ -222,7 +233,7 @@ class FunctionRepository:
             return {(r.name, r.qualifier): orjson.loads(r.data) for r in rows}
 
     async def _remove(self, table: Table, key: str, name: str, second: str) -> None:
-        async with self._engine.begin() as conn:
+        async with self._transaction() as conn:
             await conn.execute(
                 delete(table).where(table.c.name == name).where(table.c[key] == second)
             )
@@ -230,5 +241,5 @@ class FunctionRepository:
     async def _upsert(self, table: Table, key: str, name: str, second: str, data: bytes) -> None:
         stmt = sqlite_insert(table).values(**{"name": name, key: second, "data": data})
         stmt = stmt.on_conflict_do_update(index_elements=["name", key], set_={"data": data})
-        async with self._engine.begin() as conn:
+        async with self._transaction() as conn:
             await conn.execute(stmt)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import ClassVar
 
 from sqlalchemy import MetaData, delete, select
@@ -59,6 +59,10 @@ class LogStore:
         self._buffer = LogBuffer(engine, self.now_ms, linger_s, max_buffered_events)
         self._expiry_interval_s = expiry_interval_s
         self._expiry_task: asyncio.Task[None] | None = None
+        # Other serving processes' buffers (serving/): written before a read, so that a
+        # reader sees every process's events; with `True`, their cached stream ids are
+        # forgotten too (after a delete).
+        self.flush_others: Callable[[bool], Awaitable[None]] | None = None
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -99,6 +103,15 @@ class LogStore:
         """Write everything appended before this call."""
         await self._buffer.flush()
 
+    async def _flush_all(self) -> None:
+        await self.flush()
+        if self.flush_others is not None:
+            await self.flush_others(False)
+
+    def forget_streams(self) -> None:
+        """Drop cached stream ids (another process deleted streams)."""
+        self._buffer.forget_streams()
+
     async def _expire_periodically(self) -> None:
         while True:
             try:
@@ -138,13 +151,15 @@ class LogStore:
             raise already_exists("log group") from exc
 
     async def delete_group(self, name: str) -> None:
-        await self.flush()  # or buffered events would re-create the group just deleted
+        await self._flush_all()  # or buffered events would re-create the group just deleted
         self._buffer.forget_streams()
         async with self._engine.begin() as conn:
             group_id = await find_group(conn, name)
             await conn.execute(delete(log_events).where(log_events.c.group_id == group_id))
             await conn.execute(delete(log_streams).where(log_streams.c.group_id == group_id))
             await conn.execute(delete(log_groups).where(log_groups.c.id == group_id))
+        if self.flush_others is not None:
+            await self.flush_others(True)
 
     async def create_stream(self, group: str, stream: str) -> None:
         check_stream_name(stream)
@@ -170,13 +185,15 @@ class LogStore:
             )
 
     async def delete_stream(self, group: str, stream: str) -> None:
-        await self.flush()
+        await self._flush_all()
         self._buffer.forget_streams()
         async with self._engine.begin() as conn:
             group_id, stream_id = await find_stream(conn, group, stream)
             await conn.execute(delete(log_events).where(log_events.c.stream_id == stream_id))
             await conn.execute(delete(log_streams).where(log_streams.c.id == stream_id))
             await log_catalog.recount_group(conn, group_id)
+        if self.flush_others is not None:
+            await self.flush_others(True)
 
     async def describe_groups(
         self,
@@ -201,7 +218,7 @@ class LogStore:
         limit: int = 50,
         token: str | None = None,
     ) -> tuple[list[LogStream], str | None]:
-        await self.flush()
+        await self._flush_all()
         async with self._engine.connect() as conn:
             group_id = await find_group(conn, group)
             return await log_catalog.list_streams(
@@ -220,7 +237,7 @@ class LogStore:
         limit: int | None = None,
         token: str | None = None,
     ) -> tuple[list[LogEvent], str, str]:
-        await self.flush()
+        await self._flush_all()
         async with self._engine.connect() as conn:
             _group_id, stream_id = await find_stream(conn, group, stream)
             return await read_stream(
@@ -244,7 +261,7 @@ class LogStore:
                 "logStreamNames and logStreamNamePrefix cannot both be specified."
             )
         pattern = parse_filter_pattern(filter_pattern)
-        await self.flush()
+        await self._flush_all()
         async with self._engine.connect() as conn:
             group_id = await find_group(conn, group)
             stream_ids = None

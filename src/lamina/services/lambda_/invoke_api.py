@@ -17,9 +17,10 @@ from lamina.errors import (
     RequestTooLarge,
     ResourceConflict,
     ResourceNotFound,
+    ServiceError,
     TooManyRequests,
 )
-from lamina.functions.aliases import FunctionSettings, route
+from lamina.functions.aliases import route
 from lamina.functions.model import State
 from lamina.functions.registry import FunctionRegistry
 from lamina.functions.validation import parse_function_ref
@@ -49,14 +50,14 @@ class InvokeApi:
     def __init__(
         self,
         registry: FunctionRegistry,
-        settings: FunctionSettings,
         invoker: Invoker,
-        queue: EventQueue,
-        dispatcher: Callable[[], Dispatcher],
+        queue: EventQueue | None = None,
+        dispatcher: Callable[[], Dispatcher] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """Without a queue and dispatcher (a worker: serving/worker.py) only RequestResponse
+        and DryRun are served; a worker never passes an Event on to this."""
         self._registry = registry
-        self._settings = settings
         self._invoker = invoker
         self._queue = queue
         self._dispatcher = dispatcher
@@ -80,6 +81,8 @@ class InvokeApi:
         if kind == "DryRun":
             return {"StatusCode": 204, "Payload": b""}
         if kind == "Event":
+            if self._queue is None or self._dispatcher is None:
+                raise ServiceError("This process does not take asynchronous invocations.")
             event_id = ctx.request_id  # the 202's request id names the invocation, as in Lambda
             event = AsyncEvent(event_id, ref.name, ref.qualifier, payload, self._clock())
             await self._queue.enqueue(event)  # durable before the 202

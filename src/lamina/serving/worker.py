@@ -1,0 +1,523 @@
+"""A worker: a second serving process on the API port that takes Invoke off the primary.
+
+One event loop in Python saturates at ~2,400 warm invokes/s on a 2-core machine
+(docs/warm-path.md); more serving processes share the port (SO_REUSEPORT, so the
+kernel spreads connections over them) and each runs invocations on environments of
+its own. A worker is deliberately narrow. It serves a request itself only when it can
+decide it exactly as the primary would:
+
+- an `Invoke` (RequestResponse) signed with the root credentials (root needs no IAM
+  evaluation, and the worker holds no IAM state);
+- of a function it knows, Active, without reserved concurrency (counted exactly by the
+  primary alone), provisioned concurrency on the qualifier or SnapStart (those
+  environments are the primary's).
+
+Everything else is forwarded to the primary (serving/forward.py): the control plane,
+other signers, async invokes, every other service, the gateway. The functions are read
+from the database and read again whenever the primary's generation moves (it bumps it
+after every committed change of a function: serving/shared.py); the account's
+concurrency and the node's memory budget are counted across processes there too. An
+environment's role credentials and gateway key come from the primary, which is where
+calls signed with them are checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import logging
+import os
+import pickle
+import re
+import signal
+import socket
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+import orjson
+
+from lamina.environments.capacity import Capacity, default_budget_mb
+from lamina.environments.cgroups import CgroupLayout
+from lamina.environments.colocation import CoLocation
+from lamina.environments.interpreters import discover
+from lamina.environments.launcher import HostFacts
+from lamina.environments.pool import EnvironmentPool
+from lamina.environments.runtime_lib import lend_runtime_libraries
+from lamina.environments.sandbox import interpreter_prefixes, probe_sandbox
+from lamina.environments.spawn import ConfinedExecSpawner, ZygoteSpawner
+from lamina.errors import LaminaError
+from lamina.functions.model import LATEST, FunctionConfig, State, UpdateStatus
+from lamina.functions.registry import FunctionRegistry
+from lamina.functions.validation import parse_function_ref
+from lamina.invocation.concurrency import Concurrency
+from lamina.invocation.invoker import Invoker
+from lamina.protocols.http_direct import DirectHandler, via_unix_socket
+from lamina.protocols.router import AwsRouter, ServiceBinding
+from lamina.protocols.sigv4 import SigV4Verifier
+from lamina.protocols.wire import HttpResponse
+from lamina.secrets import Envelope, EnvironmentCipher, KeyStore, load_or_create_master_key
+from lamina.services.lambda_.invoke_api import InvokeApi
+from lamina.services.lambda_.shapes import Shapes
+from lamina.services.operations import OperationTable
+from lamina.serving.forward import Forwarder
+from lamina.serving.shared import SharedCounters
+from lamina.settings import Settings
+from lamina.storage.blobs import LocalBlobStore
+from lamina.storage.credentials import load_or_create
+from lamina.storage.database import open_database, sqlite_url
+from lamina.storage.functions import FunctionRepository
+from lamina.telemetry.logstore import LogStore
+
+Scope = MutableMapping[str, Any]
+log = logging.getLogger("lamina.worker")
+
+# What the primary hands a worker, in its environment (serving/supervisor.py).
+SETTINGS_VAR = "LAMINA_WORKER_SETTINGS"
+SLOT_VAR = "LAMINA_WORKER_SLOT"
+CGROUPS_VAR = "LAMINA_WORKER_CGROUPS"
+
+INVOKE_PATH = re.compile(r"/2015-03-31/functions/([^/]+)/invocations")
+INTERNAL = "/_lamina/internal/"
+SOCKET_PATH_MAX = 100
+
+
+def primary_socket(data_dir: Path) -> Path:
+    """The primary's Unix socket, that workers forward to."""
+    return _socket_path(data_dir, "primary.sock")
+
+
+def worker_socket(data_dir: Path, slot: int) -> Path:
+    """A worker's own Unix socket, on which the primary asks it things."""
+    return _socket_path(data_dir, f"worker-{slot}.sock")
+
+
+def _socket_path(data_dir: Path, name: str) -> Path:
+    path = data_dir / "run" / name
+    if len(str(path)) < SOCKET_PATH_MAX:
+        return path
+    # A Unix socket's path has room for 107 bytes: a deep data dir gets a short folder
+    # of its own in the temporary directory, named after it.
+    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"lamina-{digest}" / name
+
+
+def encode_settings(settings: Settings) -> str:
+    # The gateway's configuration stays with the primary, which alone serves it.
+    return base64.b64encode(pickle.dumps(replace(settings, config={}, config_env={}))).decode()
+
+
+def decode_settings(text: str) -> Settings:
+    settings = pickle.loads(base64.b64decode(text))
+    if not isinstance(settings, Settings):
+        raise ValueError(f"{SETTINGS_VAR} does not hold lamina's settings")
+    return settings
+
+
+def encode_cgroups(layout: CgroupLayout | None) -> str:
+    if layout is None:
+        return ""
+    paths = [str(p) if p is not None else None for p in (layout.memory, layout.pids, layout.cpu)]
+    return orjson.dumps({"version": layout.version, "paths": paths}).decode()
+
+
+def decode_cgroups(text: str) -> CgroupLayout | None:
+    if not text:
+        return None
+    data = orjson.loads(text)
+    memory, pids, cpu = (Path(p) if p else None for p in data["paths"])
+    return CgroupLayout(int(data["version"]), memory, pids, cpu)
+
+
+@dataclass(slots=True)
+class WorkerPlatform:
+    slot: int
+    root_key: str
+    root_secret: str
+    shared: SharedCounters
+    forwarder: Forwarder
+    registry: FunctionRegistry
+    concurrency: Concurrency
+    pool: EnvironmentPool
+    logs: LogStore
+    aws: AwsRouter
+    generation: int = -1
+    reloading: asyncio.Lock = field(default_factory=asyncio.Lock)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        for closer in reversed(self.closers):
+            with contextlib.suppress(Exception):
+                await closer()
+
+    async def fresh(self) -> None:
+        """Read the functions again if the primary changed any since the last read."""
+        if self.shared.generation() == self.generation:
+            return
+        async with self.reloading:
+            seen = self.shared.generation()
+            if seen == self.generation:
+                return  # another request reloaded them while this one waited
+            before = set(self.registry.names())
+            await self.registry.load(settle=False)
+            self._settle_reservations()
+            for name in before | set(self.registry.names()):
+                self._retire_stale(name)
+            self.generation = seen
+
+    def _settle_reservations(self) -> None:
+        for name in self.registry.names():
+            reserved = self.registry.get(name).reserved_concurrency
+            self.concurrency.unreserve(name)
+            if reserved is not None:
+                with contextlib.suppress(LaminaError):
+                    self.concurrency.reserve(name, reserved)
+
+    def _retire_stale(self, name: str) -> None:
+        try:
+            fn = self.registry.get(name)
+        except LaminaError:
+            self.pool.retire(name)  # deleted: none of its environments is wanted
+            return
+        wanted = {fn.latest.code_key} | {v.code_key for v in fn.versions.values()}
+        self.pool.retire(name, keep=lambda c: c.code_key in wanted)
+
+    def servable(self, name: str, qualifier: str | None) -> bool:
+        """May this worker run `name`:`qualifier` exactly as the primary would?"""
+        try:
+            fn = self.registry.get(name)
+        except LaminaError:
+            return False  # unknown here: the primary answers (404, or it is new)
+        if fn.reserved_concurrency is not None:
+            return False
+        if qualifier is not None and qualifier in fn.provisioned:
+            return False
+        alias = fn.aliases.get(qualifier) if qualifier is not None else None
+        versions = [alias.version, *alias.weights] if alias else [qualifier or LATEST]
+        for version in versions:
+            try:
+                config = self.registry.config(name, version)
+            except LaminaError:
+                return False
+            if not _ready(config):
+                return False
+        return True
+
+
+def _ready(config: FunctionConfig) -> bool:
+    return (
+        config.state is State.ACTIVE
+        and config.last_update_status is not UpdateStatus.IN_PROGRESS
+        and not config.snapshotted
+    )
+
+
+class WorkerApp:
+    """The worker's ASGI app and direct routes (protocols/http_direct.py)."""
+
+    def __init__(self, settings: Settings, slot: int, cgroups: CgroupLayout | None) -> None:
+        self.settings = settings
+        self.slot = slot
+        self.cgroups = cgroups
+        self.platform: WorkerPlatform | None = None
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        platform = self.platform
+        if platform is None or scope["type"] != "http":
+            return
+        # Only on the worker's own Unix socket: the primary's questions.
+        if via_unix_socket(scope) and scope["path"].startswith(INTERNAL):
+            await self._internal(platform, scope, send)
+            return
+        await platform.forwarder.asgi(scope, receive, send)
+
+    def direct(self, method: str, path: str) -> tuple[DirectHandler, int] | None:
+        platform = self.platform
+        if platform is None or path.startswith(INTERNAL):
+            return None
+        return self._serve, platform.aws.max_body_bytes
+
+    async def _serve(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        source_ip: str,
+    ) -> HttpResponse:
+        platform = self.platform
+        assert platform is not None
+        if await self._claims(platform, method, path, query, headers):
+            return await platform.aws.direct(method, path, query, headers, body, source_ip)
+        return await platform.forwarder.whole(method, path, query, headers, body, source_ip)
+
+    async def _claims(
+        self,
+        platform: WorkerPlatform,
+        method: str,
+        path: str,
+        query: str,
+        headers: list[tuple[str, str]],
+    ) -> bool:
+        if method != "POST":
+            return False
+        match = INVOKE_PATH.fullmatch(path)
+        if match is None:
+            return False
+        signed_by_root = False
+        for name, value in headers:
+            lower = name.lower()
+            if lower == "authorization":
+                signed_by_root = value.startswith(platform.root_key)
+            elif lower == "x-amz-invocation-type":
+                if value != "RequestResponse":
+                    return False
+            elif lower == "x-amz-security-token":
+                return False
+        if not signed_by_root:
+            return False
+        qualifier = parse_qs(query).get("Qualifier", [None])[0] if query else None
+        try:
+            ref = parse_function_ref(unquote(match[1]), qualifier)
+        except LaminaError:
+            return False  # the primary refuses it, in its words
+        await platform.fresh()
+        return platform.servable(ref.name, ref.qualifier)
+
+    async def _internal(self, platform: WorkerPlatform, scope: Scope, send: Any) -> None:
+        path = scope["path"][len(INTERNAL) :]
+        if path == "flush-logs":
+            await platform.logs.flush()
+            if scope.get("query_string") == b"forget=1":
+                platform.logs.forget_streams()
+            body: Any = {"flushed": True}
+        elif path == "environments":
+            body = {"environments": platform.pool.describe()}
+        else:
+            body = {"message": f"no such internal call: {path}"}
+        payload = orjson.dumps(body)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200 if "message" not in body else 404,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    self.platform = await start_worker(self.settings, self.slot, self.cgroups)
+                except Exception as exc:
+                    log.exception("lamina worker %d failed to start", self.slot)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self.platform is not None:
+                    await self.platform.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def start_worker(
+    settings: Settings, slot: int, cgroups: CgroupLayout | None
+) -> WorkerPlatform:
+    data = settings.data_dir.resolve()
+    creds = load_or_create(data, settings.access_key_id, settings.secret_access_key)
+    shared = SharedCounters.attach(data / "run" / "serving.shm", slot)
+    shared.claim(os.getpid())
+    closers: list[Callable[[], Awaitable[None]]] = [_async(shared.close)]
+    engine = await open_database(sqlite_url(data / "lamina.db"))
+    logs_engine = await open_database(sqlite_url(data / "logs.db"), durable=False)
+    closers += [engine.dispose, logs_engine.dispose]
+    logs = LogStore(logs_engine)
+    await logs.start()
+    closers.append(logs.close)
+
+    master = load_or_create_master_key(data, settings.master_key)
+    cipher = EnvironmentCipher(Envelope(master, KeyStore(engine, master, settings.account_id)))
+    shapes = Shapes(settings.region, settings.account_id)
+    registry = FunctionRegistry(
+        FunctionRepository(engine, sealer=cipher), LocalBlobStore(data / "blobs"), data / "code",
+        shapes.arn,
+    )  # fmt: skip
+
+    interpreters = await discover(settings.python_interpreters, settings.search_path)
+    runtime_lib = lend_runtime_libraries(data / "runtime-lib")
+    sandbox = await probe_sandbox(
+        settings.sandbox,
+        runtime_dirs=[
+            *interpreter_prefixes(interpreters.values()),
+            *([runtime_lib] if runtime_lib else []),
+        ],
+        cgroup_layout=cgroups.nested(f"worker-{os.getpid()}") if cgroups is not None else None,
+    )
+    closers.append(sandbox.close)
+    facts = HostFacts(
+        region=settings.region, account_id=settings.account_id, endpoint=settings.endpoint,
+        interpreters=interpreters, code_root=data / "code", run_root=data / "run",
+        path=settings.function_path, runtime_lib=runtime_lib, sandbox=sandbox,
+    )  # fmt: skip
+    colocation = CoLocation() if settings.colocate and settings.runtime_channel else None
+    preexec = colocation.spread_child if colocation is not None else None
+    spawner: ZygoteSpawner | ConfinedExecSpawner
+    if settings.zygotes:
+        zygote_env = {
+            "PATH": settings.function_path,
+            "LANG": "en_US.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        spawner = ZygoteSpawner(
+            list(interpreters.values()), settings.zygote_preload, zygote_env, sandbox,
+            stems=settings.stems, preexec=preexec,
+        )  # fmt: skip
+        spawner.start()
+        closers.append(spawner.close)
+    else:
+        spawner = ConfinedExecSpawner(sandbox, preexec)
+
+    forwarder = Forwarder(str(primary_socket(data)))
+    secret = creds.secret_access_key
+
+    async def role_environment(config: FunctionConfig) -> dict[str, str]:
+        response = await forwarder.whole(
+            "POST", INTERNAL + "function-environment", "",
+            [("authorization", f"Bearer {secret}"), ("content-type", "application/json")],
+            orjson.dumps({"name": config.name, "version": config.version}), "",
+        )  # fmt: skip
+        if response.status != 200:
+            raise LaminaError(
+                f"the primary could not give {config.name}'s environment its credentials: "
+                f"{response.body[:300].decode(errors='replace')}",
+                code="ServiceException", status=500,
+            )  # fmt: skip
+        return dict(orjson.loads(response.body))
+
+    budget = settings.memory_budget_mb or default_budget_mb()
+    reserve = settings.memory_reserve_mb if settings.memory_reserve_mb >= 0 else None
+    capacity = Capacity(
+        budget, settings.scale_burst, settings.scale_rate_per_s, reserve_mb=reserve, shared=shared
+    )
+    pool = EnvironmentPool(
+        facts, logs, settings.idle_environment_s, spawner=spawner, capacity=capacity,
+        credentials=role_environment, runtime_channel=settings.runtime_channel,
+    )  # fmt: skip
+    pool.start()
+    closers.append(pool.close)
+    concurrency = Concurrency(settings.concurrency_limit, shared=shared)
+    invoker = Invoker(
+        pool, concurrency, settings.region, settings.account_id, colocation=colocation
+    )
+    if colocation is not None:
+        closers.append(_async(colocation.close))
+    invoke_api = InvokeApi(registry, invoker)
+    aws = AwsRouter(
+        {
+            "lambda": ServiceBinding(
+                "lambda", OperationTable("Lambda", {"Invoke": invoke_api.invoke})
+            )
+        },
+        SigV4Verifier(lambda key: secret if key == creds.access_key_id else None),
+        settings.account_id,
+        settings.region,
+    )
+    closers.append(forwarder.close)
+    platform = WorkerPlatform(
+        slot=slot,
+        root_key=f"AWS4-HMAC-SHA256 Credential={creds.access_key_id}/",
+        root_secret=secret,
+        shared=shared,
+        forwarder=forwarder,
+        registry=registry,
+        concurrency=concurrency,
+        pool=pool,
+        logs=logs,
+        aws=aws,
+        closers=closers,
+    )
+    await platform.fresh()
+    return platform
+
+
+def _async(close: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        close()
+
+    return run
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The API port, shared: every serving process binds it with SO_REUSEPORT."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def unix_socket(path: Path) -> socket.socket:
+    """A Unix socket only lamina's user may connect to."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old)
+    return sock
+
+
+def main() -> None:
+    import uvicorn
+    import uvloop
+
+    from lamina.protocols.http_direct import direct_protocol
+
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    settings = decode_settings(os.environ[SETTINGS_VAR])
+    slot = int(os.environ[SLOT_VAR])
+    app = WorkerApp(settings, slot, decode_cgroups(os.environ.get(CGROUPS_VAR, "")))
+    config = uvicorn.Config(
+        app, loop="uvloop", http=direct_protocol(app), lifespan="on", access_log=False,
+        log_level="warning", proxy_headers=False, server_header=False,
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    sockets = [
+        listening_socket(settings.host, settings.port),
+        unix_socket(worker_socket(settings.data_dir.resolve(), slot)),
+    ]
+    # The primary's death ends its workers (it started them; SIGTERM: a graceful stop).
+    with contextlib.suppress(OSError):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() == 1:
+        sys.exit(0)  # the primary died before the line above took effect
+    uvloop.run(server.serve(sockets=sockets))
+
+
+if __name__ == "__main__":
+    main()
