@@ -6,11 +6,12 @@ import os
 import subprocess
 import sys
 import textwrap
+import zlib
 from pathlib import Path
 
 import pytest
 
-from lamina.serving.shared import SharedCounters
+from lamina.serving.shared import IDLE_BUCKETS, SharedCounters, idle_bucket
 
 
 def run_python(code: str, *args: str) -> str:
@@ -119,7 +120,7 @@ def test_generation_and_counts_are_seen_by_another_process(tmp_path: Path) -> No
             """
             import os, sys
             from pathlib import Path
-            from lamina.serving.shared import SharedCounters
+            from lamina.serving.shared import IDLE_BUCKETS, SharedCounters, idle_bucket
             worker = SharedCounters.attach(Path(sys.argv[1]), 1)
             worker.claim(os.getpid())
             worker.publish_in_flight(4)
@@ -156,5 +157,133 @@ def test_locked_excludes_another_process(tmp_path: Path) -> None:
         assert held.strip() == "held"
         with primary.locked():  # and it was given back
             pass
+    finally:
+        primary.close()
+
+
+# --- the idle-hint table ---
+
+
+def test_idle_bucket_is_crc32_of_the_code_key_in_range() -> None:
+    keys = [f"fn{i}:$LATEST:rev-{i}" for i in range(2000)] + ["", "ünïcode:1:r"]
+    buckets = [idle_bucket(key) for key in keys]
+    assert all(0 <= bucket < IDLE_BUCKETS for bucket in buckets)
+    assert idle_bucket("fn:$LATEST:rev-1") == zlib.crc32(b"fn:$LATEST:rev-1") % IDLE_BUCKETS
+    assert idle_bucket("fn:$LATEST:rev-1") == idle_bucket("fn:$LATEST:rev-1")
+    assert len(set(buckets)) > IDLE_BUCKETS // 2  # spread, not a handful of buckets
+
+
+def test_idle_bucket_is_the_same_in_another_process() -> None:
+    keys = ["fn:$LATEST:rev-1", "other:7:abc", "ünïcode:1:r"]
+    # A different hash seed: hash() would differ between the processes, crc32 does not.
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys\nfrom lamina.serving.shared import idle_bucket\n"
+         "print(*(idle_bucket(k) for k in sys.argv[1:]))", *keys],
+        capture_output=True, text=True, timeout=60, check=True,
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+    )  # fmt: skip
+    assert done.stdout.split() == [str(idle_bucket(key)) for key in keys]
+
+
+def test_idle_elsewhere_names_another_slot_never_its_own(tmp_path: Path) -> None:
+    path = tmp_path / "counters"
+    primary = SharedCounters.create(path, 3)
+    one, two = SharedCounters.attach(path, 1), SharedCounters.attach(path, 2)
+    try:
+        bucket = idle_bucket("fn:$LATEST:rev-1")
+        assert [c.idle_elsewhere(bucket) for c in (primary, one, two)] == [None, None, None]
+        one.add_idle(bucket, 1)
+        assert one.idle_elsewhere(bucket) is None  # its own idle one is not "elsewhere"
+        assert (primary.idle_elsewhere(bucket), two.idle_elsewhere(bucket)) == (1, 1)
+        assert primary.idle_elsewhere((bucket + 1) % IDLE_BUCKETS) is None  # other buckets
+        one.add_idle(bucket, 2)
+        one.add_idle(bucket, -3)  # counts, not flags: three in, three out
+        assert primary.idle_elsewhere(bucket) is None
+        primary.add_idle(bucket, 1)
+        assert (one.idle_elsewhere(bucket), two.idle_elsewhere(bucket)) == (0, 0)
+        assert primary.idle_elsewhere(bucket) is None
+    finally:
+        for counters in (primary, one, two):
+            counters.close()
+
+
+def test_idle_columns_do_not_overlap_the_rows_or_each_other(tmp_path: Path) -> None:
+    path = tmp_path / "counters"
+    primary = SharedCounters.create(path, 3)
+    one, two = SharedCounters.attach(path, 1), SharedCounters.attach(path, 2)
+    try:
+        for bucket in (0, IDLE_BUCKETS - 1):  # the first and last word of each column
+            two.add_idle(bucket, 5)
+            assert (primary.idle_elsewhere(bucket), one.idle_elsewhere(bucket)) == (2, 2)
+        assert (primary.pid(2), primary.others_in_flight(), primary.others_memory_mb()) == (0, 0, 0)
+        one.claim(4242)
+        one.publish_in_flight(7)
+        one.publish_memory_mb(512)
+        assert all(primary.idle_elsewhere(b) in (None, 2) for b in range(IDLE_BUCKETS))
+        assert os.stat(path).st_size == (8 + (8 + IDLE_BUCKETS) * 3) * 8
+    finally:
+        for counters in (primary, one, two):
+            counters.close()
+
+
+def test_a_negative_count_is_no_idle_environment(tmp_path: Path) -> None:
+    # A hint running below zero for a moment (a take seen before its release) must not
+    # send calls anywhere.
+    path = tmp_path / "counters"
+    primary = SharedCounters.create(path, 2)
+    one = SharedCounters.attach(path, 1)
+    try:
+        one.add_idle(3, -1)
+        assert primary.idle_elsewhere(3) is None
+    finally:
+        primary.close()
+        one.close()
+
+
+def test_clear_zeroes_a_dead_workers_idle_column_only(tmp_path: Path) -> None:
+    path = tmp_path / "counters"
+    primary = SharedCounters.create(path, 3)
+    one, two = SharedCounters.attach(path, 1), SharedCounters.attach(path, 2)
+    try:
+        for bucket in (0, 17, IDLE_BUCKETS - 1):
+            one.add_idle(bucket, 2)
+            two.add_idle(bucket, 1)
+        one.add_idle(40, 1)
+        primary.add_idle(40, 1)
+        primary.clear(1)
+        assert [primary.idle_elsewhere(b) for b in (0, 17, IDLE_BUCKETS - 1)] == [2, 2, 2]
+        assert primary.idle_elsewhere(40) is None  # only slot 1 had one there
+        assert (two.idle_elsewhere(40), one.idle_elsewhere(40)) == (0, 0)  # its own: kept
+        primary.clear(2)
+        assert all(primary.idle_elsewhere(b) is None for b in range(IDLE_BUCKETS))
+    finally:
+        for counters in (primary, one, two):
+            counters.close()
+
+
+def test_idle_counts_are_seen_by_another_process(tmp_path: Path) -> None:
+    path = tmp_path / "counters"
+    primary = SharedCounters.create(path, 2)
+    try:
+        assert idle_bucket("mine:$LATEST:r") != idle_bucket("fn:$LATEST:rev-1")
+        primary.add_idle(idle_bucket("mine:$LATEST:r"), 1)
+        seen = run_python(
+            """
+            import sys
+            from pathlib import Path
+            from lamina.serving.shared import SharedCounters, idle_bucket
+            worker = SharedCounters.attach(Path(sys.argv[1]), 1)
+            worker.add_idle(idle_bucket("fn:$LATEST:rev-1"), 2)
+            worker.add_idle(idle_bucket("fn:$LATEST:rev-1"), -1)
+            print(worker.idle_elsewhere(idle_bucket("mine:$LATEST:r")))
+            worker.close()
+            """,
+            str(path),
+        )
+        assert seen.strip() == "0"  # it saw the primary's
+        assert primary.idle_elsewhere(idle_bucket("fn:$LATEST:rev-1")) == 1
+        assert primary.idle_elsewhere(idle_bucket("mine:$LATEST:r")) is None
+        primary.clear(1)  # the worker died with one idle: the primary forgets it
+        assert primary.idle_elsewhere(idle_bucket("fn:$LATEST:rev-1")) is None
     finally:
         primary.close()
