@@ -47,6 +47,7 @@ from lamina.invocation.event_queue import metadata as queue_metadata
 from lamina.invocation.invoker import Invoker
 from lamina.protocols.http_direct import DirectHandler, via_unix_socket
 from lamina.protocols.router import AwsRouter, ServiceBinding
+from lamina.protocols.wire import HttpResponse
 from lamina.services.lambda_.code_signing import CodeSigning
 from lamina.services.lambda_.code_urls import CodeUrls
 from lamina.services.lambda_.functions_api import FunctionsApi
@@ -56,9 +57,11 @@ from lamina.services.lambda_.shapes import Shapes
 from lamina.services.logs import LogsService
 from lamina.services.operations import OperationTable
 from lamina.services.signer import SignerService, iam_access
+from lamina.serving.forward import Forwarder
+from lamina.serving.placement import Placement
 from lamina.serving.shared import SharedCounters
 from lamina.serving.supervisor import Workers
-from lamina.serving.worker import INTERNAL
+from lamina.serving.worker import INTERNAL, worker_socket
 from lamina.settings import Settings
 from lamina.signing.configs import ConfigStore
 from lamina.signing.profiles import ProfileStore
@@ -95,6 +98,7 @@ class Platform:
     # asked for by workers, whose environments start without the primary's IAM.
     function_environment: Callable[[str, str], Awaitable[dict[str, str]]] | None = None
     workers: Workers | None = None
+    placement: Placement | None = None  # with workers: which process runs an Invoke
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def close(self) -> None:
@@ -323,6 +327,9 @@ async def start_platform(settings: Settings) -> Platform:
         logs.flush_others = workers.flush_logs
         platform.workers = workers
         closers.append(workers.close)  # stopped first: their calls may need the rest
+        peers = {k: Forwarder(str(worker_socket(data, k))) for k in range(1, settings.workers)}
+        closers += [peer.close for peer in peers.values()]
+        platform.placement = Placement(creds.access_key_id, registry, pool, shared, peers)
     return platform
 
 
@@ -450,7 +457,25 @@ class LaminaApp:
             return None
         if platform.gateway is not None and path.startswith(("/v1/", "/gateway/")):
             return None
+        if platform.placement is not None:
+            return self._placed, platform.aws.max_body_bytes
         return platform.aws.direct, platform.aws.max_body_bytes
+
+    async def _placed(
+        self, method: str, path: str, query: str, headers: list[tuple[str, str]], body: bytes,
+        source_ip: str,
+    ) -> HttpResponse:
+        """With workers: an Invoke of a revision with no environment here, but an idle one
+        in a worker, runs there (serving/placement.py)."""
+        platform = self.platform
+        assert platform is not None and platform.placement is not None
+        placement = platform.placement
+        config = await placement.claim(method, path, query, headers)
+        if config is not None:
+            peer = placement.elsewhere(config, headers)
+            if peer is not None:
+                return await placement.send(peer, method, path, query, headers, body, source_ip)
+        return await platform.aws.direct(method, path, query, headers, body, source_ip)
 
     def _health(self) -> dict[str, Any]:
         assert self.platform is not None

@@ -70,7 +70,13 @@ def _until_workers_ready(server: LaminaServer, other_than: int | None = None) ->
     """/health's workers once all are ready (and worker 1's pid is not `other_than`)."""
     deadline = time.monotonic() + 60
     while True:
-        workers: dict[str, Any] = _health(server)["workers"]
+        try:
+            workers: dict[str, Any] = _health(server)["workers"]
+        except httpx.TransportError:
+            # A connection the kernel had queued for a worker just killed is reset.
+            assert time.monotonic() < deadline, "the server stopped answering"
+            time.sleep(0.05)
+            continue
         pid = workers["pids"].get("1")
         if workers["ready"] == workers["expected"] and pid is not None and pid != other_than:
             return workers
@@ -125,6 +131,18 @@ def _invoke(client: Any, name: str, event: dict[str, Any] | None = None) -> dict
     assert response["StatusCode"] == 200 and "FunctionError" not in response, response
     body: dict[str, Any] = json.loads(response["Payload"].read())
     return body
+
+
+def _warm_both(server: LaminaServer, name: str) -> list[dict[str, Any]]:
+    """Calls at once over every connection, each long enough to need an environment of
+    its own: both processes start environments of `name` (a process with none of them
+    otherwise sends a call to one with an idle one: serving/placement.py). After this,
+    a call runs on the process its connection reached."""
+    clients = _clients(server)
+    bodies = _run_together([lambda c=c: _invoke(c, name, {"sleep": 0.5}) for c in clients])
+    owners = _owners(server)
+    assert {owners[_env_id(b["stream"])] for b in bodies} == {PRIMARY, 1}
+    return bodies
 
 
 def _run_together(calls: list[Callable[[], Any]]) -> list[Any]:
@@ -191,11 +209,24 @@ def _until_gone(processes: list[tuple[int, str, str]]) -> list[int]:
 
 def test_invokes_over_many_connections_run_on_both_processes(server: LaminaServer) -> None:
     name = create_function(server.client(), WHERE)
+    _warm_both(server, name)
     bodies = [_invoke(c, name, {"id": i}) for i, c in enumerate(_clients(server))]
     assert [b["echo"] for b in bodies] == [{"id": i} for i in range(CONNECTIONS)]
     owners = _owners(server)
     served = {owners[_env_id(b["stream"])] for b in bodies}
     assert served == {PRIMARY, 1}
+
+
+def test_calls_one_at_a_time_reuse_one_warm_environment_whichever_process_they_reach(
+    server: LaminaServer,
+) -> None:
+    """A process with no environment of a revision sends the call to the process that
+    has an idle one, instead of starting a second: one environment serves them all."""
+    name = create_function(server.client(), WHERE)
+    bodies = [_invoke(c, name, {"id": i}) for i, c in enumerate(_clients(server))]
+    assert [b["echo"] for b in bodies] == [{"id": i} for i in range(CONNECTIONS)]
+    assert len({b["stream"] for b in bodies}) == 1
+    assert len([row for row in _environments(server) if row["function"] == name]) == 1
 
 
 def test_every_process_reads_its_writes(server: LaminaServer) -> None:
@@ -210,10 +241,8 @@ def test_every_process_reads_its_writes(server: LaminaServer) -> None:
         FunctionName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
     )
     assert root.get_function(FunctionName=name)["Configuration"]["LastUpdateStatus"] == "Successful"
-    bodies = [_invoke(c, name) for c in _clients(server)]
-    assert {b["release"] for b in bodies} == {"v2"}
-    owners = _owners(server)
-    assert {owners[_env_id(b["stream"])] for b in bodies} == {PRIMARY, 1}
+    assert {b["release"] for b in _warm_both(server, name)} == {"v2"}
+    assert {_invoke(c, name)["release"] for c in _clients(server)} == {"v2"}
 
     root.update_function_configuration(
         FunctionName=name, Environment={"Variables": {"COLOR": "blue"}}
@@ -289,6 +318,7 @@ def test_async_invokes_over_many_connections_all_run(server: LaminaServer) -> No
 
 def test_worker_logs_are_readable_as_soon_as_the_invoke_returns(server: LaminaServer) -> None:
     name = create_function(server.client(), WHERE)
+    _warm_both(server, name)
     request_ids, streams = [], []
     for client in _clients(server):
         response = client.invoke(FunctionName=name, Payload=b"{}")
@@ -349,9 +379,7 @@ def test_a_killed_worker_is_started_again(server: LaminaServer) -> None:
     assert server.process is not None
     primary = server.process.pid
     name = create_function(server.client(), WHERE)
-    bodies = [_invoke(c, name) for c in _clients(server)]
-    owners = _owners(server)
-    assert 1 in {owners[_env_id(b["stream"])] for b in bodies}
+    _warm_both(server, name)
     old = int(_health(server)["workers"]["pids"]["1"])
     below_old = _descendants(old)
     assert below_old  # the worker's environments (and its spawner)
@@ -362,8 +390,7 @@ def test_a_killed_worker_is_started_again(server: LaminaServer) -> None:
 
     bodies = [_invoke(c, name, {"id": i}) for i, c in enumerate(_clients(server))]
     assert [b["echo"] for b in bodies] == [{"id": i} for i in range(CONNECTIONS)]
-    owners = _owners(server)
-    assert {owners[_env_id(b["stream"])] for b in bodies} == {PRIMARY, 1}
+    _warm_both(server, name)  # the new worker starts environments of its own
     assert _until_gone(below_old) == []  # the dead worker's environments died with it
     assert [pid for pid, state, _ in _descendants(primary) if state == "Z"] == []
 
@@ -375,9 +402,7 @@ def test_sigterm_ends_the_primary_its_workers_and_every_environment(
     assert own_server.process is not None
     primary = own_server.process.pid
     name = create_function(own_server.client(), WHERE)
-    bodies = [_invoke(c, name) for c in _clients(own_server)]
-    owners = _owners(own_server)
-    assert {owners[_env_id(b["stream"])] for b in bodies} == {PRIMARY, 1}
+    _warm_both(own_server, name)
     environments = {int(row["pid"]) for row in _environments(own_server)}
     below = _descendants(primary)
     worker = int(_health(own_server)["workers"]["pids"]["1"])
@@ -391,6 +416,7 @@ def test_sigterm_ends_the_primary_its_workers_and_every_environment(
 
 def test_forwarded_calls_keep_the_clients_address(server: LaminaServer) -> None:
     name = create_function(server.client(), WHERE)
+    _warm_both(server, name)
     since = int(time.time() * 1000) - 1000
     streams: dict[str, str] = {}  # GetFunction's request id -> its connection's invocation's stream
     for client in _clients(server):

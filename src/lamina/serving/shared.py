@@ -8,6 +8,12 @@ The file is a header and one row per serving process (slot 0 is the primary's):
     word 3  generation             +2  committed memory, MB (sum of MemorySize)
     words 4-7 spare                +3..7 spare
 
+then, per process, a column of IDLE_BUCKETS words: its idle environments per bucket of
+code keys (crc32 of the key). A process about to start the first environment of a
+function asks the others first: one with an idle environment of it takes the call
+instead (serving/placement.py). A hint only — buckets are shared by keys and an idle
+environment may be taken meanwhile — that at worst costs a forward.
+
 Every field is an aligned int64 with exactly one writer — a row's fields the process
 owning that slot (or the primary clearing the row of a dead worker), the header the
 primary — and on x86-64 an aligned 8-byte load or store is atomic, so readers never see
@@ -27,21 +33,28 @@ import fcntl
 import mmap
 import os
 import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 MAGIC = 0x4C414D494E415343  # "LAMINASC"
-VERSION = 1
+VERSION = 2
 WORD = 8
 HEADER_WORDS = 8
 ROW_WORDS = 8  # 64 bytes: one cache line per process
+IDLE_BUCKETS = 1024
 
 _MAGIC, _VERSION, _PROCESSES, _GENERATION = 0, 1, 2, 3
 _PID, _IN_FLIGHT, _MEMORY_MB = 0, 1, 2
 
 
 def _size(processes: int) -> int:
-    return (HEADER_WORDS + ROW_WORDS * processes) * WORD
+    return (HEADER_WORDS + (ROW_WORDS + IDLE_BUCKETS) * processes) * WORD
+
+
+def idle_bucket(code_key: str) -> int:
+    """The idle-hint bucket of a function revision (the same in every process, unlike hash())."""
+    return zlib.crc32(code_key.encode()) % IDLE_BUCKETS
 
 
 class SharedCounters:
@@ -55,6 +68,7 @@ class SharedCounters:
         self.slot = slot
         self.processes = 0
         self._row = HEADER_WORDS + ROW_WORDS * slot
+        self._idle = 0  # where this process's idle column starts, once `processes` is known
         # Taking and dropping a lock runs an atomic read-modify-write, a full fence on
         # x86-64: see publish_in_flight.
         self._fence = threading.Lock()
@@ -79,7 +93,7 @@ class SharedCounters:
         words[_VERSION] = VERSION
         words[_PROCESSES] = processes
         words[_MAGIC] = MAGIC  # last: a worker attaching early finds no magic, not half a header
-        counters.processes = processes
+        counters._known(processes)
         return counters
 
     @classmethod
@@ -108,8 +122,15 @@ class SharedCounters:
         except BaseException:
             counters.close()
             raise
-        counters.processes = processes
+        counters._known(processes)
         return counters
+
+    def _known(self, processes: int) -> None:
+        self.processes = processes
+        self._idle = self._idle_of(self.slot)
+
+    def _idle_of(self, slot: int) -> int:
+        return HEADER_WORDS + ROW_WORDS * self.processes + IDLE_BUCKETS * slot
 
     def close(self) -> None:
         """Unmap and close; safe to call twice. The file and its counts stay."""
@@ -158,6 +179,20 @@ class SharedCounters:
         """Zero a dead worker's row so its counts stop holding capacity (the primary)."""
         row = self._row_of(slot)
         self._words[row : row + ROW_WORDS] = memoryview(bytes(ROW_WORDS * WORD)).cast("q")
+        idle = self._idle_of(slot)
+        self._words[idle : idle + IDLE_BUCKETS] = memoryview(bytes(IDLE_BUCKETS * WORD)).cast("q")
+
+    def add_idle(self, bucket: int, delta: int) -> None:
+        """This process has `delta` more idle environments in `bucket` (see idle_bucket)."""
+        self._words[self._idle + bucket] += delta
+
+    def idle_elsewhere(self, bucket: int) -> int | None:
+        """Another process with an idle environment in `bucket`, if any (its slot)."""
+        words = self._words
+        for slot in range(self.processes):
+            if slot != self.slot and words[self._idle_of(slot) + bucket] > 0:
+                return slot
+        return None
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:

@@ -128,6 +128,9 @@ class Workers:
                 process = await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "lamina.serving.worker",
                     env={**self._env, SLOT_VAR: str(slot)}, stdin=asyncio.subprocess.DEVNULL,
+                    # A terminal's Ctrl-C reaches the primary alone, which stops its
+                    # workers in order (before what they forward to).
+                    start_new_session=True,
                 )  # fmt: skip
             except OSError:
                 log.exception("could not start worker %d", slot)

@@ -30,7 +30,6 @@ import hashlib
 import logging
 import os
 import pickle
-import re
 import signal
 import socket
 import sys
@@ -39,7 +38,6 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote
 
 import orjson
 
@@ -53,9 +51,8 @@ from lamina.environments.runtime_lib import lend_runtime_libraries
 from lamina.environments.sandbox import interpreter_prefixes, probe_sandbox
 from lamina.environments.spawn import ConfinedExecSpawner, ZygoteSpawner
 from lamina.errors import LaminaError
-from lamina.functions.model import LATEST, FunctionConfig, State, UpdateStatus
+from lamina.functions.model import FunctionConfig
 from lamina.functions.registry import FunctionRegistry
-from lamina.functions.validation import parse_function_ref
 from lamina.invocation.concurrency import Concurrency
 from lamina.invocation.invoker import Invoker
 from lamina.protocols.http_direct import DirectHandler, via_unix_socket
@@ -67,6 +64,7 @@ from lamina.services.lambda_.invoke_api import InvokeApi
 from lamina.services.lambda_.shapes import Shapes
 from lamina.services.operations import OperationTable
 from lamina.serving.forward import Forwarder
+from lamina.serving.placement import Placement
 from lamina.serving.shared import SharedCounters
 from lamina.settings import Settings
 from lamina.storage.blobs import LocalBlobStore
@@ -83,9 +81,9 @@ SETTINGS_VAR = "LAMINA_WORKER_SETTINGS"
 SLOT_VAR = "LAMINA_WORKER_SLOT"
 CGROUPS_VAR = "LAMINA_WORKER_CGROUPS"
 
-INVOKE_PATH = re.compile(r"/2015-03-31/functions/([^/]+)/invocations")
 INTERNAL = "/_lamina/internal/"
 SOCKET_PATH_MAX = 100
+FOLLOW_S = 0.25  # how often a worker looks whether the functions changed
 
 
 def primary_socket(data_dir: Path) -> Path:
@@ -138,8 +136,6 @@ def decode_cgroups(text: str) -> CgroupLayout | None:
 @dataclass(slots=True)
 class WorkerPlatform:
     slot: int
-    root_key: str
-    root_secret: str
     shared: SharedCounters
     forwarder: Forwarder
     registry: FunctionRegistry
@@ -147,6 +143,7 @@ class WorkerPlatform:
     pool: EnvironmentPool
     logs: LogStore
     aws: AwsRouter
+    placement: Placement
     generation: int = -1
     reloading: asyncio.Lock = field(default_factory=asyncio.Lock)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -155,6 +152,17 @@ class WorkerPlatform:
         for closer in reversed(self.closers):
             with contextlib.suppress(Exception):
                 await closer()
+
+    async def follow(self) -> None:
+        """Read the functions again soon after each change, not only when a call comes:
+        the environments of a revision just replaced or deleted stop then, as the
+        primary's do."""
+        while True:
+            await asyncio.sleep(FOLLOW_S)
+            try:
+                await self.fresh()
+            except Exception:
+                log.exception("worker %d could not read the functions again", self.slot)
 
     async def fresh(self) -> None:
         """Read the functions again if the primary changed any since the last read."""
@@ -187,35 +195,6 @@ class WorkerPlatform:
             return
         wanted = {fn.latest.code_key} | {v.code_key for v in fn.versions.values()}
         self.pool.retire(name, keep=lambda c: c.code_key in wanted)
-
-    def servable(self, name: str, qualifier: str | None) -> bool:
-        """May this worker run `name`:`qualifier` exactly as the primary would?"""
-        try:
-            fn = self.registry.get(name)
-        except LaminaError:
-            return False  # unknown here: the primary answers (404, or it is new)
-        if fn.reserved_concurrency is not None:
-            return False
-        if qualifier is not None and qualifier in fn.provisioned:
-            return False
-        alias = fn.aliases.get(qualifier) if qualifier is not None else None
-        versions = [alias.version, *alias.weights] if alias else [qualifier or LATEST]
-        for version in versions:
-            try:
-                config = self.registry.config(name, version)
-            except LaminaError:
-                return False
-            if not _ready(config):
-                return False
-        return True
-
-
-def _ready(config: FunctionConfig) -> bool:
-    return (
-        config.state is State.ACTIVE
-        and config.last_update_status is not UpdateStatus.IN_PROGRESS
-        and not config.snapshotted
-    )
 
 
 class WorkerApp:
@@ -257,42 +236,14 @@ class WorkerApp:
     ) -> HttpResponse:
         platform = self.platform
         assert platform is not None
-        if await self._claims(platform, method, path, query, headers):
-            return await platform.aws.direct(method, path, query, headers, body, source_ip)
-        return await platform.forwarder.whole(method, path, query, headers, body, source_ip)
-
-    async def _claims(
-        self,
-        platform: WorkerPlatform,
-        method: str,
-        path: str,
-        query: str,
-        headers: list[tuple[str, str]],
-    ) -> bool:
-        if method != "POST":
-            return False
-        match = INVOKE_PATH.fullmatch(path)
-        if match is None:
-            return False
-        signed_by_root = False
-        for name, value in headers:
-            lower = name.lower()
-            if lower == "authorization":
-                signed_by_root = value.startswith(platform.root_key)
-            elif lower == "x-amz-invocation-type":
-                if value != "RequestResponse":
-                    return False
-            elif lower == "x-amz-security-token":
-                return False
-        if not signed_by_root:
-            return False
-        qualifier = parse_qs(query).get("Qualifier", [None])[0] if query else None
-        try:
-            ref = parse_function_ref(unquote(match[1]), qualifier)
-        except LaminaError:
-            return False  # the primary refuses it, in its words
-        await platform.fresh()
-        return platform.servable(ref.name, ref.qualifier)
+        placement = platform.placement
+        config = await placement.claim(method, path, query, headers)
+        if config is None:
+            return await platform.forwarder.whole(method, path, query, headers, body, source_ip)
+        peer = placement.elsewhere(config, headers)
+        if peer is not None:
+            return await placement.send(peer, method, path, query, headers, body, source_ip)
+        return await platform.aws.direct(method, path, query, headers, body, source_ip)
 
     async def _internal(self, platform: WorkerPlatform, scope: Scope, send: Any) -> None:
         path = scope["path"][len(INTERNAL) :]
@@ -439,10 +390,12 @@ async def start_worker(
         settings.region,
     )
     closers.append(forwarder.close)
+    peers = {k: Forwarder(str(worker_socket(data, k))) for k in range(1, shared.processes) if k != slot}
+    for peer in peers.values():
+        closers.append(peer.close)
+    placement = Placement(creds.access_key_id, registry, pool, shared, {0: forwarder, **peers})
     platform = WorkerPlatform(
         slot=slot,
-        root_key=f"AWS4-HMAC-SHA256 Credential={creds.access_key_id}/",
-        root_secret=secret,
         shared=shared,
         forwarder=forwarder,
         registry=registry,
@@ -450,15 +403,28 @@ async def start_worker(
         pool=pool,
         logs=logs,
         aws=aws,
+        placement=placement,
         closers=closers,
     )
+    platform.placement.fresh = platform.fresh
     await platform.fresh()
+    follower = asyncio.get_running_loop().create_task(platform.follow())
+    closers.append(_cancel(follower))
     return platform
 
 
 def _async(close: Callable[[], None]) -> Callable[[], Awaitable[None]]:
     async def run() -> None:
         close()
+
+    return run
+
+
+def _cancel(task: asyncio.Task[None]) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     return run
 
@@ -470,7 +436,6 @@ def listening_socket(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.set_inheritable(True)
     return sock
 
 

@@ -1,0 +1,133 @@
+"""Which serving process runs an Invoke: a worker's claim, and the way to a warm environment.
+
+Workers hold no IAM state, so the Invokes a worker may serve are the ones it can decide
+exactly as the primary would (`claim`): RequestResponse, signed with the root
+credentials, of an Active function without reserved concurrency, provisioned
+concurrency on the qualifier or SnapStart.
+
+Environments are per process, and the kernel spreads connections, not calls: a client
+that opens a new connection for each call (many do) would find a cold process half the
+time with two. So a process about to start the first environment of a revision asks
+the others first (`elsewhere`): if one has an idle environment of it, the call goes there
+instead — a forward costs far less than a start. Only the first environment: once a
+process runs some of a revision, it grows its own as load needs, and calls stay where
+they land. A forwarded call carries `x-lamina-hop`, and is never forwarded again.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from urllib.parse import parse_qs, unquote
+
+from lamina.environments.pool import EnvironmentPool
+from lamina.errors import LaminaError
+from lamina.functions.model import LATEST, FunctionConfig, State, UpdateStatus
+from lamina.functions.registry import FunctionRegistry
+from lamina.functions.validation import parse_function_ref
+from lamina.protocols.wire import HttpResponse
+from lamina.serving.forward import Forwarder
+from lamina.serving.shared import SharedCounters, idle_bucket
+
+INVOKE_PATH = re.compile(r"/2015-03-31/functions/([^/]+)/invocations")
+HOP = "x-lamina-hop"
+
+Headers = list[tuple[str, str]]
+
+
+class Placement:
+    def __init__(
+        self,
+        root_access_key_id: str,
+        registry: FunctionRegistry,
+        pool: EnvironmentPool,
+        shared: SharedCounters,
+        peers: Mapping[int, Forwarder],
+        fresh: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self._root = f"AWS4-HMAC-SHA256 Credential={root_access_key_id}/"
+        self._registry = registry
+        self._pool = pool
+        self._shared = shared
+        self._peers = peers  # slot -> the way to that process's socket
+        self.fresh = fresh  # a worker reads the functions again if they changed
+        pool.idle_hint = self._hint
+
+    def _hint(self, code_key: str, change: int) -> None:
+        self._shared.add_idle(idle_bucket(code_key), change)
+
+    async def claim(self, method: str, path: str, query: str, headers: Headers) -> FunctionConfig | None:
+        """The configuration a worker may run this request on, or None: the primary's.
+
+        For an alias that splits traffic the configuration is its primary version's (the
+        split is drawn when the call runs); every version it names was checked."""
+        if method != "POST":
+            return None
+        match = INVOKE_PATH.fullmatch(path)
+        if match is None:
+            return None
+        signed_by_root = False
+        for name, value in headers:
+            lower = name.lower()
+            if lower == "authorization":
+                signed_by_root = value.startswith(self._root)
+            elif lower == "x-amz-invocation-type":
+                if value != "RequestResponse":
+                    return None
+            elif lower == "x-amz-security-token":
+                return None
+        if not signed_by_root:
+            return None
+        qualifier = parse_qs(query).get("Qualifier", [None])[0] if query else None
+        try:
+            ref = parse_function_ref(unquote(match[1]), qualifier)
+        except LaminaError:
+            return None  # the primary refuses it, in its words
+        if self.fresh is not None:
+            await self.fresh()
+        return self._servable(ref.name, ref.qualifier)
+
+    def _servable(self, name: str, qualifier: str | None) -> FunctionConfig | None:
+        try:
+            fn = self._registry.get(name)
+        except LaminaError:
+            return None  # unknown here: the primary answers (404, or it is new)
+        if fn.reserved_concurrency is not None:
+            return None
+        if qualifier is not None and qualifier in fn.provisioned:
+            return None
+        alias = fn.aliases.get(qualifier) if qualifier is not None else None
+        versions = [alias.version, *alias.weights] if alias else [qualifier or LATEST]
+        configs = []
+        for version in versions:
+            try:
+                configs.append(self._registry.config(name, version))
+            except LaminaError:
+                return None
+        return configs[0] if all(_ready(c) for c in configs) else None
+
+    def elsewhere(self, config: FunctionConfig, headers: Headers) -> Forwarder | None:
+        """Another process to run this call on: one with an idle environment of the
+        revision, when this one has none of it at all (and the call was not sent here)."""
+        if self._pool.has_environment(config):
+            return None
+        slot = self._shared.idle_elsewhere(idle_bucket(config.code_key))
+        if slot is None or slot not in self._peers:
+            return None
+        if any(name.lower() == HOP for name, _ in headers):
+            return None
+        return self._peers[slot]
+
+    async def send(
+        self, peer: Forwarder, method: str, path: str, query: str, headers: Headers, body: bytes,
+        source_ip: str,
+    ) -> HttpResponse:
+        return await peer.whole(method, path, query, [*headers, (HOP, "1")], body, source_ip)
+
+
+def _ready(config: FunctionConfig) -> bool:
+    return (
+        config.state is State.ACTIVE
+        and config.last_update_status is not UpdateStatus.IN_PROGRESS
+        and not config.snapshotted
+    )
