@@ -176,9 +176,15 @@ class ServerlessOffline:
 
 
 def run_warm(args: argparse.Namespace, results: Results) -> None:
-    raw: dict[str, Any] = {"lamina": {}, "sls": {}, "floor": {}}
+    raw: dict[str, Any] = {"lamina": {}, "workers": {}, "sls": {}, "floor": {}}
     conns = (1, 32)
-    with workdir("warm") as work, Lamina() as lamina:
+    # lamina as it starts by default (one serving process), and with a serving process per
+    # CPU (LAMINA_WORKERS=auto: docs/workers.md), side by side in the same run.
+    with (
+        workdir("warm") as work,
+        Lamina() as lamina,
+        Lamina({"LAMINA_WORKERS": "auto"}) as spread,
+    ):
         # the floor: the same handler in-process under uvicorn (bench/invoke.py's)
         (work / "floor.py").write_text(FLOOR_APP)
         floor_port = free_port()
@@ -192,14 +198,19 @@ def run_warm(args: argparse.Namespace, results: Results) -> None:
             wait_healthy(floor_url, floor)
             lamina.create("noop", make_zip({"app.py": HANDLER}))
             lamina.create("sleep50", make_zip({"app.py": SLEEP50}))
+            spread.create("noop", make_zip({"app.py": HANDLER}))
             script = signed_invoke_script(lamina.endpoint, "noop", work)
             lamina_url = f"{lamina.endpoint}/2015-03-31/functions/noop/invocations"
+            (work / "spread").mkdir(exist_ok=True)
+            spread_script = signed_invoke_script(spread.endpoint, "noop", work / "spread")
+            spread_url = f"{spread.endpoint}/2015-03-31/functions/noop/invocations"
             post = work / "post.lua"
             post.write_text('wrk.method = "POST"\nwrk.body = "{}"\n')
             with ServerlessOffline() as sls:
                 raw["sls_launch_s"] = sls.launch_s
                 done = timed("warm-up (32 connections each)")
                 wrk(lamina_url, 32, 2, script)
+                wrk(spread_url, 32, 2, spread_script)
                 wrk(sls.url, 32, 2, post)
                 wrk(floor_url, 32, 1, None)
                 done()
@@ -207,6 +218,7 @@ def run_warm(args: argparse.Namespace, results: Results) -> None:
                     done = timed(f"{c} connection(s)")
                     raw["floor"][str(c)] = wrk(floor_url, c, args.seconds, None)
                     raw["lamina"][str(c)] = wrk(lamina_url, c, args.seconds, script)
+                    raw["workers"][str(c)] = wrk(spread_url, c, args.seconds, spread_script)
                     raw["sls"][str(c)] = wrk(sls.url, c, args.seconds, post)
                     done()
                 sls_pids = [sls.proc.pid, *descendants(sls.proc.pid)] if sls.proc else []
@@ -228,14 +240,18 @@ def run_warm(args: argparse.Namespace, results: Results) -> None:
             floor.terminate()
             floor.wait()
     rows = []
+    labels = {
+        "lamina": "lamina", "workers": "lamina, LAMINA_WORKERS=auto",
+        "sls": "serverless-offline", "floor": "floor",
+    }  # fmt: skip
     for c in conns:
-        f, m, s = raw["floor"][str(c)], raw["lamina"][str(c)], raw["sls"][str(c)]
-        rows.append(
-            f"| {c} | {m['p50_ms']:.3f} | {m['p99_ms']:.2f} | {m['rps']:.0f} | {m['errors']:.0f} | "
-            f"{s['p50_ms']:.3f} | {s['p99_ms']:.2f} | {s['rps']:.0f} | {s['errors']:.0f} | "
-            f"{f['p50_ms']:.3f} | {f['rps']:.0f} | "
-            f"**{m['rps'] / s['rps']:.2f}** | {m['p50_ms'] / s['p50_ms']:.2f} | {m['rps'] / f['rps']:.2f} |"
-        )
+        s = raw["sls"][str(c)]
+        for key, label in labels.items():
+            m = raw[key][str(c)]
+            rows.append(
+                f"| {c} | {label} | {m['p50_ms']:.3f} | {m['p99_ms']:.2f} | {m['rps']:.0f} | "
+                f"{m['errors']:.0f} | **{m['rps'] / s['rps']:.2f}** | {m['p50_ms'] / s['p50_ms']:.2f} |"
+            )
     eight = min(e[0] for e in raw["eight_50ms"])
     eight_med = summary([e[0] for e in raw["eight_50ms"]])["p50"]
     sm, lm = raw["sls_memory_kb"], raw["lamina_memory_kb"]
@@ -244,10 +260,12 @@ def run_warm(args: argparse.Namespace, results: Results) -> None:
 wrk over loopback keep-alive connections, {args.seconds:.0f} s per figure, after a 2 s warm-up at
 32 connections each. lamina: SigV4-signed Invoke replayed by wrk; serverless-offline 13
 (serverless 3.40, Node {node_version()}): its unsigned Invoke API on lambdaPort; floor: the same
-handler in-process under uvicorn (bench/invoke.py's). Handler `return {{}}`. Milliseconds.
+handler in-process under uvicorn (bench/invoke.py's). lamina runs twice: as it starts by default (one
+serving process) and with LAMINA_WORKERS=auto ({len(os.sched_getaffinity(0))} serving processes:
+docs/workers.md). Handler `return {{}}`. Milliseconds.
 
-| conns | lamina p50 | lamina p99 | lamina req/s | lamina non-2xx | sls-offline p50 | sls-offline p99 | sls-offline req/s | sls non-2xx | floor p50 | floor req/s | lamina ÷ sls req/s | lamina ÷ sls p50 | lamina ÷ floor req/s |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+| conns | server | p50 | p99 | req/s | non-2xx | ÷ sls req/s | ÷ sls p50 |
+|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
 Targets: lamina p50 ≤ 0.3 ms at 1 connection; ≥ 6,000 req/s and ≥ 1.1x serverless-offline at 32.

@@ -440,3 +440,18 @@ def test_forwarded_calls_keep_the_clients_address(server: LaminaServer) -> None:
     assert set(events) == set(request_ids)
     assert {e["source_ip"] for e in events.values()} == {"127.0.0.1"}
     assert {e["resource"] for e in events.values()} == {name}
+
+
+def test_internal_calls_are_refused_from_the_network(server: LaminaServer) -> None:
+    """The primary answers workers' internal calls on its Unix socket only; a worker never
+    sends one on from a client, even one that holds the root secret."""
+    name = create_function(server.client(), WHERE)
+    for _ in range(CONNECTIONS):  # a connection of its own each time: both processes
+        response = httpx.post(
+            f"{server.endpoint}/_lamina/internal/function-environment",
+            json={"name": name, "version": "$LATEST"},
+            headers={"Authorization": f"Bearer {server.secret_access_key}"},
+            timeout=10,
+        )
+        assert response.status_code in (403, 404), response.text
+        assert "AWS_SECRET_ACCESS_KEY" not in response.text

@@ -213,9 +213,13 @@ class WorkerApp:
         platform = self.platform
         if platform is None or scope["type"] != "http":
             return
-        # Only on the worker's own Unix socket: the primary's questions.
-        if via_unix_socket(scope) and scope["path"].startswith(INTERNAL):
-            await self._internal(platform, scope, send)
+        if scope["path"].startswith(INTERNAL):
+            # Only on the worker's own Unix socket: the primary's questions. Never sent on
+            # from the network: the primary's socket takes these from workers alone.
+            if via_unix_socket(scope):
+                await self._internal(platform, scope, send)
+            else:
+                await _answer(send, 404, {"message": "Not found."})
             return
         await platform.forwarder.asgi(scope, receive, send)
 
@@ -255,19 +259,9 @@ class WorkerApp:
         elif path == "environments":
             body = {"environments": platform.pool.describe()}
         else:
-            body = {"message": f"no such internal call: {path}"}
-        payload = orjson.dumps(body)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200 if "message" not in body else 404,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(payload)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+            await _answer(send, 404, {"message": f"no such internal call: {path}"})
+            return
+        await _answer(send, 200, body)
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
@@ -418,6 +412,13 @@ def _async(close: Callable[[], None]) -> Callable[[], Awaitable[None]]:
         close()
 
     return run
+
+
+async def _answer(send: Any, status: int, body: Any) -> None:
+    payload = orjson.dumps(body)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
 
 
 def _cancel(task: asyncio.Task[None]) -> Callable[[], Awaitable[None]]:

@@ -240,7 +240,9 @@ from lamina.serving.shared import SharedCounters
 path, audit_path, slot, limit = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 pool = Concurrency(limit, SharedCounters.attach(path, slot))
 # What this process holds, published after admission and withdrawn before release: the
-# sum over processes never exceeds what was really admitted.
+# sum over processes never exceeds what was really admitted. Published and summed under
+# the audit file's lock: a sum read while another process changes its count could add
+# one process's count from before a release to another's from after an admission.
 audit = SharedCounters.attach(audit_path, slot)
 rng = random.Random(slot)
 held = admitted = refused = most = 0
@@ -248,7 +250,8 @@ deadline = time.monotonic() + 1.5
 while time.monotonic() < deadline:
     if held and rng.random() < 0.45:
         held -= 1
-        audit.publish_in_flight(held)
+        with audit.locked():
+            audit.publish_in_flight(held)
         pool.release("f", True)
         continue
     try:
@@ -258,8 +261,9 @@ while time.monotonic() < deadline:
         continue
     held += 1
     admitted += 1
-    audit.publish_in_flight(held)
-    most = max(most, held + audit.others_in_flight())
+    with audit.locked():
+        audit.publish_in_flight(held)
+        most = max(most, held + audit.others_in_flight())
 print(most, admitted, refused)
 """
 
