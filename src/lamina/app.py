@@ -329,7 +329,14 @@ async def start_platform(settings: Settings) -> Platform:
         closers.append(workers.close)  # stopped first: their calls may need the rest
         peers = {k: Forwarder(str(worker_socket(data, k))) for k in range(1, settings.workers)}
         closers += [peer.close for peer in peers.values()]
-        platform.placement = Placement(creds.access_key_id, registry, pool, shared, peers)
+        generation = shared.generation
+
+        async def current() -> int:
+            return generation()  # the primary's functions are always current
+
+        platform.placement = Placement(
+            creds.access_key_id, registry, pool, shared, peers, fresh=current
+        )
     return platform
 
 

@@ -31,6 +31,7 @@ from lamina.serving.shared import SharedCounters, idle_bucket
 
 INVOKE_PATH = re.compile(r"/2015-03-31/functions/([^/]+)/invocations")
 HOP = "x-lamina-hop"
+KNOWN_MAX = 1024
 
 Headers = list[tuple[str, str]]
 
@@ -43,15 +44,21 @@ class Placement:
         pool: EnvironmentPool,
         shared: SharedCounters,
         peers: Mapping[int, Forwarder],
-        fresh: Callable[[], Awaitable[None]] | None = None,
+        fresh: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
         self._root = f"AWS4-HMAC-SHA256 Credential={root_access_key_id}/"
         self._registry = registry
         self._pool = pool
         self._shared = shared
         self._peers = peers  # slot -> the way to that process's socket
-        self.fresh = fresh  # a worker reads the functions again if they changed
+        # Makes the functions here current and says of which generation they are: in a
+        # worker, reads them again if they changed; in the primary, always current.
+        self.fresh = fresh
         pool.idle_hint = self._hint
+        # (path, query) -> what `_servable` said, while the functions stay as they are (the
+        # same few URLs are called again and again; resolving one is ~10 µs).
+        self._known: dict[tuple[str, str], FunctionConfig | None] = {}
+        self._known_at: int | None = None
 
     def _hint(self, code_key: str, change: int) -> None:
         self._shared.add_idle(idle_bucket(code_key), change)
@@ -78,14 +85,24 @@ class Placement:
                 return None
         if not signed_by_root:
             return None
+        # The generation the functions here are of (None: unknown, decide afresh).
+        generation = await self.fresh() if self.fresh is not None else None
+        if generation != self._known_at:
+            self._known.clear()
+            self._known_at = generation
+        key = (path, query)
+        if generation is not None and key in self._known:
+            return self._known[key]
         qualifier = parse_qs(query).get("Qualifier", [None])[0] if query else None
         try:
             ref = parse_function_ref(unquote(match[1]), qualifier)
         except LaminaError:
             return None  # the primary refuses it, in its words
-        if self.fresh is not None:
-            await self.fresh()
-        return self._servable(ref.name, ref.qualifier)
+        found = self._servable(ref.name, ref.qualifier)
+        if len(self._known) >= KNOWN_MAX:  # URLs with per-call parts: do not grow
+            self._known.clear()
+        self._known[key] = found
+        return found
 
     def _servable(self, name: str, qualifier: str | None) -> FunctionConfig | None:
         try:

@@ -164,20 +164,22 @@ class WorkerPlatform:
             except Exception:
                 log.exception("worker %d could not read the functions again", self.slot)
 
-    async def fresh(self) -> None:
-        """Read the functions again if the primary changed any since the last read."""
+    async def fresh(self) -> int:
+        """Read the functions again if the primary changed any since the last read; the
+        generation of what was read."""
         if self.shared.generation() == self.generation:
-            return
+            return self.generation
         async with self.reloading:
             seen = self.shared.generation()
             if seen == self.generation:
-                return  # another request reloaded them while this one waited
+                return seen  # another request reloaded them while this one waited
             before = set(self.registry.names())
             await self.registry.load(settle=False)
             self._settle_reservations()
             for name in before | set(self.registry.names()):
                 self._retire_stale(name)
             self.generation = seen
+            return seen
 
     def _settle_reservations(self) -> None:
         for name in self.registry.names():

@@ -305,6 +305,25 @@ async def test_a_latest_that_is_not_ready_is_the_primarys(
     assert await claim(place, "fn:$LATEST") is None
 
 
+async def test_a_decision_is_kept_until_the_generation_moves(site: Site) -> None:
+    await site.create()
+    generation = 1
+
+    async def fresh() -> int:
+        return generation
+
+    place = placement(site)
+    place.fresh = fresh
+    assert await claim(place) is not None
+    latest = site.primary.get("fn").latest
+    await site.store(dataclasses.replace(latest, state=State.PENDING))
+    # Read again, but told nothing changed: the decision for this URL stands...
+    assert await claim(place) is not None
+    generation = 2
+    # ...until the generation moves, as the primary makes it do with every change.
+    assert await claim(place) is None
+
+
 async def test_snapstart_versions_are_the_primarys(site: Site) -> None:
     await site.create(snap_start="PublishedVersions")
     assert site.worker.config("fn", "1").snapshotted
@@ -328,9 +347,10 @@ async def test_fresh_reads_the_functions_before_deciding(site: Site) -> None:
     assert await claim(place, "late") is not None  # created after the worker's last read
     assert reads == 1
     assert await claim(place, "late", headers=signed("AKIDSOMEONEELSE")) is None
-    assert await claim(place, "bad%20name") is None
     assert await claim(place, "late", method="GET") is None
-    assert reads == 1  # nothing to decide: no read
+    assert reads == 1  # not the worker's to decide by its headers: no read
+    assert await claim(place, "bad%20name") is None
+    assert reads == 2  # the name is judged against functions as they are
 
 
 # ---------------------------------------------------------------- elsewhere: the hint
