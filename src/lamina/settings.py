@@ -33,10 +33,18 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+AUTO_WORKERS_MAX = 4  # each serving process keeps its own zygotes and environments
+
+
+def auto_workers() -> int:
+    """One serving process per CPU lamina may use, at most AUTO_WORKERS_MAX."""
+    return max(1, min(len(os.sched_getaffinity(0)), AUTO_WORKERS_MAX))
+
+
 def _workers(env: Mapping[str, str]) -> int:
-    """LAMINA_WORKERS: a count of serving processes, or `auto` for one per CPU."""
-    if env.get("LAMINA_WORKERS", "").strip().lower() == "auto":
-        return max(1, len(os.sched_getaffinity(0)))
+    """LAMINA_WORKERS: a count of serving processes, or `auto` (the default)."""
+    if env.get("LAMINA_WORKERS", "auto").strip().lower() in ("", "auto"):
+        return auto_workers()
     count = _int(env, "LAMINA_WORKERS", 1)
     if count < 1:
         raise ValueError(f"LAMINA_WORKERS must be at least 1 or 'auto', got {count}")
@@ -92,7 +100,7 @@ class Settings:
     sandbox: bool = True
     # Serving processes on the API port: the primary and workers-1 workers, which serve
     # Invoke from environments of their own and pass everything else to the primary
-    # (serving/). 1: the primary alone.
+    # (serving/). 1: the primary alone. `from_env` defaults to one per CPU (at most 4).
     workers: int = 1
     # Modules each Python zygote imports up front (those an interpreter lacks are skipped).
     zygote_preload: tuple[str, ...] = (

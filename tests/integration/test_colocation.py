@@ -67,6 +67,9 @@ def test_calm_invocations_share_the_loop_cpu_and_a_second_in_flight_spreads(
     fresh_server: LaminaServer,
 ) -> None:
     everywhere = sorted(os.sched_getaffinity(0))
+    # One serving process: the test watches its loop thread, and both calls must reach it
+    # (with workers each process pins and spreads its own, by the node's count).
+    fresh_server.extra_env = {"LAMINA_WORKERS": "1"}
     client = fresh_server.start().client("lambda")
     assert fresh_server.process is not None
     loop_thread = fresh_server.process.pid

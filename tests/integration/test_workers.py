@@ -455,3 +455,32 @@ def test_internal_calls_are_refused_from_the_network(server: LaminaServer) -> No
         )
         assert response.status_code in (403, 404), response.text
         assert "AWS_SECRET_ACCESS_KEY" not in response.text
+
+
+def test_a_deploy_pre_warms_the_new_revision_in_every_process_that_ran_the_old(
+    server: LaminaServer,
+) -> None:
+    root = server.client()
+    name = create_function(root, WHERE)
+    _warm_both(server, name)
+    old = {row["id"] for row in _environments(server) if row["function"] == name}
+    root.update_function_code(
+        FunctionName=name, ZipFile=make_zip({"app.py": WHERE.replace('"v1"', '"v2"')})
+    )
+    root.get_waiter("function_updated_v2").wait(
+        FunctionName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
+    )
+    # The old revision's environments stop everywhere; new ones start in both processes
+    # before any call needs them (each process replaces what it ran).
+    deadline = time.monotonic() + 30
+    while True:
+        rows = [row for row in _environments(server) if row["function"] == name]
+        idle = {int(row.get("worker", PRIMARY)) for row in rows if row["state"] == "idle"}
+        settled = all(row["state"] == "idle" and row["id"] not in old for row in rows)
+        if idle == {PRIMARY, 1} and settled:
+            break
+        assert time.monotonic() < deadline, f"not pre-warmed in both: {rows}"
+        time.sleep(0.1)
+    bodies = [_invoke(c, name) for c in _clients(server)]
+    assert {b["release"] for b in bodies} == {"v2"}
+    assert {_env_id(b["stream"]) for b in bodies} <= {row["id"] for row in rows}

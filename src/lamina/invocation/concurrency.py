@@ -104,5 +104,13 @@ class Concurrency:
                     raise _throttled("ConcurrentInvocationLimitExceeded")
         self._unreserved_in_flight = own
 
+    @property
+    def node_in_flight(self) -> int:
+        """Running invocations on the whole node: this process's, and the other serving
+        processes' (their unreserved ones: reserved functions run in the primary alone)."""
+        if self._shared is None:
+            return self.in_flight
+        return self.in_flight + self._shared.others_in_flight()
+
     def running(self, function: str) -> int:
         return self._in_flight.get(function, 0)

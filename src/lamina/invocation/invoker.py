@@ -86,7 +86,9 @@ class Invoker:
             client_context=decode_client_context(request.client_context_b64),
             cpu=ANY_CPU
             if self._colocation is None
-            else self._colocation.cpu_for(self._concurrency.in_flight),
+            # The node's count: two serving processes each running one invocation must
+            # not both pin their loops (to what may be the same CPU).
+            else self._colocation.cpu_for(self._concurrency.node_in_flight),
         )
         env = self._pool.take_idle(config)
         if env is None:

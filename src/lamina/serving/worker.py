@@ -44,6 +44,7 @@ import orjson
 from lamina.environments.capacity import Capacity, default_budget_mb
 from lamina.environments.cgroups import CgroupLayout
 from lamina.environments.colocation import CoLocation
+from lamina.environments.deploy_warmer import DeployWarmer
 from lamina.environments.interpreters import discover
 from lamina.environments.launcher import HostFacts
 from lamina.environments.pool import EnvironmentPool
@@ -51,7 +52,7 @@ from lamina.environments.runtime_lib import lend_runtime_libraries
 from lamina.environments.sandbox import interpreter_prefixes, probe_sandbox
 from lamina.environments.spawn import ConfinedExecSpawner, ZygoteSpawner
 from lamina.errors import LaminaError
-from lamina.functions.model import FunctionConfig
+from lamina.functions.model import FunctionConfig, State
 from lamina.functions.registry import FunctionRegistry
 from lamina.invocation.concurrency import Concurrency
 from lamina.invocation.invoker import Invoker
@@ -144,6 +145,7 @@ class WorkerPlatform:
     logs: LogStore
     aws: AwsRouter
     placement: Placement
+    warmer: DeployWarmer
     generation: int = -1
     reloading: asyncio.Lock = field(default_factory=asyncio.Lock)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -173,11 +175,11 @@ class WorkerPlatform:
             seen = self.shared.generation()
             if seen == self.generation:
                 return seen  # another request reloaded them while this one waited
-            before = set(self.registry.names())
+            before = {name: self.registry.get(name).latest for name in self.registry.names()}
             await self.registry.load(settle=False)
             self._settle_reservations()
-            for name in before | set(self.registry.names()):
-                self._retire_stale(name)
+            for name in before.keys() | set(self.registry.names()):
+                self._follow_deploy(name, before.get(name))
             self.generation = seen
             return seen
 
@@ -189,14 +191,22 @@ class WorkerPlatform:
                 with contextlib.suppress(LaminaError):
                     self.concurrency.reserve(name, reserved)
 
-    def _retire_stale(self, name: str) -> None:
+    def _follow_deploy(self, name: str, was: FunctionConfig | None) -> None:
+        """What the primary does on a change, for this worker's environments: those of
+        revisions no longer wanted stop, and a new $LATEST is pre-warmed as many times as
+        this worker ran the one it replaced (environments/deploy_warmer.py)."""
         try:
             fn = self.registry.get(name)
         except LaminaError:
             self.pool.retire(name)  # deleted: none of its environments is wanted
+            self.warmer.forget(name)
             return
+        if was is not None and was.revision_id != fn.latest.revision_id:
+            self.warmer.note_change(fn)  # before the old revision's environments go
         wanted = {fn.latest.code_key} | {v.code_key for v in fn.versions.values()}
         self.pool.retire(name, keep=lambda c: c.code_key in wanted)
+        if fn.latest.state is State.ACTIVE:
+            self.warmer.activated(fn.latest)
 
 
 class WorkerApp:
@@ -390,6 +400,8 @@ async def start_worker(
     for peer in peers.values():
         closers.append(peer.close)
     placement = Placement(creds.access_key_id, registry, pool, shared, {0: forwarder, **peers})
+    warmer = DeployWarmer(pool, settings.prewarm_on_deploy)
+    closers.append(warmer.close)
     platform = WorkerPlatform(
         slot=slot,
         shared=shared,
@@ -400,6 +412,7 @@ async def start_worker(
         logs=logs,
         aws=aws,
         placement=placement,
+        warmer=warmer,
         closers=closers,
     )
     platform.placement.fresh = platform.fresh

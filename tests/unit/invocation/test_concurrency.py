@@ -194,6 +194,18 @@ def test_shared_pool_release_frees_a_slot_for_the_other_process(tmp_path: Path) 
     assert first.in_flight == 0
 
 
+def test_the_node_count_adds_the_other_processes_invocations(tmp_path: Path) -> None:
+    """What co-location reads: two processes each running one are two in flight."""
+    first, second, _ = shared_pools(tmp_path, 10)
+    assert Concurrency(10).node_in_flight == 0  # one process: its own count
+    first.acquire("a")
+    assert (first.in_flight, first.node_in_flight) == (1, 1)
+    second.acquire("b")
+    assert (first.node_in_flight, second.node_in_flight) == (2, 2)
+    second.release("b", True)
+    assert first.node_in_flight == 1
+
+
 def test_shared_pool_leaves_reserved_functions_alone(tmp_path: Path) -> None:
     first, second, counters = shared_pools(tmp_path, UNRESERVED_MIN + 2)
     for pool in (first, second):  # every process knows the reservations
