@@ -45,6 +45,7 @@ from lamina.invocation.dispatcher import Dispatcher
 from lamina.invocation.event_queue import AsyncEvent, EventQueue
 from lamina.invocation.event_queue import metadata as queue_metadata
 from lamina.invocation.invoker import Invoker
+from lamina.protocols.asgi import read_body, send_json
 from lamina.protocols.http_direct import DirectHandler, via_unix_socket
 from lamina.protocols.router import AwsRouter, ServiceBinding
 from lamina.protocols.wire import HttpResponse
@@ -335,8 +336,9 @@ async def start_platform(settings: Settings) -> Platform:
             return generation()  # the primary's functions are always current
 
         platform.placement = Placement(
-            creds.access_key_id, registry, pool, shared, peers, fresh=current
-        )
+            creds.access_key_id, registry, pool, shared, peers, fresh=current,
+            in_flight=lambda: concurrency.node_in_flight,
+        )  # fmt: skip
     return platform
 
 
@@ -416,18 +418,6 @@ def _sandbox_lines(described: dict[str, Any]) -> list[str]:
     return lines
 
 
-async def _json(send: Send, status: int, body: Any) -> None:
-    payload = orjson.dumps(body)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
-
-
 class LaminaApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -444,7 +434,7 @@ class LaminaApp:
         if path.startswith(INTERNAL) and via_unix_socket(scope):
             await self._internal(scope, receive, send, path[len(INTERNAL) :])
         elif path == "/health":
-            await _json(send, 200, self._health())
+            await send_json(send, 200, self._health())
         elif path.startswith("/_lamina/code/"):
             await self._code(scope, send, path.rsplit("/", 1)[-1])
         elif path == "/_lamina/environments":
@@ -503,13 +493,13 @@ class LaminaApp:
         headers = dict(scope.get("headers") or [])
         given = headers.get(b"authorization", b"").decode("latin-1")
         if not hmac.compare_digest(given, f"Bearer {secret}"):
-            await _json(send, 403, {"message": "Send the root secret as 'Authorization: Bearer <secret>'."})
+            await send_json(send, 403, {"message": "Send the root secret as 'Authorization: Bearer <secret>'."})
             return
         rows = self.platform.pool.describe()
         if self.platform.workers is not None:
             rows += await self.platform.workers.environments()
         total = {k: sum(int(str(r[k])) for r in rows) for k in ("rss_kb", "pss_kb", "uss_kb")}
-        await _json(send, 200, {"environments": rows, "count": len(rows), "total": total})
+        await send_json(send, 200, {"environments": rows, "count": len(rows), "total": total})
 
     async def _internal(self, scope: Scope, receive: Receive, send: Send, call: str) -> None:
         """What a worker asks of the primary (serving/worker.py)."""
@@ -517,25 +507,22 @@ class LaminaApp:
         headers = dict(scope.get("headers") or [])
         given = headers.get(b"authorization", b"").decode("latin-1")
         if not hmac.compare_digest(given, f"Bearer {self.platform.credentials.secret_access_key}"):
-            await _json(send, 403, {"message": "Send the root secret as 'Authorization: Bearer <secret>'."})
+            await send_json(send, 403, {"message": "Send the root secret as 'Authorization: Bearer <secret>'."})
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
+        if body is None:
+            return
         if call != "function-environment" or self.platform.function_environment is None:
-            await _json(send, 404, {"message": f"No internal call {call!r}."})
+            await send_json(send, 404, {"message": f"No internal call {call!r}."})
             return
         try:
             asked = orjson.loads(body)
             env = await self.platform.function_environment(str(asked["name"]), str(asked["version"]))
         except Exception as exc:
             log.exception("a worker's function-environment call failed")
-            await _json(send, 500, {"message": str(exc)})
+            await send_json(send, 500, {"message": str(exc)})
             return
-        await _json(send, 200, env)
+        await send_json(send, 200, env)
 
     async def _code(self, scope: Scope, send: Send, digest: str) -> None:
         assert self.platform is not None
@@ -547,7 +534,7 @@ class LaminaApp:
         )
         path = self.platform.blobs.path(digest)
         if not ok or not path.exists():
-            await _json(send, 403, {"message": "The code URL is invalid or has expired."})
+            await send_json(send, 403, {"message": "The code URL is invalid or has expired."})
             return
         data = path.read_bytes()
         await send(

@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from lamina.gateway.http1 import Connection, HTTPError
+from lamina.protocols.asgi import read_body
 from lamina.protocols.http_direct import FORWARDED_CLIENT
 from lamina.protocols.wire import HttpResponse
 
@@ -83,14 +84,9 @@ class Forwarder:
         """An ASGI app that forwards the request and streams the answer back."""
         if scope["type"] != "http":
             return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
+        if body is None:
+            return
         target = scope.get("raw_path") or scope["path"].encode()
         if scope.get("query_string"):
             target += b"?" + scope["query_string"]
@@ -99,7 +95,7 @@ class Forwarder:
         method: str = scope["method"]
         try:
             async with self._exchange(
-                method, target.decode("latin-1"), headers, bytes(body), client[0] if client else ""
+                method, target.decode("latin-1"), headers, body, client[0] if client else ""
             ) as connection:
                 raw = await connection.head(self._timeout_s)
                 out = [

@@ -56,6 +56,7 @@ from lamina.functions.model import FunctionConfig, State
 from lamina.functions.registry import FunctionRegistry
 from lamina.invocation.concurrency import Concurrency
 from lamina.invocation.invoker import Invoker
+from lamina.protocols.asgi import send_json
 from lamina.protocols.http_direct import DirectHandler, via_unix_socket
 from lamina.protocols.router import AwsRouter, ServiceBinding
 from lamina.protocols.sigv4 import SigV4Verifier
@@ -231,7 +232,7 @@ class WorkerApp:
             if via_unix_socket(scope):
                 await self._internal(platform, scope, send)
             else:
-                await _answer(send, 404, {"message": "Not found."})
+                await send_json(send, 404, {"message": "Not found."})
             return
         await platform.forwarder.asgi(scope, receive, send)
 
@@ -271,9 +272,9 @@ class WorkerApp:
         elif path == "environments":
             body = {"environments": platform.pool.describe()}
         else:
-            await _answer(send, 404, {"message": f"no such internal call: {path}"})
+            await send_json(send, 404, {"message": f"no such internal call: {path}"})
             return
-        await _answer(send, 200, body)
+        await send_json(send, 200, body)
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
@@ -399,7 +400,10 @@ async def start_worker(
     peers = {k: Forwarder(str(worker_socket(data, k))) for k in range(1, shared.processes) if k != slot}
     for peer in peers.values():
         closers.append(peer.close)
-    placement = Placement(creds.access_key_id, registry, pool, shared, {0: forwarder, **peers})
+    placement = Placement(
+        creds.access_key_id, registry, pool, shared, {0: forwarder, **peers},
+        in_flight=lambda: concurrency.node_in_flight,
+    )  # fmt: skip
     warmer = DeployWarmer(pool, settings.prewarm_on_deploy)
     closers.append(warmer.close)
     platform = WorkerPlatform(
@@ -427,13 +431,6 @@ def _async(close: Callable[[], None]) -> Callable[[], Awaitable[None]]:
         close()
 
     return run
-
-
-async def _answer(send: Any, status: int, body: Any) -> None:
-    payload = orjson.dumps(body)
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})
 
 
 def _cancel(task: asyncio.Task[None]) -> Callable[[], Awaitable[None]]:

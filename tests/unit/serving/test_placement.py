@@ -390,6 +390,27 @@ async def test_elsewhere_is_another_process_with_an_idle_environment(
     assert place.elsewhere(config, signed()) is ways[1]
 
 
+async def test_under_load_each_process_starts_its_own(
+    site: Site, counters: list[SharedCounters], tmp_path: Path
+) -> None:
+    """Only a quiet node sends a call to another process's idle environment: with calls
+    in flight, a process without environments of the revision starts its own, or it would
+    forward every call to the one that keeps some idle."""
+    await site.create()
+    config = site.worker.get("fn").latest
+    primary, one, _ = counters
+    ways = peers(tmp_path, 1, 2)
+    running = 0
+    place = Placement(
+        ROOT_KEY, site.worker, cast(EnvironmentPool, FakePool()), primary, ways,
+        in_flight=lambda: running,
+    )  # fmt: skip
+    one.add_idle(idle_bucket(config.code_key), 1)
+    assert place.elsewhere(config, signed()) is ways[1]
+    running = 1
+    assert place.elsewhere(config, signed()) is None
+
+
 async def test_elsewhere_stays_here_when_this_process_runs_the_revision(
     site: Site, counters: list[SharedCounters], tmp_path: Path
 ) -> None:
