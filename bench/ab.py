@@ -35,6 +35,16 @@ def cpu_seconds(pid: int) -> float:
     return 0.0
 
 
+def serving_processes(pid: int) -> list[int]:
+    """The primary and its workers (LAMINA_WORKERS): every process that serves the API."""
+    found = [pid]
+    for child in descendants(pid):
+        with contextlib.suppress(OSError):
+            if b"lamina.serving.worker" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+    return found
+
+
 def base_tree(rev: str) -> Path:
     tree = WORK / f"ab-{rev}"
     if not (tree / "src" / "lamina").is_dir():
@@ -67,11 +77,12 @@ class Side:
 
     def round(self, connections: int, seconds: float) -> None:
         pid = self.lamina.pid
-        server0 = cpu_seconds(pid)
-        envs0 = sum(cpu_seconds(p) for p in descendants(pid))
+        servers = serving_processes(pid)
+        server0 = sum(cpu_seconds(p) for p in servers)
+        envs0 = sum(cpu_seconds(p) for p in descendants(pid)) - server0 + cpu_seconds(pid)
         out = wrk(self.url, connections, seconds, self.script)
-        server1 = cpu_seconds(pid)
-        envs1 = sum(cpu_seconds(p) for p in descendants(pid))
+        server1 = sum(cpu_seconds(p) for p in servers)
+        envs1 = sum(cpu_seconds(p) for p in descendants(pid)) - server1 + cpu_seconds(pid)
         count = max(out["rps"] * seconds, 1.0)
         self.rounds.append({
             "rps": out["rps"], "p50_ms": out["p50_ms"], "errors": out["errors"],
@@ -93,6 +104,10 @@ def main() -> None:
         "--env", action="append", default=[], metavar="NAME=VALUE",
         help="a setting for this checkout's server only (e.g. LAMINA_WORKERS=2)",
     )  # fmt: skip
+    parser.add_argument(
+        "--base-env", action="append", default=[], metavar="NAME=VALUE",
+        help="a setting for the base revision's server only",
+    )  # fmt: skip
     args = parser.parse_args()
     rev = subprocess.run(
         ["git", "rev-parse", "--short", args.base], cwd=HERE.parent, check=True,
@@ -102,7 +117,8 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         this_env = dict(pair.split("=", 1) for pair in args.env)
         this = Side("this", stack.enter_context(Lamina(this_env)))
-        base = Side(rev, stack.enter_context(Lamina({"PYTHONPATH": str(base_src)})))
+        base_env = {"PYTHONPATH": str(base_src), **dict(p.split("=", 1) for p in args.base_env)}
+        base = Side(rev, stack.enter_context(Lamina(base_env)))
         for side in (this, base):
             side.prepare()
             wrk(side.url, args.connections, 2, side.script)  # warm-up
@@ -119,7 +135,7 @@ def main() -> None:
 
 def render(this: Side, base: Side, args: argparse.Namespace) -> str:
     rows = [
-        "| | invokes/s | p50 ms | server CPU µs/invoke | environments' CPU µs/invoke | errors |",
+        "| | invokes/s | p50 ms | serving processes' CPU µs/invoke | environments' CPU µs/invoke | errors |",
         "|---|---|---|---|---|---|",
     ]
     for side, label in ((this, "this checkout"), (base, f"base {base.name}")):
@@ -136,11 +152,12 @@ def render(this: Side, base: Side, args: argparse.Namespace) -> str:
             "",
             f"wrk at {args.connections} connections, {args.rounds} rounds of {args.seconds:g} s "
             "per server, alternating; medians. Handler `return {}`, 1769 MB."
-            + (f" This checkout with {', '.join(args.env)}." if args.env else ""),
+            + (f" This checkout with {', '.join(args.env)}." if args.env else "")
+            + (f" The base with {', '.join(args.base_env)}." if args.base_env else ""),
             "",
             *rows,
             "",
-            f"This checkout ÷ base: **{ratio:.2f}x** invokes/s, {cpu:.2f}x server CPU per invoke.",
+            f"This checkout ÷ base: **{ratio:.2f}x** invokes/s, {cpu:.2f}x the serving processes' CPU per invoke.",
         ]
     )
 

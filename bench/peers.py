@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -216,12 +217,26 @@ def run_warm(args: argparse.Namespace, results: Results) -> None:
                 wrk(sls.url, 32, 2, post)
                 wrk(floor_url, 32, 1, None)
                 done()
+                targets = {
+                    "floor": (floor_url, None), "lamina": (lamina_url, script),
+                    "single": (single_url, single_script), "sls": (sls.url, post),
+                }  # fmt: skip
                 for c in conns:
                     done = timed(f"{c} connection(s)")
-                    raw["floor"][str(c)] = wrk(floor_url, c, args.seconds, None)
-                    raw["lamina"][str(c)] = wrk(lamina_url, c, args.seconds, script)
-                    raw["single"][str(c)] = wrk(single_url, c, args.seconds, single_script)
-                    raw["sls"][str(c)] = wrk(sls.url, c, args.seconds, post)
+                    # Rounds, each server in turn and the turn order rotated per round, so
+                    # that the machine's drift (it is shared) lands on all alike; medians.
+                    rounds: dict[str, list[dict[str, float]]] = {key: [] for key in targets}
+                    for n in range(args.rounds):
+                        keys = list(targets)
+                        for key in keys[n % len(keys) :] + keys[: n % len(keys)]:
+                            url, lua = targets[key]
+                            rounds[key].append(wrk(url, c, args.seconds, lua))
+                    for key, runs in rounds.items():
+                        raw[key][str(c)] = {
+                            metric: statistics.median(run[metric] for run in runs)
+                            for metric in ("rps", "p50_ms", "p99_ms", "errors")
+                        }
+                        raw[key][f"{c}-rounds"] = runs
                     done()
                 sls_pids = [sls.proc.pid, *descendants(sls.proc.pid)] if sls.proc else []
                 raw["sls_memory_kb"] = total_memory(sls_pids)
@@ -259,7 +274,8 @@ def run_warm(args: argparse.Namespace, results: Results) -> None:
     sm, lm = raw["sls_memory_kb"], raw["lamina_memory_kb"]
     md = f"""## Warm invoke: lamina against serverless-offline (`peers.py warm`)
 
-wrk over loopback keep-alive connections, {args.seconds:.0f} s per figure, after a 2 s warm-up at
+wrk over loopback keep-alive connections: {args.rounds} rounds of {args.seconds:.0f} s per server, each
+round every server in turn (the order rotated per round), medians; after a 2 s warm-up at
 32 connections each. lamina: SigV4-signed Invoke replayed by wrk; serverless-offline 13
 (serverless 3.40, Node {node_version()}): its unsigned Invoke API on lambdaPort; floor: the same
 handler in-process under uvicorn (bench/invoke.py's). lamina runs twice: as it starts by default
@@ -485,6 +501,7 @@ def main() -> None:
     )
     parser.add_argument("section", choices=[*ORDER, "all"])
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3, help="warm: rounds per figure")
     parser.add_argument("--envs", type=int, default=1000, help="density: environments to try for")
     parser.add_argument("--hold", type=float, default=75, help="density: seconds the calls last")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS-peers.md")

@@ -26,7 +26,7 @@ from lamina.functions.registry import FunctionRegistry
 from lamina.invocation.concurrency import Concurrency
 from lamina.protocols.wire import HttpResponse
 from lamina.serving.forward import Forwarder
-from lamina.serving.placement import HOP, Placement
+from lamina.serving.placement import FORWARDS_PER_S, HOP, Placement
 from lamina.serving.shared import IDLE_BUCKETS, SharedCounters, idle_bucket
 from lamina.storage.database import open_database, sqlite_url
 from lamina.storage.functions import FunctionRepository, metadata
@@ -409,6 +409,29 @@ async def test_under_load_each_process_starts_its_own(
     assert place.elsewhere(config, signed()) is ways[1]
     running = 1
     assert place.elsewhere(config, signed()) is None
+
+
+async def test_a_steady_stream_starts_an_environment_here(
+    site: Site, counters: list[SharedCounters], tmp_path: Path
+) -> None:
+    """Forwards of a revision are for the odd call: past FORWARDS_PER_S in a second, the
+    next call starts an environment here (and a new second forwards again)."""
+    await site.create()
+    config = site.worker.get("fn").latest
+    primary, one, _ = counters
+    ways = peers(tmp_path, 1, 2)
+    now = 100.0
+    place = Placement(
+        ROOT_KEY, site.worker, cast(EnvironmentPool, FakePool()), primary, ways,
+        clock=lambda: now,
+    )  # fmt: skip
+    one.add_idle(idle_bucket(config.code_key), 1)
+    for _ in range(FORWARDS_PER_S):
+        assert place.elsewhere(config, signed()) is ways[1]
+        now += 0.01
+    assert place.elsewhere(config, signed()) is None
+    now += 1.0
+    assert place.elsewhere(config, signed()) is ways[1]
 
 
 async def test_elsewhere_stays_here_when_this_process_runs_the_revision(
