@@ -337,7 +337,6 @@ async def start_platform(settings: Settings) -> Platform:
 
         platform.placement = Placement(
             creds.access_key_id, registry, pool, shared, peers, fresh=current,
-            in_flight=lambda: concurrency.node_in_flight,
         )  # fmt: skip
     return platform
 

@@ -52,7 +52,6 @@ class EnvironmentPool:
         self._clock = clock
         self._idle: dict[str, list[Environment]] = {}
         self._live: set[Environment] = set()
-        self._per_key: dict[str, int] = {}  # live environments per revision (code key)
         self._reaper: asyncio.Task[None] | None = None
         # Told (code key, change) whenever the idle environments of a revision change in
         # number: the other serving processes' hint of where a warm one is (serving/).
@@ -69,7 +68,6 @@ class EnvironmentPool:
         for env in list(self._live):
             env.stop()
         self._live.clear()
-        self._per_key.clear()
         for key, stack in self._idle.items():
             self._hint(key, -len(stack))
         self._idle.clear()
@@ -83,12 +81,12 @@ class EnvironmentPool:
                 self.idle_hint(config.code_key, -1)
             if env.alive and env.state is EnvState.IDLE:
                 return env
-            self._leave(env)
+            self._live.discard(env)
         return None
 
-    def has_environment(self, config: FunctionConfig) -> bool:
-        """Does any environment of this revision live here (idle or busy)?"""
-        return config.code_key in self._per_key
+    def has_idle(self, config: FunctionConfig) -> bool:
+        """Is an environment of this revision idle here (a call would find it warm)?"""
+        return bool(self._idle.get(config.code_key))
 
     async def launch(
         self, config: FunctionConfig, initialization: str | None = None
@@ -107,7 +105,7 @@ class EnvironmentPool:
             env_id, config, self._logs, self._clock, spawner, restored, self._runtime_channel
         )
         env.on_idle = self.release
-        self._join(env)
+        self._live.add(env)
         stream = env.log_stream_name
         try:
             role_env = await self._credentials(config) if self._credentials is not None else {}
@@ -124,7 +122,7 @@ class EnvironmentPool:
             # Not started (no credentials, no process, or the call was cancelled): it must
             # not stay counted as live here, nor hold its memory in the budget.
             env.stop()
-            self._leave(env)
+            self._live.discard(env)
             self._publish()
             raise
         return env
@@ -134,7 +132,7 @@ class EnvironmentPool:
             self._idle.setdefault(env.config.code_key, []).append(env)
             self._hint(env.config.code_key, 1)
         else:
-            self._leave(env)
+            self._live.discard(env)
 
     def retire(
         self, function: str, keep: Callable[[FunctionConfig], bool] = lambda _: False
@@ -147,7 +145,7 @@ class EnvironmentPool:
             self._hint(key, -len(stack))
             for env in self._idle.pop(key):
                 env.stop()
-                self._leave(env)
+                self._live.discard(env)
         self._publish()
 
     def describe(self) -> list[dict[str, object]]:
@@ -203,29 +201,13 @@ class EnvironmentPool:
                         keep.append(env)
                     else:
                         env.stop()
-                        self._leave(env)
+                        self._live.discard(env)
                 self._hint(key, len(keep) - len(self._idle[key]))
                 if keep:
                     self._idle[key] = keep
                 else:
                     del self._idle[key]
             self._publish()
-
-    def _join(self, env: Environment) -> None:
-        self._live.add(env)
-        key = env.config.code_key
-        self._per_key[key] = self._per_key.get(key, 0) + 1
-
-    def _leave(self, env: Environment) -> None:
-        if env not in self._live:
-            return
-        self._live.discard(env)
-        key = env.config.code_key
-        left = self._per_key[key] - 1
-        if left:
-            self._per_key[key] = left
-        else:
-            del self._per_key[key]
 
     def _hint(self, key: str, change: int) -> None:
         if change and self.idle_hint is not None:

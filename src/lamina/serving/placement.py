@@ -7,16 +7,14 @@ concurrency on the qualifier or SnapStart.
 
 Environments are per process, and the kernel spreads connections, not calls: a client
 that opens a new connection for each call (many do) would find a cold process half the
-time with two. So while the node is quiet (no invocation in flight anywhere), a process
-about to start the first environment of a revision asks the others first (`elsewhere`):
-if one has an idle environment of it, the call goes there instead — a forward costs far
-less than a start. Only then: under any load each process grows its own environments
-as it needs them (forwarding every call of a process that has none to one that keeps
-some idle would leave it a mere proxy), and calls stay where they land. Nor for a steady
-stream: a forward costs both processes CPU (~200 µs here) and the caller ~0.15 ms, so past
-FORWARDS_PER_S calls of a revision in a second a process starts its own environment once,
-and the calls after stay. A forwarded call carries `x-lamina-hop`, and is never
-forwarded again.
+time with two, and a burst spread over two processes can outnumber one's idle
+environments while the other's wait. So a process about to start an environment for a
+call asks the others first (`elsewhere`): if one has an idle environment of the revision,
+the call goes there instead — a forward costs far less than a start. Not for a steady
+stream: a forward costs both processes CPU (~200 µs here) and the caller ~0.15 ms, so
+past FORWARDS_PER_S forwards of a revision in a second a process starts its own
+environment (and the calls after stay), which is how each grows its own under load. A
+forwarded call carries `x-lamina-hop`, and is never forwarded again.
 """
 
 from __future__ import annotations
@@ -52,7 +50,6 @@ class Placement:
         shared: SharedCounters,
         peers: Mapping[int, Forwarder],
         fresh: Callable[[], Awaitable[int]] | None = None,
-        in_flight: Callable[[], int] = lambda: 0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._root = f"AWS4-HMAC-SHA256 Credential={root_access_key_id}/"
@@ -60,7 +57,6 @@ class Placement:
         self._pool = pool
         self._shared = shared
         self._peers = peers  # slot -> the way to that process's socket
-        self._in_flight = in_flight  # invocations running on the whole node
         # Makes the functions here current and says of which generation they are: in a
         # worker, reads them again if they changed; in the primary, always current.
         self.fresh = fresh
@@ -138,9 +134,9 @@ class Placement:
 
     def elsewhere(self, config: FunctionConfig, headers: Headers) -> Forwarder | None:
         """Another process to run this call on: one with an idle environment of the
-        revision, when this one has none of it at all, nothing runs anywhere, and the call
-        was not sent here."""
-        if self._pool.has_environment(config) or self._in_flight():
+        revision, when this one has none idle (the call would start one here), the call
+        was not sent here, and this revision has not had its FORWARDS_PER_S this second."""
+        if self._pool.has_idle(config):
             return None
         slot = self._shared.idle_elsewhere(idle_bucket(config.code_key))
         if slot is None or slot not in self._peers:

@@ -402,7 +402,6 @@ async def start_worker(
         closers.append(peer.close)
     placement = Placement(
         creds.access_key_id, registry, pool, shared, {0: forwarder, **peers},
-        in_flight=lambda: concurrency.node_in_flight,
     )  # fmt: skip
     warmer = DeployWarmer(pool, settings.prewarm_on_deploy)
     closers.append(warmer.close)

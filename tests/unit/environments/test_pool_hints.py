@@ -1,4 +1,4 @@
-"""EnvironmentPool's idle hint and `has_environment`, over real environments.
+"""EnvironmentPool's idle hint and `has_idle`, over real environments.
 
 Environments start through `pool.launch` as `provided.al2023` functions whose bootstrap
 runs the stdlib fake runtime (fake_runtime.py). After every step the running sum of the
@@ -177,8 +177,8 @@ async def test_release_and_take_each_hint_one(make_node: MakeNode) -> None:
     _, second = await node.warm(A, 2)
     await node.warm(B)
     assert hints.changes == [(A.code_key, 1), (A.code_key, 1), (B.code_key, 1)]
-    assert pool.has_environment(A) and pool.has_environment(B)
-    assert not pool.has_environment(C)
+    assert pool.has_idle(A) and pool.has_idle(B)
+    assert not pool.has_idle(C)
 
     assert pool.take_idle(A) is second  # last in, first out
     assert hints.changes[-1] == (A.code_key, -1)
@@ -196,17 +196,20 @@ async def test_a_busy_environment_is_here_but_not_idle(make_node: MakeNode) -> N
     node = await make_node()
     pool, hints = node.pool, node.hints
     env = await node.launch(A)
-    assert pool.has_environment(A)  # starting: here, not idle
+    assert not pool.has_idle(A)  # starting: here, not idle
     assert hints.changes == []
     await env.invoke(invocation(), LONG)  # the cold start, then idle
     assert hints.changes == [(A.code_key, 1)]
+    assert pool.has_idle(A)
     assert pool.take_idle(A) is env
-    assert pool.has_environment(A)  # taken for a call: busy, still here
+    assert not pool.has_idle(A)  # taken for a call: busy
     assert hints.sums() == {}
     node.check()
+    pool.release(env)
     # Another revision of the same function is another code key.
-    assert not pool.has_environment(replace(A, revision_id="rev-2"))
-    assert not pool.has_environment(replace(A, version="1"))
+    assert pool.has_idle(A)
+    assert not pool.has_idle(replace(A, revision_id="rev-2"))
+    assert not pool.has_idle(replace(A, version="1"))
 
 
 async def test_an_environment_that_dies_in_an_invocation_leaves(make_node: MakeNode) -> None:
@@ -218,7 +221,7 @@ async def test_an_environment_that_dies_in_an_invocation_leaves(make_node: MakeN
     assert result.function_error == "Unhandled"
     assert not env.alive
     assert hints.changes == [(A.code_key, 1), (A.code_key, -1)]  # not released as idle
-    assert not pool.has_environment(A)
+    assert not pool.has_idle(A)
     node.check()
 
 
@@ -232,11 +235,11 @@ async def test_take_idle_hints_each_dead_environment_it_pops(make_node: MakeNode
     assert pool.take_idle(A) is bottom  # past the two dead ones
     assert hints.since(mark) == [(A.code_key, -1)] * 3
     node.check()
-    assert pool.has_environment(A)  # `bottom`, busy
+    assert not pool.has_idle(A)  # `bottom` is busy, the rest were dead
     bottom.stop()
     pool.release(bottom)  # a dead one back from its call: forgotten, not idle
     assert len(hints.changes) == mark + 3
-    assert not pool.has_environment(A)
+    assert not pool.has_idle(A)
     node.check()
 
 
@@ -245,10 +248,10 @@ async def test_a_stack_of_only_dead_environments_gives_none(make_node: MakeNode)
     pool, hints = node.pool, node.hints
     for env in await node.warm(A, 2):
         env.stop()
-    assert pool.has_environment(A)  # not known dead until popped or reaped
+    assert pool.has_idle(A)  # not known dead until popped or reaped
     assert pool.take_idle(A) is None
     assert hints.changes[-2:] == [(A.code_key, -1)] * 2
-    assert not pool.has_environment(A)
+    assert not pool.has_idle(A)
     node.check()
     assert pool.take_idle(A) is None  # the emptied stack again: no hint
     assert len(hints.changes) == 4
@@ -264,12 +267,12 @@ async def test_retire_hints_the_whole_stack_down(make_node: MakeNode) -> None:
     mark = len(hints.changes)
     pool.retire("a", keep=lambda c: c.revision_id == "rev-2")
     assert hints.since(mark) == [(old.code_key, -2)]  # one change for the stack
-    assert not pool.has_environment(old)
-    assert pool.has_environment(new) and pool.has_environment(B)
+    assert not pool.has_idle(old)
+    assert pool.has_idle(new) and pool.has_idle(B)
     node.check()
     pool.retire("a")
     assert hints.changes[-1] == (new.code_key, -1)
-    assert not pool.has_environment(new)
+    assert not pool.has_idle(new)
     assert hints.sums() == {B.code_key: 1}
     node.check()
 
@@ -281,7 +284,7 @@ async def test_retire_leaves_busy_environments_counted(make_node: MakeNode) -> N
     assert pool.take_idle(A) is second
     pool.retire("a")
     assert not first.alive
-    assert pool.has_environment(A)  # `second` is still running a call
+    assert not pool.has_idle(A)  # `second` is still running a call, the rest retired
     node.check()
     await second.invoke(invocation(), LONG)  # ends, back in the (emptied) stack
     assert node.hints.sums() == {A.code_key: 1}
@@ -301,7 +304,7 @@ async def test_the_reaper_hints_what_it_stops(make_node: MakeNode) -> None:
     await asyncio.wait_for(hints.told.wait(), 10)
     assert sorted(hints.since(mark)) == [(A.code_key, -1), (B.code_key, -1)]
     assert not stale.alive and kept.alive
-    assert pool.has_environment(A) and not pool.has_environment(B)
+    assert pool.has_idle(A) and not pool.has_idle(B)
     node.check()
     assert pool.take_idle(A) is kept
 
@@ -316,7 +319,7 @@ async def test_close_hints_every_stack_down(make_node: MakeNode) -> None:
     await pool.close()
     assert sorted(hints.since(mark)) == [(A.code_key, -2), (B.code_key, -1)]
     assert hints.sums() == {}
-    assert not any(pool.has_environment(c) for c in (A, B, C))
+    assert not any(pool.has_idle(c) for c in (A, B, C))
     node.check()
 
 
@@ -333,7 +336,7 @@ async def test_capacity_evictions_keep_the_hint_equal_to_the_stack(make_node: Ma
     node.check()
     assert pool.take_idle(A) is None
     assert hints.changes[-1] == (A.code_key, -1)
-    assert not pool.has_environment(A)
+    assert not pool.has_idle(A)
     node.check()
 
 
@@ -345,7 +348,7 @@ async def test_a_pool_without_a_hint_callback_works_the_same(make_node: MakeNode
     await node.warm(A)
     assert pool.take_idle(A) is not None
     pool.retire("a")
-    assert pool.has_environment(A)  # the taken one
+    assert not pool.has_idle(A)  # only the taken one is left, busy
     await pool.close()
     assert node.hints.changes == []
-    assert not pool.has_environment(A)
+    assert not pool.has_idle(A)

@@ -111,13 +111,13 @@ class NullSink:
 
 
 class FakePool:
-    """The pool as Placement sees it: which revisions have an environment here."""
+    """The pool as Placement sees it: which revisions have an idle environment here."""
 
     def __init__(self) -> None:
         self.here: set[str] = set()
         self.idle_hint: Any = None
 
-    def has_environment(self, config: FunctionConfig) -> bool:
+    def has_idle(self, config: FunctionConfig) -> bool:
         return config.code_key in self.here
 
 
@@ -390,27 +390,6 @@ async def test_elsewhere_is_another_process_with_an_idle_environment(
     assert place.elsewhere(config, signed()) is ways[1]
 
 
-async def test_under_load_each_process_starts_its_own(
-    site: Site, counters: list[SharedCounters], tmp_path: Path
-) -> None:
-    """Only a quiet node sends a call to another process's idle environment: with calls
-    in flight, a process without environments of the revision starts its own, or it would
-    forward every call to the one that keeps some idle."""
-    await site.create()
-    config = site.worker.get("fn").latest
-    primary, one, _ = counters
-    ways = peers(tmp_path, 1, 2)
-    running = 0
-    place = Placement(
-        ROOT_KEY, site.worker, cast(EnvironmentPool, FakePool()), primary, ways,
-        in_flight=lambda: running,
-    )  # fmt: skip
-    one.add_idle(idle_bucket(config.code_key), 1)
-    assert place.elsewhere(config, signed()) is ways[1]
-    running = 1
-    assert place.elsewhere(config, signed()) is None
-
-
 async def test_a_steady_stream_starts_an_environment_here(
     site: Site, counters: list[SharedCounters], tmp_path: Path
 ) -> None:
@@ -440,7 +419,7 @@ async def test_elsewhere_stays_here_when_this_process_runs_the_revision(
     await site.create()
     config = site.worker.get("fn").latest
     pool = FakePool()
-    pool.here.add(config.code_key)  # idle or busy: it grows its own as load needs
+    pool.here.add(config.code_key)  # idle here: a call finds it warm without a forward
     _, one, _ = counters
     one.add_idle(idle_bucket(config.code_key), 3)
     place = placement(site, pool, counters[0], peers(tmp_path, 1, 2))
@@ -504,7 +483,7 @@ async def test_a_real_pool_hints_through_placement(
     pool = EnvironmentPool(facts, NullSink(), 60.0)
     placement(site, pool, counters[1], {})
     assert pool.idle_hint is not None
-    assert not pool.has_environment(config)
+    assert not pool.has_idle(config)
     pool.idle_hint(config.code_key, 2)
     assert counters[0].idle_elsewhere(idle_bucket(config.code_key)) == 1
     await pool.close()
