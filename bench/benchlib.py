@@ -226,15 +226,22 @@ class Lamina:
         assert self.proc is not None
         return self.proc.pid
 
+    def servers(self) -> list[int]:
+        """The serving processes: the primary and its workers (LAMINA_WORKERS)."""
+        workers = [p for p in children(self.pid) if "lamina.serving.worker" in cmdline(p)]
+        return [self.pid, *workers]
+
     def zygotes(self) -> list[int]:
-        return [p for p in children(self.pid) if "zygote" in cmdline(p)]
+        return [p for s in self.servers() for p in children(s) if "zygote" in cmdline(p)]
 
     def env_roots(self) -> list[int]:
-        """One process per environment (or SnapStart template), whatever the launch path:
-        the server's children other than zygotes (exec'd, e.g. through bwrap) and the
-        zygotes' children (forked)."""
+        """One process per environment (or SnapStart template), whatever the launch path
+        and whichever serving process started it: the serving processes' children other
+        than zygotes and workers (exec'd, e.g. through bwrap) and the zygotes' children
+        (forked)."""
+        servers = self.servers()
         zygotes = set(self.zygotes())
-        roots = [p for p in children(self.pid) if p not in zygotes]
+        roots = [p for s in servers for p in children(s) if p not in zygotes and p not in servers]
         return roots + [c for z in zygotes for c in children(z)]
 
     def env_processes(self) -> list[int]:

@@ -462,8 +462,8 @@ def run_density(args: argparse.Namespace, results: Results) -> None:
 {args.hold:.0f} s after they are sent (so each needs its own environment), with
 LAMINA_CONCURRENCY_LIMIT={env["LAMINA_CONCURRENCY_LIMIT"]} and the default memory budget (8x RAM as a
 sum of MemorySize, each start also checked against MemAvailable).
-Environments counted from /proc while they start (the server's non-zygote children plus
-the zygotes' children) and by lamina's /_lamina/environments at the end. Memory from
+Environments counted from /proc while they start (the serving processes' children other
+than zygotes and workers, plus the zygotes' children) and by lamina's /_lamina/environments at the end. Memory from
 /proc/<pid>/smaps_rollup of every process of every environment (sandboxed, one may be
 several processes) once all were up (busy, sleeping in the
 handler) and again once they had all answered (idle); USS = private pages. Baseline: 20
