@@ -208,3 +208,25 @@ def log_messages(server: LaminaServer, function: str, until: Any = None, timeout
         if until is None or until(messages) or time.monotonic() > deadline:
             return messages
         time.sleep(0.1)
+
+
+def process_tree(root: int) -> list[tuple[int, str, str]]:
+    """(pid, state, start time) of every process below `root`, from /proc."""
+    children: dict[int, list[int]] = {}
+    stats: dict[int, tuple[str, str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        stats[int(entry.name)] = (fields[0], fields[19])
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, stack = [], [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append((child, *stats[child]))
+            stack.append(child)
+    return found

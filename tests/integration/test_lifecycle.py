@@ -10,7 +10,6 @@ import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -20,7 +19,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from tests.integration.support import LaminaServer, create_function, make_zip
+from tests.integration.support import LaminaServer, create_function, make_zip, process_tree
 
 NOOP = "def handler(event, context):\n    return None\n"
 
@@ -113,28 +112,6 @@ def test_updates_pre_warm_nothing_when_turned_off(fresh_server: LaminaServer) ->
     assert not [e for e in _environments(fresh_server) if e["function"] == name]
 
 
-def _descendants(root: int) -> list[tuple[int, str]]:
-    """(pid, state) of every process below `root`."""
-    children: dict[int, list[int]] = {}
-    states: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        states[int(entry.name)] = fields[0]
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found, stack = [], [root]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append((child, states[child]))
-            stack.append(child)
-    return found
-
-
 @pytest.mark.slow
 def test_nothing_leaks_over_10000_invocations(fresh_server: LaminaServer) -> None:
     fresh_server.start()
@@ -167,5 +144,5 @@ def test_nothing_leaks_over_10000_invocations(fresh_server: LaminaServer) -> Non
     fds_after = len(os.listdir(f"/proc/{server_pid}/fd"))
     connection.close()
     assert fds_after <= fds_before + 5, (fds_before, fds_after)
-    zombies = [pid for pid, state in _descendants(server_pid) if state == "Z"]
+    zombies = [pid for pid, state, _ in process_tree(server_pid) if state == "Z"]
     assert zombies == []

@@ -29,6 +29,7 @@ from tests.integration.support import (
     create_function,
     log_messages,
     make_zip,
+    process_tree,
     unique_name,
 )
 
@@ -163,28 +164,6 @@ def _run_together(calls: list[Callable[[], Any]]) -> list[Any]:
     for thread in threads:
         thread.join()
     return outcomes
-
-
-def _descendants(root: int) -> list[tuple[int, str, str]]:
-    """(pid, state, start time) of every process below `root`."""
-    children: dict[int, list[int]] = {}
-    stats: dict[int, tuple[str, str]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        stats[int(entry.name)] = (fields[0], fields[19])
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found, stack = [], [root]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append((child, *stats[child]))
-            stack.append(child)
-    return found
 
 
 def _running(pid: int, started: str) -> bool:
@@ -381,7 +360,7 @@ def test_a_killed_worker_is_started_again(server: LaminaServer) -> None:
     name = create_function(server.client(), WHERE)
     _warm_both(server, name)
     old = int(_health(server)["workers"]["pids"]["1"])
-    below_old = _descendants(old)
+    below_old = process_tree(old)
     assert below_old  # the worker's environments (and its spawner)
 
     os.kill(old, signal.SIGKILL)
@@ -392,7 +371,7 @@ def test_a_killed_worker_is_started_again(server: LaminaServer) -> None:
     assert [b["echo"] for b in bodies] == [{"id": i} for i in range(CONNECTIONS)]
     _warm_both(server, name)  # the new worker starts environments of its own
     assert _until_gone(below_old) == []  # the dead worker's environments died with it
-    assert [pid for pid, state, _ in _descendants(primary) if state == "Z"] == []
+    assert [pid for pid, state, _ in process_tree(primary) if state == "Z"] == []
 
 
 def test_sigterm_ends_the_primary_its_workers_and_every_environment(
@@ -404,7 +383,7 @@ def test_sigterm_ends_the_primary_its_workers_and_every_environment(
     name = create_function(own_server.client(), WHERE)
     _warm_both(own_server, name)
     environments = {int(row["pid"]) for row in _environments(own_server)}
-    below = _descendants(primary)
+    below = process_tree(primary)
     worker = int(_health(own_server)["workers"]["pids"]["1"])
     assert worker in {pid for pid, _, _ in below}
     assert environments <= {pid for pid, _, _ in below}
