@@ -395,6 +395,8 @@ def _announce(settings: Settings, platform: Platform) -> None:
     else:
         lines.append("  AWS_SECRET_ACCESS_KEY=<in credentials.json in the data dir>")
     lines.append(f"  AWS_DEFAULT_REGION={settings.region}")
+    if settings.workers > 1:
+        lines.append(f"  serving processes:     {settings.workers} (LAMINA_WORKERS; docs/workers.md)")
     for runtime, where in platform.runtimes.items():
         lines.append(f"  runtime {runtime:16} {where}")
     if platform.sandbox is not None:
