@@ -369,7 +369,10 @@ def test_a_killed_worker_is_started_again(server: LaminaServer) -> None:
 
     bodies = [_invoke(c, name, {"id": i}) for i, c in enumerate(_clients(server))]
     assert [b["echo"] for b in bodies] == [{"id": i} for i in range(CONNECTIONS)]
-    _warm_both(server, name)  # the new worker starts environments of its own
+    # The new worker serves from environments of its own: a function with none anywhere
+    # yet, called at once on every connection (`name`'s idle ones in the primary would
+    # take the new worker's calls: placement).
+    _warm_both(server, create_function(server.client(), WHERE))
     assert _until_gone(below_old) == []  # the dead worker's environments died with it
     assert [pid for pid, state, _ in process_tree(primary) if state == "Z"] == []
 
