@@ -25,6 +25,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.integration.support import (
+    LAMBDA_TRUST,
     LaminaServer,
     create_function,
     log_messages,
@@ -32,6 +33,7 @@ from tests.integration.support import (
     process_tree,
     unique_name,
 )
+from tests.integration.test_access import SIGNING_CLIENT
 
 CONNECTIONS = 16  # fresh connections per check: all on one process by chance is 2 ** -15
 PRIMARY = 0  # the slot /_lamina/environments gives the primary's rows (they carry no "worker")
@@ -52,6 +54,8 @@ def handler(event, context):
         "stream": os.environ["AWS_LAMBDA_LOG_STREAM_NAME"],
     }
 """
+
+ECHO = "def handler(event, context):\n    return {'ok': True}\n"
 
 
 def _start(server: LaminaServer) -> LaminaServer:
@@ -466,3 +470,47 @@ def test_a_deploy_pre_warms_the_new_revision_in_every_process_that_ran_the_old(
     bodies = [_invoke(c, name) for c in _clients(server)]
     assert {b["release"] for b in bodies} == {"v2"}
     assert {_env_id(b["stream"]) for b in bodies} <= {row["id"] for row in rows}
+
+
+def test_functions_in_every_process_call_lamina_with_their_roles_credentials(
+    server: LaminaServer,
+) -> None:
+    """A worker's environments get their role's credentials from the primary (and reuse
+    them per revision for a while); calls signed with them are checked by the primary,
+    whichever process the function runs in and whichever its own call reaches."""
+    iam = server.client("iam")
+    role_name = unique_name("role")
+    role = iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=LAMBDA_TRUST)["Role"]["Arn"]
+    root = server.client()
+    allowed, forbidden = create_function(root, ECHO), create_function(root, ECHO)
+    iam.put_role_policy(
+        RoleName=role_name, PolicyName="invoke-one",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Action": "lambda:InvokeFunction",
+            "Resource": f"arn:aws:lambda:us-east-1:000000000000:function:{allowed}",
+        }]}),
+    )  # fmt: skip
+    caller = create_function(root, SIGNING_CLIENT, Role=role, Timeout=30)
+    clients = _clients(server)
+
+    def ask(client: Any, target: str) -> dict[str, Any]:
+        payload = json.dumps({"call": "invoke", "target": target})
+        response = client.invoke(FunctionName=caller, Payload=payload)
+        result: dict[str, Any] = json.loads(response["Payload"].read())
+        return result
+
+    # At once, with none idle anywhere: both processes start environments of the caller.
+    answers = _run_together([lambda c=c: ask(c, allowed) for c in clients])
+    owners = {
+        int(row.get("worker", PRIMARY))
+        for row in _environments(server)
+        if row["function"] == caller
+    }
+    assert owners == {PRIMARY, 1}
+    for answer in answers:
+        assert answer["has_credentials"] is True
+        assert (answer["status"], json.loads(answer["body"])) == (200, {"ok": True})
+    for client in clients:
+        denied = ask(client, forbidden)
+        assert denied["status"] == 403
+        assert f"assumed-role/{role_name}/{caller}" in denied["body"]
