@@ -23,8 +23,7 @@ import orjson
 
 from lamina import __version__
 from lamina.audit import AuditEndpoint, AuditLog, AuditRecorder
-from lamina.environments.capacity import Capacity, default_budget_mb
-from lamina.environments.colocation import CoLocation
+from lamina.engine import capacity_for, closing, colocation_for, spawner_for
 from lamina.environments.deploy_warmer import DeployWarmer
 from lamina.environments.interpreters import CUSTOM_RUNTIMES, discover
 from lamina.environments.launcher import HostFacts
@@ -33,7 +32,7 @@ from lamina.environments.provisioned import ProvisionedFleets
 from lamina.environments.runtime_lib import lend_runtime_libraries
 from lamina.environments.sandbox import Sandbox, interpreter_prefixes, probe_sandbox
 from lamina.environments.snapshots import Snapshots
-from lamina.environments.spawn import ConfinedExecSpawner, ZygoteSpawner
+from lamina.environments.spawn import ZygoteSpawner
 from lamina.functions.aliases import FunctionSettings
 from lamina.functions.model import Function, FunctionConfig
 from lamina.functions.registry import FunctionRegistry
@@ -129,7 +128,7 @@ async def start_platform(settings: Settings) -> Platform:
     if settings.workers > 1:
         shared = SharedCounters.create(data / "run" / "serving.shm", settings.workers)
         shared.claim(os.getpid())
-        closers.insert(0, _async(shared.close))
+        closers.insert(0, closing(shared.close))
     audit = AuditLog(audit_engine)
     await audit.start()
     closers.append(audit.close)  # closed late: calls answered during shutdown are kept
@@ -159,31 +158,16 @@ async def start_platform(settings: Settings) -> Platform:
         runtime_lib=runtime_lib,
         sandbox=sandbox,
     )
-    spawner: ZygoteSpawner | ConfinedExecSpawner | None = None
     snapshots = None
-    # Made before anything spawns: it keeps the CPUs lamina started with. Only the private
-    # runtime channel carries its hint, so without the channel there is nothing to pin.
-    colocation = CoLocation() if settings.colocate and settings.runtime_channel else None
-    preexec = colocation.spread_child if colocation is not None else None
-    if settings.zygotes:
-        zygote_env = {"PATH": settings.function_path, "LANG": "en_US.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
-        zygotes = ZygoteSpawner(
-            list(interpreters.values()), settings.zygote_preload, zygote_env, sandbox,
-            stems=settings.stems, preexec=preexec,
-        )  # fmt: skip
-        zygotes.start()  # in the background: start-up does not wait for the zygotes
-        closers.append(zygotes.close)
-        snapshots = Snapshots(zygotes, facts, logs, stems=min(settings.stems, 1))
-        spawner = zygotes
-        closers.append(_async(snapshots.close))
-    else:
-        spawner = ConfinedExecSpawner(sandbox, preexec)
+    colocation = colocation_for(settings)
+    spawner = spawner_for(settings, list(interpreters.values()), sandbox, colocation)
+    if isinstance(spawner, ZygoteSpawner):
+        spawner.start()  # in the background: start-up does not wait for the zygotes
+        closers.append(spawner.close)
+        snapshots = Snapshots(spawner, facts, logs, stems=min(settings.stems, 1))
+        closers.append(closing(snapshots.close))
     gateway_holder: list[Gateway] = []  # started last; environments start after it
-    budget = settings.memory_budget_mb or default_budget_mb()
-    reserve = settings.memory_reserve_mb if settings.memory_reserve_mb >= 0 else None
-    capacity = Capacity(
-        budget, settings.scale_burst, settings.scale_rate_per_s, reserve_mb=reserve, shared=shared
-    )
+    capacity = capacity_for(settings, shared)
     pool = EnvironmentPool(
         facts,
         logs,
@@ -240,7 +224,7 @@ async def start_platform(settings: Settings) -> Platform:
         pool, concurrency, settings.region, settings.account_id, colocation=colocation
     )
     if colocation is not None:
-        closers.append(_async(colocation.close))
+        closers.append(closing(colocation.close))
     queue = EventQueue(engine)
     queue.start()
     closers.append(queue.close)
@@ -372,13 +356,6 @@ async def _function_environment(
     return env
 
 
-def _async(close: Callable[[], None]) -> Callable[[], Awaitable[None]]:
-    async def run() -> None:
-        close()
-
-    return run
-
-
 def _announce(settings: Settings, platform: Platform) -> None:
     creds = platform.credentials
     lines = [
@@ -490,11 +467,7 @@ class LaminaApp:
     async def _environments(self, scope: Scope, send: Send) -> None:
         """Live environments with their memory; for the root credentials only."""
         assert self.platform is not None
-        secret = self.platform.credentials.secret_access_key
-        headers = dict(scope.get("headers") or [])
-        given = headers.get(b"authorization", b"").decode("latin-1")
-        if not hmac.compare_digest(given, f"Bearer {secret}"):
-            await send_json(send, 403, {"message": "Send the root secret as 'Authorization: Bearer <secret>'."})
+        if not await self._root_asked(scope, send):
             return
         rows = self.platform.pool.describe()
         if self.platform.workers is not None:
@@ -502,13 +475,20 @@ class LaminaApp:
         total = {k: sum(int(str(r[k])) for r in rows) for k in ("rss_kb", "pss_kb", "uss_kb")}
         await send_json(send, 200, {"environments": rows, "count": len(rows), "total": total})
 
+    async def _root_asked(self, scope: Scope, send: Send) -> bool:
+        """Did the request send the root secret as a bearer token? If not, answer 403."""
+        assert self.platform is not None
+        secret = self.platform.credentials.secret_access_key
+        given = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
+        if hmac.compare_digest(given, f"Bearer {secret}"):
+            return True
+        await send_json(send, 403, {"message": "Send the root secret as 'Authorization: Bearer <secret>'."})
+        return False
+
     async def _internal(self, scope: Scope, receive: Receive, send: Send, call: str) -> None:
         """What a worker asks of the primary (serving/worker.py)."""
         assert self.platform is not None
-        headers = dict(scope.get("headers") or [])
-        given = headers.get(b"authorization", b"").decode("latin-1")
-        if not hmac.compare_digest(given, f"Bearer {self.platform.credentials.secret_access_key}"):
-            await send_json(send, 403, {"message": "Send the root secret as 'Authorization: Bearer <secret>'."})
+        if not await self._root_asked(scope, send):
             return
         body = await read_body(receive)
         if body is None:

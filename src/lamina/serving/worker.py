@@ -42,16 +42,15 @@ from typing import Any
 
 import orjson
 
-from lamina.environments.capacity import Capacity, default_budget_mb
+from lamina.engine import capacity_for, closing, colocation_for, spawner_for
 from lamina.environments.cgroups import CgroupLayout
-from lamina.environments.colocation import CoLocation
 from lamina.environments.deploy_warmer import DeployWarmer
 from lamina.environments.interpreters import discover
 from lamina.environments.launcher import HostFacts
 from lamina.environments.pool import EnvironmentPool
 from lamina.environments.runtime_lib import lend_runtime_libraries
 from lamina.environments.sandbox import interpreter_prefixes, probe_sandbox
-from lamina.environments.spawn import ConfinedExecSpawner, ZygoteSpawner
+from lamina.environments.spawn import ZygoteSpawner
 from lamina.errors import LaminaError
 from lamina.functions.model import FunctionConfig, State
 from lamina.functions.registry import FunctionRegistry
@@ -303,7 +302,7 @@ async def start_worker(
     creds = load_or_create(data, settings.access_key_id, settings.secret_access_key)
     shared = SharedCounters.attach(data / "run" / "serving.shm", slot)
     shared.claim(os.getpid())
-    closers: list[Callable[[], Awaitable[None]]] = [_async(shared.close)]
+    closers: list[Callable[[], Awaitable[None]]] = [closing(shared.close)]
     engine = await open_database(sqlite_url(data / "lamina.db"))
     logs_engine = await open_database(sqlite_url(data / "logs.db"), durable=False)
     closers += [engine.dispose, logs_engine.dispose]
@@ -335,23 +334,11 @@ async def start_worker(
         interpreters=interpreters, code_root=data / "code", run_root=data / "run",
         path=settings.function_path, runtime_lib=runtime_lib, sandbox=sandbox,
     )  # fmt: skip
-    colocation = CoLocation() if settings.colocate and settings.runtime_channel else None
-    preexec = colocation.spread_child if colocation is not None else None
-    spawner: ZygoteSpawner | ConfinedExecSpawner
-    if settings.zygotes:
-        zygote_env = {
-            "PATH": settings.function_path,
-            "LANG": "en_US.UTF-8",
-            "PYTHONDONTWRITEBYTECODE": "1",
-        }
-        spawner = ZygoteSpawner(
-            list(interpreters.values()), settings.zygote_preload, zygote_env, sandbox,
-            stems=settings.stems, preexec=preexec,
-        )  # fmt: skip
+    colocation = colocation_for(settings)
+    spawner = spawner_for(settings, list(interpreters.values()), sandbox, colocation)
+    if isinstance(spawner, ZygoteSpawner):
         spawner.start()
         closers.append(spawner.close)
-    else:
-        spawner = ConfinedExecSpawner(sandbox, preexec)
 
     forwarder = Forwarder(str(primary_socket(data)))
     secret = creds.secret_access_key
@@ -387,13 +374,9 @@ async def start_worker(
             )  # fmt: skip
         return dict(orjson.loads(response.body))
 
-    budget = settings.memory_budget_mb or default_budget_mb()
-    reserve = settings.memory_reserve_mb if settings.memory_reserve_mb >= 0 else None
-    capacity = Capacity(
-        budget, settings.scale_burst, settings.scale_rate_per_s, reserve_mb=reserve, shared=shared
-    )
     pool = EnvironmentPool(
-        facts, logs, settings.idle_environment_s, spawner=spawner, capacity=capacity,
+        facts, logs, settings.idle_environment_s, spawner=spawner,
+        capacity=capacity_for(settings, shared),
         credentials=role_environment, runtime_channel=settings.runtime_channel,
     )  # fmt: skip
     pool.start()
@@ -403,7 +386,7 @@ async def start_worker(
         pool, concurrency, settings.region, settings.account_id, colocation=colocation
     )
     if colocation is not None:
-        closers.append(_async(colocation.close))
+        closers.append(closing(colocation.close))
     invoke_api = InvokeApi(registry, invoker)
     aws = AwsRouter(
         {
@@ -442,13 +425,6 @@ async def start_worker(
     follower = asyncio.get_running_loop().create_task(platform.follow())
     closers.append(_cancel(follower))
     return platform
-
-
-def _async(close: Callable[[], None]) -> Callable[[], Awaitable[None]]:
-    async def run() -> None:
-        close()
-
-    return run
 
 
 def _cancel(task: asyncio.Task[None]) -> Callable[[], Awaitable[None]]:
