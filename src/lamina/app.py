@@ -9,7 +9,6 @@ the only other prefixes.
 from __future__ import annotations
 
 import contextlib
-import gc
 import hashlib
 import hmac
 import logging
@@ -44,7 +43,7 @@ from lamina.invocation.dispatcher import Dispatcher
 from lamina.invocation.event_queue import AsyncEvent, EventQueue
 from lamina.invocation.event_queue import metadata as queue_metadata
 from lamina.invocation.invoker import Invoker
-from lamina.protocols.asgi import read_body, send_json
+from lamina.protocols.asgi import lifespan, read_body, send_json
 from lamina.protocols.http_direct import DirectHandler, via_unix_socket
 from lamina.protocols.router import AwsRouter, ServiceBinding
 from lamina.protocols.wire import HttpResponse
@@ -528,29 +527,18 @@ class LaminaApp:
         await send({"type": "http.response.body", "body": data})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    self.platform = await start_platform(self.settings)
-                except Exception as exc:
-                    log.exception("lamina failed to start")
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                _announce(self.settings, self.platform)
-                if self.platform.workers is not None:
-                    # In the background: they start once the primary answers on its socket.
-                    self.platform.workers.start()
-                # What start-up built lives as long as the server (botocore's models,
-                # policies, the app): out of the collector's sight, a full collection
-                # walks only what requests leave behind, not ~150,000 objects.
-                gc.freeze()
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                if self.platform is not None:
-                    await self.platform.close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await lifespan(receive, send, self._start, self._stop, "lamina")
+
+    async def _start(self) -> None:
+        self.platform = await start_platform(self.settings)
+        _announce(self.settings, self.platform)
+        if self.platform.workers is not None:
+            # In the background: they start once the primary answers on its socket.
+            self.platform.workers.start()
+
+    async def _stop(self) -> None:
+        if self.platform is not None:
+            await self.platform.close()
 
 
 def build_app(settings: Settings) -> LaminaApp:

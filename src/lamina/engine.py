@@ -28,8 +28,9 @@ def spawner_for(
         return ConfinedExecSpawner(sandbox, preexec)
     env = {"PATH": settings.function_path, "LANG": "en_US.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
     return ZygoteSpawner(
-        interpreters, settings.zygote_preload, env, sandbox, stems=settings.stems, preexec=preexec
-    )
+        interpreters, settings.zygote_preload, env, sandbox, stems=settings.stems, preexec=preexec,
+        run_root=settings.data_dir.resolve() / "run",
+    )  # fmt: skip
 
 
 def capacity_for(settings: Settings, shared: SharedCounters | None) -> Capacity:

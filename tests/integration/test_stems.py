@@ -123,6 +123,23 @@ def _wait_parked(server: LaminaServer, count: int, timeout: float = 20.0) -> Non
         time.sleep(0.05)
 
 
+def test_stems_are_parked_at_start_so_the_first_environment_takes_one(
+    server: LaminaServer, client: Any
+) -> None:
+    """Before any environment: each zygote builds its sandbox root and parks stems at
+    start, so even a serving process's first new environment skips the cgroup join."""
+    _memory_cgroup(server)
+    _wait_parked(server, 2)
+    assert len([group for group in _parked_stems(server) if _joined(group)]) >= 2
+    name = create_function(client, PROBE, MemorySize=160, Timeout=30)
+    body, error = _invoke(client, name)  # the first environment this server starts
+    assert error is None, body
+    memory = next(p for c, p in body["groups"].items() if "memory" in c.split(","))
+    assert "/stem-" in memory, body["groups"]
+    assert _limit_mb(body["groups"]) == 160
+    assert body["pid"] == 2 and body["pids"] == [1, 2]
+
+
 def test_new_environments_come_from_stems_and_are_confined(
     server: LaminaServer, client: Any
 ) -> None:

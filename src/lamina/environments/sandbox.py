@@ -273,11 +273,8 @@ class Sandbox:
             "namespaces": namespaces,
             "hostname": "169.254.0.1" if "uts" in namespaces else "",
             "staging": str(confinement.run_dir / "root"),
-            "links": [list(link) for link in self._links],
-            "binds": self._binds(),
+            **self._base(confinement.run_dir.parent),
             "task": str(confinement.code_dir),
-            # Built once by each zygote and shared by its children (see BaseRoot).
-            "base": str(confinement.run_dir.parent / ".sandbox-root"),
             "tmp_mb": confinement.tmp_mb,
             "cwd": TASK_ROOT,
         }
@@ -292,6 +289,26 @@ class Sandbox:
         (confinement.run_dir / "root").mkdir(parents=True, exist_ok=True)
         Path(plan["base"]).mkdir(exist_ok=True)
         return Prepared(plan, cgroup)
+
+    def base_plan(self, run_root: Path) -> dict[str, Any] | None:
+        """What every environment's root has in common, for a zygote to build when it
+        starts rather than on its first fork (BaseRoot, runtimes/python/sandbox.py); None
+        where forked children get no mount namespace."""
+        if not self.forks_confined or "mount" not in self.protections.namespaces:
+            return None
+        plan = {"namespaces": ["mount"], **self._base(run_root)}
+        Path(plan["base"]).mkdir(parents=True, exist_ok=True)
+        return plan
+
+    def _base(self, run_root: Path) -> dict[str, Any]:
+        """The plan's keys a zygote builds its shared root from: equal for every
+        environment under `run_root`, or the zygote would build it again."""
+        return {
+            "links": [list(link) for link in self._links],
+            "binds": self._binds(),
+            # Built once by each zygote and shared by its children (see BaseRoot).
+            "base": str(run_root / ".sandbox-root"),
+        }
 
     def prepare_template(self, confinement: Confinement) -> Prepared:
         """The sandbox a SnapStart template runs the function's init in: an

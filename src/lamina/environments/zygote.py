@@ -164,7 +164,18 @@ class ForkServer:
             raise
         return child, server
 
+    async def prepare(self, plan: Mapping[str, Any]) -> None:
+        """Have the zygote build its children's shared sandbox root now (`plan`:
+        Sandbox.base_plan), instead of on its first sandboxed fork while a caller waits."""
+        await self._ask({"prepare": dict(plan)}, [])
+
     async def _request(self, body: dict[str, Any], fds: list[int]) -> ForkedChild:
+        pid = await self._ask(body, fds)
+        exited = self._exits.setdefault(pid, asyncio.get_running_loop().create_future())
+        return ForkedChild(pid, exited)
+
+    async def _ask(self, body: dict[str, Any], fds: list[int]) -> int:
+        """Send a request and wait for its reply's pid."""
         if self._sock is None:
             raise ZygoteUnavailable(f"{self.name} is not running")
         request_id = next(self._ids)
@@ -175,9 +186,7 @@ class ForkServer:
         except OSError as exc:
             self._pending.pop(request_id, None)
             raise ZygoteUnavailable(f"{self.name}: {exc}") from exc
-        pid = await reply
-        exited = self._exits.setdefault(pid, asyncio.get_running_loop().create_future())
-        return ForkedChild(pid, exited)
+        return await reply
 
     async def _send(self, message: bytes, fds: list[int]) -> None:
         """Send one request; in a burst the socket's buffer fills (EAGAIN): retry until

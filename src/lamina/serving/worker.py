@@ -56,7 +56,7 @@ from lamina.functions.model import FunctionConfig, State
 from lamina.functions.registry import FunctionRegistry
 from lamina.invocation.concurrency import Concurrency
 from lamina.invocation.invoker import Invoker
-from lamina.protocols.asgi import send_json
+from lamina.protocols.asgi import lifespan, send_json
 from lamina.protocols.http_direct import DirectHandler, via_unix_socket
 from lamina.protocols.router import AwsRouter, ServiceBinding
 from lamina.protocols.sigv4 import SigV4Verifier
@@ -278,21 +278,14 @@ class WorkerApp:
         await send_json(send, 200, body)
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    self.platform = await start_worker(self.settings, self.slot, self.cgroups)
-                except Exception as exc:
-                    log.exception("lamina worker %d failed to start", self.slot)
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                if self.platform is not None:
-                    await self.platform.close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await lifespan(receive, send, self._start, self._stop, f"lamina worker {self.slot}")
+
+    async def _start(self) -> None:
+        self.platform = await start_worker(self.settings, self.slot, self.cgroups)
+
+    async def _stop(self) -> None:
+        if self.platform is not None:
+            await self.platform.close()
 
 
 async def start_worker(

@@ -74,6 +74,23 @@ def test_plan_binds_code_read_only_at_var_task_and_sizes_tmp(tmp_path: Path) -> 
     assert Path(plan["staging"]).is_dir()
 
 
+def test_the_base_plan_a_zygote_builds_at_start_matches_every_environment_s(
+    tmp_path: Path,
+) -> None:
+    sandbox = _sandbox()
+    base = sandbox.base_plan(tmp_path / "run")
+    assert base is not None and Path(base["base"]).is_dir()
+    plan = sandbox.prepare(_confinement(tmp_path)).plan
+    # the zygote builds its shared root once per [base, binds, links]: equal, or it
+    # would build it again on the first environment
+    assert [base[k] for k in ("base", "binds", "links")] == [
+        plan[k] for k in ("base", "binds", "links")
+    ]
+    assert "mount" in base["namespaces"]
+    assert _sandbox(root=False).base_plan(tmp_path / "run") is None  # children build none
+    assert Sandbox(False, Protections()).base_plan(tmp_path / "run") is None
+
+
 def test_egress_off_adds_a_network_namespace_and_forwards_the_runtime_api(tmp_path: Path) -> None:
     confinement = _confinement(tmp_path, egress=False, runtime_api="127.0.0.1:9001")
     plan = _sandbox().prepare(confinement).plan

@@ -295,6 +295,13 @@ def _serve(control, runtime, restored):
         if not data:
             return 0  # lamina closed its end: stop; the children live on until killed
         request = json.loads(data)
+        if "prepare" in request:
+            # Asked once at start: the shared root is built before any environment or
+            # stem waits on it (stems are refused until it is: see below).
+            if not restored:
+                base_root.ensure(request["prepare"])
+            _send(control, {"id": request["id"], "pid": 0})
+            continue
         if "stem" in request:
             if base_root.pending and not restored:
                 # Its first sandboxed fork moves the zygote into a mount namespace of its
