@@ -79,6 +79,26 @@ class FunctionRegistry:
                 if version.state is State.PENDING:
                     self._activate(version)
 
+    async def catch_up(self, mark: int | None) -> tuple[int, dict[str, FunctionConfig | None]]:
+        """For a serving process that did not write them: read again the functions
+        changed since `mark` (every function when None, or when the change log no longer
+        reaches back). Returns the new mark, and each changed function's `$LATEST` as it
+        was before (None: it did not exist here)."""
+        previous = {name: fn.latest for name, fn in self._functions.items()}
+        if mark is not None:
+            newest, names = await self._repo.changed_since(mark)
+            if names is not None:
+                for name in names:
+                    fn = await self._repo.load_function(name)
+                    if fn is None:
+                        self._functions.pop(name, None)
+                    else:
+                        self._functions[name] = fn
+                return newest, {name: previous.get(name) for name in names}
+        newest = await self._repo.change_mark()  # first: a change after it is read again
+        await self.load(settle=False)
+        return newest, {name: previous.get(name) for name in previous.keys() | self._functions}
+
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()

@@ -35,7 +35,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Collection, MutableMapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -149,6 +149,7 @@ class WorkerPlatform:
     placement: Placement
     warmer: DeployWarmer
     generation: int = -1
+    mark: int | None = None  # the function change log's, as of the last read
     reloading: asyncio.Lock = field(default_factory=asyncio.Lock)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -177,20 +178,24 @@ class WorkerPlatform:
             seen = self.shared.generation()
             if seen == self.generation:
                 return seen  # another request reloaded them while this one waited
-            before = {name: self.registry.get(name).latest for name in self.registry.names()}
-            await self.registry.load(settle=False)
-            self._settle_reservations()
-            for name in before.keys() | set(self.registry.names()):
-                self._follow_deploy(name, before.get(name))
+            # Only the functions changed since the last read: with many functions, reading
+            # them all on every change stalled the next call here for as long.
+            self.mark, changed = await self.registry.catch_up(self.mark)
+            self._settle_reservations(changed)
+            for name, was in changed.items():
+                self._follow_deploy(name, was)
             self.generation = seen
             return seen
 
-    def _settle_reservations(self) -> None:
-        for name in self.registry.names():
-            reserved = self.registry.get(name).reserved_concurrency
+    def _settle_reservations(self, names: Collection[str]) -> None:
+        """Take the changed functions' reservations as the primary now has them: all
+        given up first, so that no new one is refused over another's old size."""
+        for name in names:
             self.concurrency.unreserve(name)
-            if reserved is not None:
-                with contextlib.suppress(LaminaError):
+        for name in names:
+            with contextlib.suppress(LaminaError):
+                reserved = self.registry.get(name).reserved_concurrency
+                if reserved is not None:
                     self.concurrency.reserve(name, reserved)
 
     def _follow_deploy(self, name: str, was: FunctionConfig | None) -> None:

@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from sqlalchemy import delete
 from tests.unit.functions.support import (
     MemoryBlobs,
     OpenPlatform,
@@ -25,6 +26,7 @@ from lamina.functions import registry as registry_module
 from lamina.functions.model import LATEST, Function, State, UpdateStatus
 from lamina.functions.package import inspect
 from lamina.functions.registry import FunctionRegistry, lambda_timestamp
+from lamina.storage.functions import changes_table
 
 V1 = inspect(handler_zip("v1"))
 V2 = inspect(handler_zip("v2"))
@@ -411,3 +413,62 @@ async def test_close_cancels_unfinished_activations(
     finally:
         release.set()
     assert registry.get("fn").latest.state is State.PENDING
+
+
+# ------------------------------------------------ another serving process's view
+
+
+async def test_a_reader_catches_up_on_just_the_functions_that_changed(
+    platform: Platform, open_platform: OpenPlatform
+) -> None:
+    """A worker (serving/worker.py) reads the change log the writes leave, not every
+    function again; what it then holds equals a fresh read of everything."""
+    writer = platform.registry
+    for name in ("a", "b", "c"):
+        await writer.create(new_config(name), V1, publish=False)
+        await active(writer, name)
+    reader = (await open_platform()).registry
+    mark, changed = await reader.catch_up(None)  # the first read: everything
+    assert set(changed) == {"a", "b", "c"} and all(v is not None for v in changed.values())
+    assert mark > 0
+
+    was_a = reader.get("a").latest
+    await writer.update_config("a", {"memory_mb": 512}, None)
+    await active(writer, "a")
+    await writer.delete("b", None)
+    await writer.create(new_config("d"), V1, publish=True)
+    await active(writer, "d")
+    await platform.settings.put_concurrency("d", 7)
+
+    mark2, changed = await reader.catch_up(mark)
+    assert mark2 > mark
+    assert set(changed) == {"a", "b", "d"}  # not "c": it did not change
+    assert changed["a"] == was_a and changed["d"] is None
+    assert reader.get("a").latest.memory_mb == 512
+    assert reader.get("d").reserved_concurrency == 7 and "1" in reader.get("d").versions
+    with pytest.raises(ResourceNotFound):
+        reader.get("b")
+    assert await reader.catch_up(mark2) == (mark2, {})  # nothing since
+    fresh = (await open_platform()).registry
+    assert {n: fresh.get(n) for n in fresh.names()} == {n: reader.get(n) for n in reader.names()}
+
+
+async def test_a_reader_behind_a_forgotten_change_reads_everything(
+    platform: Platform, open_platform: OpenPlatform
+) -> None:
+    writer = platform.registry
+    await writer.create(new_config("a"), V1, publish=False)
+    await active(writer, "a")
+    reader = (await open_platform()).registry
+    mark, _ = await reader.catch_up(None)
+    await writer.create(new_config("b"), V1, publish=False)
+    await active(writer, "b")
+    await writer.update_config("a", {"timeout_s": 9}, None)
+    await active(writer, "a")
+    # The log keeps a bounded tail (CHANGES_KEPT): as if the oldest of these went.
+    engine = platform.repo._engine
+    async with engine.begin() as conn:
+        await conn.execute(delete(changes_table).where(changes_table.c.seq == mark + 1))
+    _, changed = await reader.catch_up(mark)
+    assert set(changed) == {"a", "b"}  # every function, read again
+    assert reader.get("a").latest.timeout_s == 9 and reader.get("b").latest.name == "b"
