@@ -179,14 +179,14 @@ class ServerlessOffline:
 
 
 def run_warm(args: argparse.Namespace, results: Results) -> None:
-    raw: dict[str, Any] = {"lamina": {}, "workers": {}, "sls": {}, "floor": {}}
+    raw: dict[str, Any] = {"lamina": {}, "single": {}, "sls": {}, "floor": {}}
     conns = (1, 32)
-    # lamina as it starts by default (one serving process) and with a serving process per
-    # CPU (LAMINA_WORKERS=auto: docs/workers.md), side by side in the same run.
+    # lamina as it starts by default (a serving process per CPU, at most 4: docs/workers.md)
+    # and with one serving process (LAMINA_WORKERS=1), side by side in the same run.
     with (
         workdir("warm") as work,
-        Lamina({"LAMINA_WORKERS": "1"}) as lamina,
-        Lamina({"LAMINA_WORKERS": "auto"}) as spread,
+        Lamina() as lamina,
+        Lamina({"LAMINA_WORKERS": "1"}) as single,
     ):
         # the floor: the same handler in-process under uvicorn (bench/invoke.py's)
         (work / "floor.py").write_text(FLOOR_APP)
@@ -201,25 +201,25 @@ def run_warm(args: argparse.Namespace, results: Results) -> None:
             wait_healthy(floor_url, floor)
             lamina.create("noop", make_zip({"app.py": HANDLER}))
             lamina.create("sleep50", make_zip({"app.py": SLEEP50}))
-            spread.create("noop", make_zip({"app.py": HANDLER}))
+            single.create("noop", make_zip({"app.py": HANDLER}))
             script = signed_invoke_script(lamina.endpoint, "noop", work)
             lamina_url = f"{lamina.endpoint}/2015-03-31/functions/noop/invocations"
-            (work / "spread").mkdir(exist_ok=True)
-            spread_script = signed_invoke_script(spread.endpoint, "noop", work / "spread")
-            spread_url = f"{spread.endpoint}/2015-03-31/functions/noop/invocations"
+            (work / "single").mkdir(exist_ok=True)
+            single_script = signed_invoke_script(single.endpoint, "noop", work / "single")
+            single_url = f"{single.endpoint}/2015-03-31/functions/noop/invocations"
             post = work / "post.lua"
             post.write_text('wrk.method = "POST"\nwrk.body = "{}"\n')
             with ServerlessOffline() as sls:
                 raw["sls_launch_s"] = sls.launch_s
                 done = timed("warm-up (32 connections each)")
                 wrk(lamina_url, 32, 2, script)
-                wrk(spread_url, 32, 2, spread_script)
+                wrk(single_url, 32, 2, single_script)
                 wrk(sls.url, 32, 2, post)
                 wrk(floor_url, 32, 1, None)
                 done()
                 targets = {
                     "floor": (floor_url, None), "lamina": (lamina_url, script),
-                    "workers": (spread_url, spread_script), "sls": (sls.url, post),
+                    "single": (single_url, single_script), "sls": (sls.url, post),
                 }  # fmt: skip
                 for c in conns:
                     done = timed(f"{c} connection(s)")
@@ -258,7 +258,7 @@ def run_warm(args: argparse.Namespace, results: Results) -> None:
             floor.wait()
     rows = []
     labels = {
-        "lamina": "lamina", "workers": "lamina, LAMINA_WORKERS=auto",
+        "lamina": "lamina", "single": "lamina, LAMINA_WORKERS=1",
         "sls": "serverless-offline", "floor": "floor",
     }  # fmt: skip
     for c in conns:
@@ -279,8 +279,8 @@ round every server in turn (the order rotated per round), medians; after a 2 s w
 32 connections each. lamina: SigV4-signed Invoke replayed by wrk; serverless-offline 13
 (serverless 3.40, Node {node_version()}): its unsigned Invoke API on lambdaPort; floor: the same
 handler in-process under uvicorn (bench/invoke.py's). lamina runs twice: as it starts by default
-(one serving process) and with LAMINA_WORKERS=auto ({auto_workers()} serving processes here:
-docs/workers.md). Handler `return {{}}`. Milliseconds.
+({auto_workers()} serving processes here: docs/workers.md) and with one (LAMINA_WORKERS=1).
+Handler `return {{}}`. Milliseconds.
 
 | conns | server | p50 | p99 | req/s | non-2xx | ÷ sls req/s | ÷ sls p50 |
 |---|---|---|---|---|---|---|---|

@@ -42,8 +42,8 @@ def auto_workers() -> int:
 
 
 def _workers(env: Mapping[str, str]) -> int:
-    """LAMINA_WORKERS: a count of serving processes (default 1), or `auto`."""
-    if env.get("LAMINA_WORKERS", "").strip().lower() == "auto":
+    """LAMINA_WORKERS: a count of serving processes, or `auto` (the default)."""
+    if env.get("LAMINA_WORKERS", "auto").strip().lower() in ("", "auto"):
         return auto_workers()
     count = _int(env, "LAMINA_WORKERS", 1)
     if count < 1:
@@ -100,7 +100,7 @@ class Settings:
     sandbox: bool = True
     # Serving processes on the API port: the primary and workers-1 workers, which serve
     # Invoke from environments of their own and pass everything else to the primary
-    # (serving/). 1: the primary alone; `auto`: one per CPU (at most 4).
+    # (serving/). 1: the primary alone. `from_env` defaults to one per CPU (at most 4).
     workers: int = 1
     # Modules each Python zygote imports up front (those an interpreter lacks are skipped).
     zygote_preload: tuple[str, ...] = (

@@ -13,15 +13,10 @@ def auto() -> int:
     return max(1, min(len(os.sched_getaffinity(0)), AUTO_WORKERS_MAX))
 
 
-@pytest.mark.parametrize("value", [None, ""])
-def test_by_default_one_serving_process(value: str | None) -> None:
+@pytest.mark.parametrize("value", [None, "", "auto", "AUTO", " auto "])
+def test_by_default_one_serving_process_per_cpu_at_most_four(value: str | None) -> None:
     env = {} if value is None else {"LAMINA_WORKERS": value}
-    assert Settings.from_env(env).workers == 1
-
-
-@pytest.mark.parametrize("value", ["auto", "AUTO", " auto "])
-def test_auto_is_one_serving_process_per_cpu_at_most_four(value: str) -> None:
-    assert Settings.from_env({"LAMINA_WORKERS": value}).workers == auto()
+    assert Settings.from_env(env).workers == auto()
 
 
 @pytest.mark.parametrize("value", ["1", "2", "7"])
