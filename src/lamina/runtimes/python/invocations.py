@@ -14,6 +14,7 @@ import sys
 
 from .faults import FaultException, format_frames, make_error, user_frames, xray_fault
 from .lambda_context import FunctionFacts, LambdaContext
+from .log_sinks import Unbuffered
 from .trace_env import TraceVariable
 
 TYPE_CHECKING = False
@@ -108,6 +109,8 @@ def _json_header(value: str, name: str) -> dict[str, object]:
 
 def flush_stdio() -> None:
     for stream in (sys.stdout, sys.stderr):
+        if stream.__class__ is Unbuffered and stream.holds_nothing:  # type: ignore[attr-defined]
+            continue  # every write through it reached the fd already
         try:  # noqa: SIM105 - contextlib would be one more import at every cold start
             stream.flush()
         except (OSError, ValueError, AttributeError):

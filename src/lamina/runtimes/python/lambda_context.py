@@ -72,10 +72,12 @@ class LambdaContext:
         if self.client_context is not None:
             self.client_context.client = _from_dict(Client, self.client_context.client)
 
-        self.identity = _from_dict(CognitoIdentity, {})
+        self.identity = identity = CognitoIdentity()
         if cognito_identity is not None:
-            self.identity.cognito_identity_id = cognito_identity.get("cognitoIdentityId")
-            self.identity.cognito_identity_pool_id = cognito_identity.get("cognitoIdentityPoolId")
+            identity.cognito_identity_id = cognito_identity.get("cognitoIdentityId")
+            identity.cognito_identity_pool_id = cognito_identity.get("cognitoIdentityPoolId")
+        else:  # two stores, not _from_dict's loop of setattr: this runs on every call
+            identity.cognito_identity_id = identity.cognito_identity_pool_id = None
 
         self._epoch_deadline_time_in_ms = epoch_deadline_time_in_ms
 

@@ -14,6 +14,7 @@ log.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import time
@@ -59,6 +60,12 @@ class Unbuffered:
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
+        # Nothing written through `stream` (or its `.buffer`) ever waits in a buffer: a
+        # write-through text layer over a raw file, as `python -u` sets it up (every
+        # environment runs so). Then there is nothing to flush per invocation.
+        self.holds_nothing = bool(getattr(stream, "write_through", False)) and isinstance(
+            getattr(stream, "buffer", None), io.FileIO
+        )
 
     def __enter__(self) -> Unbuffered:
         return self
