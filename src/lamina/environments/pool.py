@@ -160,6 +160,7 @@ class EnvironmentPool:
                     "id": env.id,
                     "function": env.config.name,
                     "version": env.config.version,
+                    "revision": env.config.revision_id,
                     "state": env.state.value,
                     "pid": env.pid,
                     "memory_mb": env.config.memory_mb,
