@@ -79,7 +79,10 @@ class ZygoteSpawner:
                 return
         stems = self._stems.get(zygote.python)
         if stems is not None:
-            stems.top_up(server)
+            # One each to begin with: enough for a process's first environment, and
+            # most of the Pythons found may never run a function (the first take tops
+            # the pool up to LAMINA_STEMS).
+            stems.top_up(server, at_most=1)
 
     async def server_for(self, python: str | None) -> ForkServer | None:
         """The running zygote of `python`, waiting for it on the first start; None when

@@ -73,16 +73,17 @@ class StemPool:
             self._remove_later(stem)
         return None
 
-    def top_up(self, server: ForkServer) -> None:
-        """Park stems until there are `size`, in the background."""
-        if self._closed or self._size <= 0:
+    def top_up(self, server: ForkServer, at_most: int | None = None) -> None:
+        """Park stems until there are `size` (or `at_most`, if fewer), in the background."""
+        target = self._size if at_most is None else min(self._size, at_most)
+        if self._closed or target <= 0:
             return
         if self._filling is None or self._filling.done():
-            self._filling = asyncio.get_running_loop().create_task(self._fill(server))
+            self._filling = asyncio.get_running_loop().create_task(self._fill(server, target))
 
-    async def _fill(self, server: ForkServer) -> None:
+    async def _fill(self, server: ForkServer, target: int) -> None:
         pidns = self._pidns
-        while not self._closed and len(self._ready) < self._size and server.open:
+        while not self._closed and len(self._ready) < target and server.open:
             name = f"stem-{secrets.token_hex(8)}"
             cgroup = self._sandbox.stem_cgroup(name)
             if cgroup is None:
