@@ -43,7 +43,7 @@ from lamina.invocation.dispatcher import Dispatcher
 from lamina.invocation.event_queue import AsyncEvent, EventQueue
 from lamina.invocation.event_queue import metadata as queue_metadata
 from lamina.invocation.invoker import Invoker
-from lamina.protocols.asgi import lifespan, read_body, send_json
+from lamina.protocols.asgi import Receive, Send, lifespan, read_body, send_json
 from lamina.protocols.http_direct import DirectHandler, via_unix_socket
 from lamina.protocols.router import AwsRouter, ServiceBinding
 from lamina.protocols.wire import HttpResponse
@@ -72,9 +72,6 @@ from lamina.storage.functions import metadata as functions_metadata
 from lamina.telemetry.logstore import LogStore
 
 Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = logging.getLogger("lamina")
@@ -159,7 +156,9 @@ async def start_platform(settings: Settings) -> Platform:
     )
     snapshots = None
     colocation = colocation_for(settings)
-    spawner = spawner_for(settings, list(interpreters.values()), sandbox, colocation)
+    spawner = spawner_for(
+        settings, list(interpreters.values()), sandbox, colocation, facts.run_root
+    )
     if isinstance(spawner, ZygoteSpawner):
         spawner.start()  # in the background: start-up does not wait for the zygotes
         closers.append(spawner.close)

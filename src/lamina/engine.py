@@ -4,6 +4,7 @@ same for the primary (app.py) and for each worker (serving/worker.py)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from lamina.environments.capacity import Capacity, default_budget_mb
 from lamina.environments.colocation import CoLocation
@@ -20,16 +21,22 @@ def colocation_for(settings: Settings) -> CoLocation | None:
 
 
 def spawner_for(
-    settings: Settings, interpreters: list[str], sandbox: Sandbox, colocation: CoLocation | None
+    settings: Settings,
+    interpreters: list[str],
+    sandbox: Sandbox,
+    colocation: CoLocation | None,
+    run_root: Path,
 ) -> ZygoteSpawner | ConfinedExecSpawner:
-    """Zygotes (not started yet: `start()` them), or exec when LAMINA_ZYGOTES=0."""
+    """Zygotes (not started yet: `start()` them), or exec when LAMINA_ZYGOTES=0.
+    `run_root`: the environments' folders (HostFacts.run_root), where zygotes build the
+    root their children share."""
     preexec = colocation.spread_child if colocation is not None else None
     if not settings.zygotes:
         return ConfinedExecSpawner(sandbox, preexec)
     env = {"PATH": settings.function_path, "LANG": "en_US.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
     return ZygoteSpawner(
         interpreters, settings.zygote_preload, env, sandbox, stems=settings.stems, preexec=preexec,
-        run_root=settings.data_dir.resolve() / "run",
+        run_root=run_root,
     )  # fmt: skip
 
 

@@ -131,6 +131,14 @@ def _env_id(stream: str) -> str:
     return stream.rsplit("]", 1)[1]  # "2026/01/01/[$LATEST]<environment id>"
 
 
+def _invoke_only(function: str) -> str:
+    """An identity policy that allows invoking `function` and nothing else."""
+    return json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "lambda:InvokeFunction",
+        "Resource": f"arn:aws:lambda:us-east-1:000000000000:function:{function}",
+    }]})  # fmt: skip
+
+
 def _invoke(client: Any, name: str, event: dict[str, Any] | None = None) -> dict[str, Any]:
     response = client.invoke(FunctionName=name, Payload=json.dumps(event or {}))
     assert response["StatusCode"] == 200 and "FunctionError" not in response, response
@@ -266,13 +274,7 @@ def test_an_iam_users_calls_are_decided_by_its_policy_on_every_connection(
     user = unique_name("user")
     iam = server.client("iam")
     iam.create_user(UserName=user)
-    iam.put_user_policy(
-        UserName=user, PolicyName="invoke-one",
-        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{
-            "Effect": "Allow", "Action": "lambda:InvokeFunction",
-            "Resource": f"arn:aws:lambda:us-east-1:000000000000:function:{allowed}",
-        }]}),
-    )  # fmt: skip
+    iam.put_user_policy(UserName=user, PolicyName="invoke-one", PolicyDocument=_invoke_only(allowed))
     key = iam.create_access_key(UserName=user)["AccessKey"]
     for client in _clients(
         server, access_key=key["AccessKeyId"], secret_key=key["SecretAccessKey"]
@@ -484,12 +486,8 @@ def test_functions_in_every_process_call_lamina_with_their_roles_credentials(
     root = server.client()
     allowed, forbidden = create_function(root, ECHO), create_function(root, ECHO)
     iam.put_role_policy(
-        RoleName=role_name, PolicyName="invoke-one",
-        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{
-            "Effect": "Allow", "Action": "lambda:InvokeFunction",
-            "Resource": f"arn:aws:lambda:us-east-1:000000000000:function:{allowed}",
-        }]}),
-    )  # fmt: skip
+        RoleName=role_name, PolicyName="invoke-one", PolicyDocument=_invoke_only(allowed)
+    )
     caller = create_function(root, SIGNING_CLIENT, Role=role, Timeout=30)
     clients = _clients(server)
 

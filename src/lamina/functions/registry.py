@@ -84,17 +84,20 @@ class FunctionRegistry:
         changed since `mark` (every function when None, or when the change log no longer
         reaches back). Returns the new mark, and each changed function's `$LATEST` as it
         was before (None: it did not exist here)."""
-        previous = {name: fn.latest for name, fn in self._functions.items()}
         if mark is not None:
             newest, names = await self._repo.changed_since(mark)
             if names is not None:
+                changed: dict[str, FunctionConfig | None] = {}
                 for name in names:
+                    was = self._functions.get(name)
+                    changed[name] = was.latest if was is not None else None
                     fn = await self._repo.load_function(name)
                     if fn is None:
                         self._functions.pop(name, None)
                     else:
                         self._functions[name] = fn
-                return newest, {name: previous.get(name) for name in names}
+                return newest, changed
+        previous = {name: fn.latest for name, fn in self._functions.items()}
         newest = await self._repo.change_mark()  # first: a change after it is read again
         await self.load(settle=False)
         return newest, {name: previous.get(name) for name in previous.keys() | self._functions}

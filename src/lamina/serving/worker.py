@@ -333,7 +333,9 @@ async def start_worker(
         path=settings.function_path, runtime_lib=runtime_lib, sandbox=sandbox,
     )  # fmt: skip
     colocation = colocation_for(settings)
-    spawner = spawner_for(settings, list(interpreters.values()), sandbox, colocation)
+    spawner = spawner_for(
+        settings, list(interpreters.values()), sandbox, colocation, facts.run_root
+    )
     if isinstance(spawner, ZygoteSpawner):
         spawner.start()
         closers.append(spawner.close)
