@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -37,6 +38,7 @@ from lamina.environments.logs import (
 from lamina.environments.process import Child, ExecSpawner, LaunchSpec, Spawner
 from lamina.environments.runtime_api import (
     ACCEPTED,
+    Deliver,
     Invocation,
     Reply,
     RuntimeApiServer,
@@ -52,12 +54,26 @@ _OUTPUT_CHUNK = 65536  # bytes of stdout/stderr taken per read
 
 @dataclass(frozen=True, slots=True)
 class InvocationResult:
+    """How an invocation ended. Its END and REPORT lines are written on the loop's next
+    turn, once the answer is on its way (`Environment._finish`); reading `log_lines`,
+    `log_tail` or `max_memory_mb` writes them at once."""
+
     payload: bytes
     function_error: str | None  # "Unhandled" when the function failed, as X-Amz-Function-Error
-    log_lines: list[tuple[int, str]]  # (epoch ms, line), START to REPORT
     duration_ms: float
     init_duration_ms: float | None
-    max_memory_mb: int
+    settle: Callable[[], Report]  # writes END and REPORT (once); returns the REPORT
+    lines: list[tuple[int, str]]  # (epoch ms, line); complete once settled
+
+    @property
+    def log_lines(self) -> list[tuple[int, str]]:
+        """(epoch ms, line), START to REPORT."""
+        self.settle()
+        return self.lines
+
+    @property
+    def max_memory_mb(self) -> int:
+        return self.settle().max_memory_mb
 
     @property
     def log_tail(self) -> str:
@@ -68,11 +84,23 @@ class InvocationResult:
 @dataclass(slots=True)
 class _InFlight:
     invocation: Invocation
-    done: asyncio.Future[tuple[bytes, bool]]  # (payload, is_error)
+    # Set when the invocation ends; the invoking task awaits it. Not shielded: the
+    # answer is kept in `result`, so a cancelled wait loses nothing, and a shield
+    # would cost a turn of the loop on every invocation's way back.
+    waiter: asyncio.Future[None]
+    result: tuple[bytes, bool] | None = None  # (payload, is_error)
     lines: list[tuple[int, str]] = field(default_factory=list)  # (epoch ms, line)
     log_bytes: int = 0
     delivered_at: float | None = None
     status: str | None = None
+    duration_ms: float = 0.0
+    init_duration_ms: float | None = None
+    report: Report | None = None  # once END and REPORT are written
+
+    def end(self, payload: bytes, is_error: bool) -> None:
+        self.result = (payload, is_error)
+        if not self.waiter.done():
+            self.waiter.set_result(None)
 
 
 def _peak_rss_mb(status_fd: int) -> int:
@@ -128,9 +156,10 @@ class Environment:
         self._output_drained = False
         self._splitter = LineSplitter()
         self._pending_lines: list[tuple[int, str]] = []  # output outside any invocation
-        self._waiter: asyncio.Future[Invocation] | None = None
+        self._waiter: Deliver | None = None  # the runtime, waiting for its next event
         self._queued: Invocation | None = None
         self._current: _InFlight | None = None
+        self._unsettled: _InFlight | None = None  # ended; END and REPORT not yet written
         self._spawned_at = 0.0
         # The loop, looked up once: on Python 3.11 each get_running_loop() is a getpid()
         # syscall, and the invoke path would ask twice per invocation.
@@ -191,9 +220,7 @@ class Environment:
     async def _open_channel(self) -> socket.socket:
         """The built-in runtime's private channel; returns the runtime's end."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        _, channel = await self._loop.connect_accepted_socket(
-            lambda: RuntimeChannel(self), ours
-        )
+        _, channel = await self._loop.connect_accepted_socket(lambda: RuntimeChannel(self), ours)
         self._channel = channel
         return theirs
 
@@ -210,8 +237,7 @@ class Environment:
         self._api.close()
         if self._channel is not None:
             self._channel.close()
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.cancel()
+        self._waiter = None
         if not self._ready.done():
             self._ready.set_result(None)
         self._flush_pending()
@@ -312,7 +338,7 @@ class Environment:
                     await asyncio.wait_for(asyncio.shield(self._ready), max(10.0, timeout_s))
                 if not self._ready.done():
                     self._record_timeout(inflight)
-            if self.alive and not inflight.done.done():
+            if self.alive and inflight.result is None:
                 # The deadline runs from delivery: init time is not the handler's time.
                 deadline = int(time.time() * 1000 + timeout_s * 1000)
                 invocation.deadline_ms = deadline
@@ -321,7 +347,7 @@ class Environment:
                 # a cost on every warm invocation.
                 timer = loop.call_later(timeout_s, self._record_timeout, inflight)
                 try:
-                    await asyncio.shield(inflight.done)
+                    await inflight.waiter
                 finally:
                     timer.cancel()
         except asyncio.CancelledError:
@@ -331,24 +357,27 @@ class Environment:
         return self._finish(inflight, cold)
 
     async def _finish_when_done(self, inflight: _InFlight, cold: bool) -> None:
-        await inflight.done
+        if inflight.result is None:
+            inflight.waiter = self._loop.create_future()
+            await inflight.waiter
         self._finish(inflight, cold)
 
     def _hand_over(self, invocation: Invocation) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            waiter, self._waiter = self._waiter, None
-            self._mark_delivered()
-            waiter.set_result(invocation)
-        else:
-            self._queued = invocation
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            delivered_at = self._clock()
+            if waiter(invocation):
+                self._mark_delivered(delivered_at)
+                return
+        self._queued = invocation
 
-    def _mark_delivered(self) -> None:
+    def _mark_delivered(self, at: float | None = None) -> None:
         if self._current is not None and self._current.delivered_at is None:
-            self._current.delivered_at = self._clock()
+            self._current.delivered_at = self._clock() if at is None else at
             self._add_line(start_line(self._current.invocation.request_id, self.config.version))
 
     def _record_timeout(self, inflight: _InFlight) -> None:
-        if inflight.done.done():
+        if inflight.result is not None:
             return
         seconds = self.config.timeout_s
         rid = inflight.invocation.request_id
@@ -359,9 +388,7 @@ class Environment:
             f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime())}Z {rid} Task timed out after {seconds:.2f} seconds"
         )
         inflight.status = "timeout"
-        inflight.done.set_result(
-            (orjson.dumps({"errorType": "Sandbox.Timedout", "errorMessage": message}), True)
-        )
+        inflight.end(orjson.dumps({"errorType": "Sandbox.Timedout", "errorMessage": message}), True)
         self._stop_now()
 
     def _finish(self, inflight: _InFlight, cold: bool) -> InvocationResult:
@@ -373,44 +400,61 @@ class Environment:
         # of its iteration, so it reads. (One read fewer per warm invocation.)
         if inflight.status is not None or not self._output_drained:
             self._read_output()
-        payload, is_error = inflight.done.result()
-        started = inflight.delivered_at or self._clock()
-        duration_ms = (self._clock() - started) * 1000.0
+        assert inflight.result is not None
+        payload, is_error = inflight.result
+        ended = self._clock()
         if inflight.delivered_at is None:
-            self._mark_delivered()
-        rid = inflight.invocation.request_id
-        report = Report(
-            request_id=rid,
-            duration_ms=duration_ms,
-            memory_mb=self.config.memory_mb,
-            max_memory_mb=self._peak_memory_mb(),
-            init_duration_ms=self._init_duration_ms if cold else None,
-            restored=self.restored,
-            status=inflight.status,
-        )
+            self._mark_delivered(ended)
+        inflight.duration_ms = (ended - (inflight.delivered_at or ended)) * 1000.0
+        inflight.init_duration_ms = self._init_duration_ms if cold else None
         self._init_reported = True
-        self._add_line(end_line(rid))
-        self._add_line(report.line())
         self._current = None
-        self._logs.append(self._group, self._stream, inflight.lines)
+        # END and REPORT (with Max Memory Used, a read of the cgroup) wait for the loop's
+        # next turn: by then the answer has been written to the caller, who gets it
+        # ~30 µs sooner. A timeout or crash settles now, while its process is there.
+        self._unsettled = inflight
+        if inflight.status is None:
+            self._loop.call_soon(self._settle, inflight)
+        else:
+            self._settle(inflight)
         if self.alive:
             self._set_state(EnvState.IDLE)
-            self.idle_since = self._clock()
+            self.idle_since = ended
         if self.on_idle is not None:
             self.on_idle(self)
         return InvocationResult(
             payload=payload,
             function_error="Unhandled" if is_error else None,
-            log_lines=inflight.lines,
-            duration_ms=duration_ms,
-            init_duration_ms=report.init_duration_ms,
-            max_memory_mb=report.max_memory_mb,
+            duration_ms=inflight.duration_ms,
+            init_duration_ms=inflight.init_duration_ms,
+            settle=functools.partial(self._settle, inflight),
+            lines=inflight.lines,
         )
+
+    def _settle(self, inflight: _InFlight) -> Report:
+        """Write an ended invocation's END and REPORT lines and send its log on; once."""
+        if self._unsettled is inflight:
+            self._unsettled = None
+        if inflight.report is not None:
+            return inflight.report
+        rid = inflight.invocation.request_id
+        report = inflight.report = Report(
+            request_id=rid,
+            duration_ms=inflight.duration_ms,
+            memory_mb=self.config.memory_mb,
+            max_memory_mb=self._peak_memory_mb(),
+            init_duration_ms=inflight.init_duration_ms,
+            restored=self.restored,
+            status=inflight.status,
+        )
+        stamp = self._now_ms()
+        inflight.lines += ((stamp, end_line(rid)), (stamp, report.line()))
+        self._logs.append(self._group, self._stream, inflight.lines)
+        return report
 
     # ------------------------------------------------------- Runtime API handler
 
-    def next_invocation(self) -> asyncio.Future[Invocation]:
-        future: asyncio.Future[Invocation] = self._loop.create_future()
+    def next_invocation(self, deliver: Deliver) -> None:
         if not self._ready.done():
             self._init_duration_ms = (self._clock() - self._spawned_at) * 1000.0
             self._ready.set_result(None)
@@ -419,13 +463,10 @@ class Environment:
                 self.idle_since = self._clock()
                 self._read_output()
                 self._flush_pending()  # its init output belongs in the log now, not later
+        self._waiter = deliver
         if self._queued is not None:
             invocation, self._queued = self._queued, None
-            self._mark_delivered()
-            future.set_result(invocation)
-        else:
-            self._waiter = future
-        return future
+            self._hand_over(invocation)
 
     def invocation_response(self, request_id: str, body: bytes, too_large: bool) -> Reply:
         current = self._current_for(request_id)
@@ -434,23 +475,21 @@ class Environment:
         if too_large or len(body) > RESPONSE_MAX:
             size = max(len(body), RESPONSE_MAX + 1)
             message = f"Response payload size ({size} bytes) exceeded maximum allowed payload size ({RESPONSE_MAX} bytes)."
-            current.done.set_result(
-                (
-                    orjson.dumps(
-                        {"errorType": "Function.ResponseSizeTooLarge", "errorMessage": message}
-                    ),
-                    True,
-                )
+            current.end(
+                orjson.dumps(
+                    {"errorType": "Function.ResponseSizeTooLarge", "errorMessage": message}
+                ),
+                True,
             )
             return error_reply(413, "Function.ResponseSizeTooLarge", message)
-        current.done.set_result((body, False))
+        current.end(body, False)
         return ACCEPTED
 
     def invocation_error(self, request_id: str, error_type: str | None, body: bytes) -> Reply:
         current = self._current_for(request_id)
         if current is None:
             return error_reply(400, "InvalidRequestID", "Invalid request ID")
-        current.done.set_result((_error_body(error_type, body), True))
+        current.end(_error_body(error_type, body), True)
         return ACCEPTED
 
     def init_error(self, error_type: str | None, body: bytes) -> Reply:
@@ -462,7 +501,11 @@ class Environment:
 
     def _current_for(self, request_id: str) -> _InFlight | None:
         current = self._current
-        if current is None or current.done.done() or current.invocation.request_id != request_id:
+        if (
+            current is None
+            or current.result is not None
+            or current.invocation.request_id != request_id
+        ):
             return None
         return current
 
@@ -473,8 +516,8 @@ class Environment:
         self._fail_current(self._init_error)
 
     def _fail_current(self, body: bytes) -> None:
-        if self._current is not None and not self._current.done.done():
-            self._current.done.set_result((body, True))
+        if self._current is not None and self._current.result is None:
+            self._current.end(body, True)
         if not self._ready.done():
             self._ready.set_result(None)
 
@@ -484,7 +527,7 @@ class Environment:
             f"signal: {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
         )
         self._read_output()
-        if self._current is not None and not self._current.done.done():
+        if self._current is not None and self._current.result is None:
             rid = self._current.invocation.request_id
             if self._init_error is not None:
                 self._fail_current(self._init_error)
@@ -557,6 +600,8 @@ class Environment:
         self._pending_lines.append((self._now_ms(), line))
 
     def _flush_pending(self) -> None:
+        if self._unsettled is not None:  # its lines go first: they came first
+            self._settle(self._unsettled)
         if self._pending_lines:
             lines, self._pending_lines = self._pending_lines, []
             self._logs.append(self._group, self._stream, lines)

@@ -153,6 +153,7 @@ async def test_cold_start_then_warm_reuse(start_env: StartEnv, sink: ListSink) -
     assert warm.init_duration_ms is None
     assert env.state is EnvState.IDLE
 
+    await asyncio.sleep(0)  # END and REPORT follow the answer by a turn of the loop
     cold_report = sink.invocation(first.request_id)[-1]
     warm_report = sink.invocation(second.request_id)[-1]
     assert cold_report.startswith(f"REPORT RequestId: {first.request_id}\tDuration: ")
@@ -175,12 +176,46 @@ async def test_output_lands_between_start_and_end(start_env: StartEnv, sink: Lis
     await env.invoke(invocation(), LONG)  # cold start out of the way
     inv = invocation(print=["hello", "", "wörld \t tabs"])
     result = await env.invoke(inv, LONG)
+    await asyncio.sleep(0)  # END and REPORT follow the answer by a turn of the loop
     lines = sink.invocation(inv.request_id)
     assert lines[0] == f"START RequestId: {inv.request_id} Version: $LATEST"
     assert between_start_and_end(lines, inv.request_id) == ["hello", "", "wörld \t tabs"]
     assert lines[-2] == f"END RequestId: {inv.request_id}"
     assert lines[-1].startswith(f"REPORT RequestId: {inv.request_id}\t")
     assert result.log_tail == "".join(line + "\n" for line in lines)
+
+
+async def test_end_and_report_follow_the_answer_and_keep_their_place(
+    start_env: StartEnv, sink: ListSink
+) -> None:
+    env = await start_env()
+    await env.invoke(invocation(), LONG)  # cold start out of the way
+    await asyncio.sleep(0)
+    first, second, third = invocation(print=["one"]), invocation(), invocation()
+    batches = len(sink.batches)
+    result = await env.invoke(first, LONG)
+    # The answer is back before its END and REPORT are written: they cost the caller
+    # nothing (a read of the cgroup's peak memory, the formatting, the log's append).
+    assert len(sink.batches) == batches
+    assert result.lines[-1] == (result.lines[-1][0], "one")
+    # The next invocation, started before the loop's turn, writes them first.
+    await env.invoke(second, LONG)
+    end, report = sink.invocation(first.request_id)[-2:]
+    assert end == f"END RequestId: {first.request_id}"
+    assert report.startswith(f"REPORT RequestId: {first.request_id}\t")
+    await asyncio.sleep(0)
+    requests = [line.split()[2] for line in sink.lines() if line.startswith("START RequestId:")]
+    assert requests[-2:] == [first.request_id, second.request_id]
+    # Asking for the log (LogType=Tail) or the peak memory writes them at once.
+    result = await env.invoke(third, LONG)
+    assert result.max_memory_mb > 0
+    assert result.log_lines[-1][1].startswith(f"REPORT RequestId: {third.request_id}\t")
+    assert result.log_tail.endswith(result.log_lines[-1][1] + "\n")
+    assert sink.invocation(third.request_id)[-1] == result.log_lines[-1][1]
+    await asyncio.sleep(0)
+    assert (
+        sum(line.startswith(f"REPORT RequestId: {third.request_id}") for line in sink.lines()) == 1
+    )
 
 
 async def test_handler_error_returns_its_error_document(start_env: StartEnv) -> None:

@@ -13,6 +13,7 @@ import pytest
 from lamina.environments.runtime_api import (
     ACCEPTED,
     MAX_BODY,
+    Deliver,
     Invocation,
     Reply,
     RuntimeApiServer,
@@ -35,21 +36,19 @@ INVOCATION = Invocation(
 
 @dataclass
 class FakeHandler:
-    """Records each call; /next futures are handed out and resolved by the test."""
+    """Records each call; a /next's deliver is kept for the test to call."""
 
     queued: list[Invocation] = field(default_factory=list)
-    waiting: list[asyncio.Future[Invocation]] = field(default_factory=list)
+    waiting: list[Deliver] = field(default_factory=list)
     asked: asyncio.Event = field(default_factory=asyncio.Event)
     calls: list[tuple[object, ...]] = field(default_factory=list)
     known: set[str] = field(default_factory=lambda: {RID})
 
-    def next_invocation(self) -> asyncio.Future[Invocation]:
-        future: asyncio.Future[Invocation] = asyncio.get_running_loop().create_future()
+    def next_invocation(self, deliver: Deliver) -> None:
         if self.queued:
-            future.set_result(self.queued.pop(0))
-        self.waiting.append(future)
+            assert deliver(self.queued.pop(0))
+        self.waiting.append(deliver)
         self.asked.set()
-        return future
 
     def invocation_response(self, request_id: str, body: bytes, too_large: bool) -> Reply:
         self.calls.append(("response", request_id, body, too_large))
@@ -115,7 +114,7 @@ async def test_next_long_polls_until_an_invocation_arrives(
     poll = asyncio.ensure_future(asyncio.to_thread(call, address, "GET", NEXT))
     await handler.asked.wait()
     assert not poll.done()  # the runtime is parked in /next
-    handler.waiting[0].set_result(INVOCATION)
+    assert handler.waiting[0](INVOCATION)
     answer = await poll
     assert answer.status == 200
     assert answer.body == INVOCATION.payload
@@ -276,20 +275,22 @@ async def test_malformed_http_is_400_and_closes(address: str) -> None:
     assert b"malformed HTTP request" in data
 
 
-async def test_a_runtime_that_hangs_up_in_next_cancels_its_wait(
+async def test_a_runtime_that_hangs_up_in_next_takes_no_event(
     handler: FakeHandler, address: str
 ) -> None:
     host, port = address.rsplit(":", 1)
-    _, writer = await asyncio.open_connection(host, int(port))
+    reader, writer = await asyncio.open_connection(host, int(port))
     writer.write(f"GET {NEXT} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     await writer.drain()
     await handler.asked.wait()
-    waiting = handler.waiting[0]
-    cancelled = asyncio.Event()
-    waiting.add_done_callback(lambda _: cancelled.set())
     writer.close()
-    await cancelled.wait()
-    assert waiting.cancelled()
+    await writer.wait_closed()
+    # Once the server has seen the hang-up, delivery says no (the event stays queued
+    # in the environment for the runtime's next ask) instead of writing into nothing.
+    deadline = asyncio.get_running_loop().time() + 5
+    while handler.waiting[0](INVOCATION):
+        assert asyncio.get_running_loop().time() < deadline, "the hang-up went unseen"
+        await asyncio.sleep(0.01)
 
 
 async def test_a_closed_server_refuses_connections(handler: FakeHandler) -> None:
