@@ -96,6 +96,7 @@ class _InFlight:
     duration_ms: float = 0.0
     init_duration_ms: float | None = None
     report: Report | None = None  # once END and REPORT are written
+    timer: asyncio.TimerHandle | None = None  # the timeout, from the hand-over
 
     def end(self, payload: bytes, is_error: bool) -> None:
         self.result = (payload, is_error)
@@ -325,42 +326,51 @@ class Environment:
         also when the caller stops waiting (a cancelled request): the function's run
         is not cut short by a client that went away, as in Lambda.
         """
-        loop = self._loop
         self._set_state(EnvState.BUSY)
-        inflight = _InFlight(invocation, loop.create_future())
+        inflight = _InFlight(invocation, self._loop.create_future())
         self._current = inflight
         self._flush_pending()
         cold = not self._init_reported
         try:
-            # Init gets Lambda's 10 s on-demand allowance (or the timeout, if longer).
-            if not self._ready.done():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(self._ready), max(10.0, timeout_s))
-                if not self._ready.done():
-                    self._record_timeout(inflight)
-            if self.alive and inflight.result is None:
-                # The deadline runs from delivery: init time is not the handler's time.
-                deadline = int(time.time() * 1000 + timeout_s * 1000)
-                invocation.deadline_ms = deadline
-                self._hand_over(invocation)
-                # A timer, not wait_for: wait_for wraps the wait in a task of its own,
-                # a cost on every warm invocation.
-                timer = loop.call_later(timeout_s, self._record_timeout, inflight)
-                try:
-                    await inflight.waiter
-                finally:
-                    timer.cancel()
+            await self._run(inflight, timeout_s)
         except asyncio.CancelledError:
-            # Owned by the environment like the exit watcher; done when the run ends.
-            self._orphan = loop.create_task(self._finish_when_done(inflight, cold))
+            # The run goes on, owned by the environment like the exit watcher.
+            self._orphan = self._loop.create_task(self._run_to_end(inflight, cold, timeout_s))
             raise
         return self._finish(inflight, cold)
 
-    async def _finish_when_done(self, inflight: _InFlight, cold: bool) -> None:
-        if inflight.result is None:
-            inflight.waiter = self._loop.create_future()
-            await inflight.waiter
+    async def _run_to_end(self, inflight: _InFlight, cold: bool, timeout_s: float) -> None:
+        await self._run(inflight, timeout_s)
         self._finish(inflight, cold)
+
+    async def _run(self, inflight: _InFlight, timeout_s: float) -> None:
+        """Init (unless done), the hand-over, the wait for the end. Each step is taken
+        once, so a run whose caller stopped waiting picks up where it was."""
+        if not self._ready.done():
+            # Init gets Lambda's 10 s on-demand allowance (or the timeout, if longer).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._ready), max(10.0, timeout_s))
+            if not self._ready.done():
+                self._record_timeout(inflight)
+        if inflight.timer is None and inflight.result is None:
+            invocation = inflight.invocation
+            if not self.alive:  # stopped while it started
+                message = f"RequestId: {invocation.request_id} Error: Runtime exited without providing a reason"
+                inflight.end(
+                    orjson.dumps({"errorType": "Runtime.ExitError", "errorMessage": message}), True
+                )
+                return
+            # The deadline runs from delivery: init time is not the handler's time.
+            invocation.deadline_ms = int(time.time() * 1000 + timeout_s * 1000)
+            self._hand_over(invocation)
+            # A timer, not wait_for: wait_for wraps the wait in a task of its own, a
+            # cost on every warm invocation. It is the invocation's, cancelled when the
+            # invocation ends, so a run whose caller left still times out.
+            inflight.timer = self._loop.call_later(timeout_s, self._record_timeout, inflight)
+        if inflight.result is None:
+            if inflight.waiter.done():  # cancelled with its caller's wait
+                inflight.waiter = self._loop.create_future()
+            await inflight.waiter
 
     def _hand_over(self, invocation: Invocation) -> None:
         waiter, self._waiter = self._waiter, None
@@ -398,6 +408,8 @@ class Environment:
         # reader run before this task resumes: only a pipe left unemptied (a full
         # chunk read) needs reading here. A timeout ends from a timer, before any I/O
         # of its iteration, so it reads. (One read fewer per warm invocation.)
+        if inflight.timer is not None:
+            inflight.timer.cancel()
         if inflight.status is not None or not self._output_drained:
             self._read_output()
         assert inflight.result is not None

@@ -29,6 +29,7 @@ def main() -> None:
     host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port))
     print("init: runtime starting", flush=True)
+    time.sleep(float(os.environ.get("FAKE_INIT_SLEEP", "0")))
     if os.environ.get("FAKE_INIT_ERROR"):
         error = {"errorType": "Runtime.ImportModuleError", "errorMessage": "No module 'app'"}
         post(conn, "/init/error", json.dumps(error), {"Lambda-Runtime-Function-Error-Type": "x"})

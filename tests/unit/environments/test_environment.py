@@ -218,6 +218,49 @@ async def test_end_and_report_follow_the_answer_and_keep_their_place(
     )
 
 
+async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_caller_that_stops_waiting_during_init_leaves_the_run_going(
+    start_env: StartEnv, sink: ListSink
+) -> None:
+    env = await start_env(extra_env={"FAKE_INIT_SLEEP": "0.3"})
+    inv = invocation(print=["ran anyway"])
+    waiting = asyncio.create_task(env.invoke(inv, LONG))
+    await asyncio.sleep(0.05)
+    assert env.state is EnvState.BUSY  # still in init
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    # The invocation is handed over once init ends, runs, and the environment is free.
+    await until(lambda: env.state is EnvState.IDLE)
+    await asyncio.sleep(0)
+    lines = sink.invocation(inv.request_id)
+    assert between_start_and_end(lines, inv.request_id) == ["ran anyway"]
+    assert "Init Duration" in lines[-1]
+    assert answer((await env.invoke(invocation(), LONG)).payload)["count"] == 2
+
+
+async def test_a_caller_that_stops_waiting_does_not_stop_the_timeout(
+    start_env: StartEnv, sink: ListSink
+) -> None:
+    env = await start_env()
+    await env.invoke(invocation(), LONG)
+    inv = invocation(action="sleep")
+    waiting = asyncio.create_task(env.invoke(inv, 0.5))
+    await asyncio.sleep(0.1)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await until(lambda: env.state is EnvState.STOPPED)
+    lines = sink.invocation(inv.request_id)
+    assert lines[-1].endswith("\tStatus: timeout\t")
+
+
 async def test_handler_error_returns_its_error_document(start_env: StartEnv) -> None:
     env = await start_env()
     result = await env.invoke(invocation(action="error"), LONG)
