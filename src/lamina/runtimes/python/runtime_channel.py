@@ -48,9 +48,10 @@ class ChannelClient:
         sock = self._require()
         self._out.append(_NEXT)
         out, self._out = b"".join(self._out), []
-        waited_pinned = bool(self._wait_on) and self._set_cpus(self._wait_on)
         try:
             sock.sendall(out)
+            # Pinned after the send: the result is on its way a syscall sooner.
+            waited_pinned = bool(self._wait_on) and self._set_cpus(self._wait_on)
             kind, body = self._next_frame(sock)
         except OSError:
             raise HostGone("channel to lamina lost") from None
