@@ -279,7 +279,7 @@ async def test_a_runtime_that_hangs_up_in_next_takes_no_event(
     handler: FakeHandler, address: str
 ) -> None:
     host, port = address.rsplit(":", 1)
-    reader, writer = await asyncio.open_connection(host, int(port))
+    _, writer = await asyncio.open_connection(host, int(port))
     writer.write(f"GET {NEXT} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     await writer.drain()
     await handler.asked.wait()
