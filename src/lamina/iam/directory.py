@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import heapq
 import hmac
 import time
 from collections.abc import Callable, Mapping
@@ -78,6 +79,11 @@ class IamDirectory:
         self._attached: dict[Owner, dict[str, Attachment]] = {}
         # AssumeRole sessions (stored) and service-issued ones (memory only).
         self._sessions: dict[str, RoleSession] = {}
+        # (expiry, access key id) of every session, soonest first: pruning reads only
+        # what has expired. Every environment start issues a session that lives 12 h, so a
+        # busy server holds many, and a walk over all of them on each issue grew without
+        # bound (~100 µs per issue with none, ~185 µs with 2,000).
+        self._expiries: list[tuple[float, str]] = []
         self._credentials: dict[str, Credential] = {}
         self._root_principal = access.root_principal(account_id)
 
@@ -105,6 +111,8 @@ class IamDirectory:
             owner = (OwnerKind(attachment.owner_kind), attachment.owner_name.lower())
             self._attached.setdefault(owner, {})[attachment.policy_arn] = attachment
         self._sessions = {s.access_key_id: s for s in snapshot.sessions}
+        self._expiries = [(s.expires, s.access_key_id) for s in snapshot.sessions]
+        heapq.heapify(self._expiries)
         self._rebuild()
 
     # -- credentials (the SigV4 path) ----------------------------------------------------
@@ -552,6 +560,7 @@ class IamDirectory:
             if durable:
                 await self._store.write([Put(session)])
             self._sessions[session.access_key_id] = session
+            heapq.heappush(self._expiries, (session.expires, session.access_key_id))
             self._prune_sessions()
             credential = Credential(
                 session.access_key_id,
@@ -562,10 +571,13 @@ class IamDirectory:
             return credential
 
     def _prune_sessions(self) -> None:
-        now = self._clock()
-        for key_id in [k for k, s in self._sessions.items() if s.expires <= now]:
-            del self._sessions[key_id]
-            self._credentials.pop(key_id, None)
+        now, expiries = self._clock(), self._expiries
+        while expiries and expiries[0][0] <= now:
+            _, key_id = heapq.heappop(expiries)
+            session = self._sessions.get(key_id)
+            if session is not None and session.expires <= now:  # not deleted before
+                del self._sessions[key_id]
+                self._credentials.pop(key_id, None)
 
     # -- write-through -------------------------------------------------------------------
 

@@ -236,6 +236,32 @@ async def test_service_credentials_for_an_execution_role(
     assert short.principal.session_name == "f"
 
 
+async def test_expired_sessions_are_forgotten_as_new_ones_are_issued(
+    directory: IamDirectory, clock: FakeClock
+) -> None:
+    role = await directory.create_role("exec", LAMBDA_TRUST)
+    doomed = await directory.create_role("doomed", LAMBDA_TRUST)
+
+    async def issue(arn: str, seconds: int) -> str:
+        creds = await directory.issue_role_credentials(arn, "fn", seconds, "lambda.amazonaws.com")
+        return creds.access_key_id
+
+    short = [await issue(role.arn, 900) for _ in range(3)]
+    long = [await issue(role.arn, 3600) for _ in range(3)]
+    gone_with_role = await issue(doomed.arn, 900)
+    await directory.delete_role("doomed")  # its sessions go now, their expiries later
+    clock.advance(1000)
+    # Expired, and still known as expired until the next issue prunes them.
+    assert all(directory.expired(key) for key in short)
+    fresh = await issue(role.arn, 900)
+    assert not any(directory.expired(key) for key in short)  # forgotten: unknown now
+    assert all(directory.lookup(key) is None for key in [*short, gone_with_role])
+    assert all(directory.lookup(key) is not None for key in [*long, fresh])
+    clock.advance(3000)
+    await issue(role.arn, 900)
+    assert all(directory.lookup(key) is None for key in [*long, fresh])
+
+
 async def test_untrusted_service_is_refused(directory: IamDirectory) -> None:
     role = await directory.create_role("exec", LAMBDA_TRUST)
     with pytest.raises(AccessDenied) as caught:
