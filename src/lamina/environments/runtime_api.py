@@ -213,10 +213,21 @@ class RuntimeApiServer:
         self.address = ""
 
     async def start(self) -> str:
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _Connection(self._handler), self._host, 0, backlog=16
-        )
+        # The listening socket is made here: given a host, create_server resolves it
+        # first, and uvloop sends even a numeric address to getaddrinfo on a thread —
+        # 170 µs against 27 alone, more under load, on every new environment's way up.
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.bind((self._host, 0))
+            sock.listen(16)
+            sock.setblocking(False)
+            self._server = await asyncio.get_running_loop().create_server(
+                lambda: _Connection(self._handler), sock=sock
+            )
+        except BaseException:
+            sock.close()
+            raise
         port = self._server.sockets[0].getsockname()[1]
         self.address = f"{self._host}:{port}"
         return self.address
