@@ -35,6 +35,7 @@ from lamina.environments.logs import (
     start_line,
     tail,
 )
+from lamina.environments.memory_use import MemoryUse
 from lamina.environments.process import Child, ExecSpawner, LaunchSpec, Spawner
 from lamina.environments.runtime_api import (
     ACCEPTED,
@@ -104,22 +105,6 @@ class _InFlight:
             self.waiter.set_result(None)
 
 
-def _peak_rss_mb(status_fd: int) -> int:
-    """VmHWM (peak resident set) from an open /proc/<pid>/status: re-reading an open
-    proc file with pread costs a fraction of opening it again on every invocation."""
-    if status_fd < 0:
-        return 0
-    try:
-        data = os.pread(status_fd, 4096, 0)
-    except OSError:
-        return 0
-    start = data.find(b"VmHWM:")
-    if start < 0:
-        return 0
-    end = data.find(b"kB", start)
-    return max(1, int(data[start + 6 : end]) // 1024)
-
-
 class Environment:
     def __init__(
         self,
@@ -150,8 +135,7 @@ class Environment:
         self._channel: RuntimeChannel | None = None
         self._process: Child | None = None
         self._pid = 0
-        self._status_fd = -1
-        self._peak_fd = -1
+        self._memory = MemoryUse()
         self._pipe = -1
         # Whether the last read of the pipe emptied it (see `_finish`).
         self._output_drained = False
@@ -206,13 +190,7 @@ class Environment:
             if theirs is not None:
                 theirs.close()
         self._pid = self._process.pid
-        with contextlib.suppress(OSError):
-            self._status_fd = os.open(f"/proc/{self._pid}/status", os.O_RDONLY)
-        peak_path = getattr(self._process, "peak_memory_path", None)
-        path = peak_path() if callable(peak_path) else None
-        if path is not None:
-            with contextlib.suppress(OSError):
-                self._peak_fd = os.open(path, os.O_RDONLY)
+        self._memory.watch(self._process)
         self._pipe = read_fd
         self._loop.add_reader(read_fd, self._read_output)
         # Owned by the environment: `exited` lets the pool and tests await the end.
@@ -262,39 +240,9 @@ class Environment:
         self.stop()
         return reason
 
-    def _peak_memory_mb(self) -> int:
-        """Max Memory Used: the sandbox's cgroup peak when there is one, else VmHWM.
-
-        Both are read with pread on a file opened once: opening a cgroup file on every
-        invocation measured ~10% of the host's CPU per warm invoke."""
-        if self._peak_fd >= 0:
-            try:
-                return max(1, int(os.pread(self._peak_fd, 64, 0)) >> 20)
-            except (OSError, ValueError):
-                pass  # the group is gone: the child kept its last peak
-        peak = getattr(self._process, "peak_memory_mb", None)
-        from_cgroup = peak() if callable(peak) else 0
-        return int(from_cgroup) or _peak_rss_mb(self._status_fd)
-
     def memory(self) -> dict[str, int]:
-        """Resident memory in KiB: rss, pss (shared pages split among sharers) and uss
-        (pages only this process has) — forks of a zygote share most of theirs."""
-        out = {"rss_kb": 0, "pss_kb": 0, "uss_kb": 0}
-        try:
-            with open(f"/proc/{self._pid}/smaps_rollup", "rb") as rollup:
-                for line in rollup:
-                    key, _, rest = line.partition(b":")
-                    if key in (b"Rss", b"Pss", b"Private_Clean", b"Private_Dirty"):
-                        value = int(rest.split()[0])
-                        if key == b"Rss":
-                            out["rss_kb"] = value
-                        elif key == b"Pss":
-                            out["pss_kb"] = value
-                        else:
-                            out["uss_kb"] += value
-        except (OSError, ValueError):
-            pass
-        return out
+        """Resident memory in KiB: rss, pss and uss (memory_use.py)."""
+        return self._memory.resident()
 
     @property
     def pid(self) -> int:
@@ -454,7 +402,7 @@ class Environment:
             request_id=rid,
             duration_ms=inflight.duration_ms,
             memory_mb=self.config.memory_mb,
-            max_memory_mb=self._peak_memory_mb(),
+            max_memory_mb=self._memory.peak_mb(),
             init_duration_ms=inflight.init_duration_ms,
             restored=self.restored,
             status=inflight.status,
@@ -555,10 +503,7 @@ class Environment:
         if self.alive:
             self._stop_now()
         self._close_pipe()
-        for fd in (self._status_fd, self._peak_fd):
-            if fd >= 0:
-                os.close(fd)
-        self._status_fd = self._peak_fd = -1
+        self._memory.close()
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
 

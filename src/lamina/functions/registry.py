@@ -88,10 +88,11 @@ class FunctionRegistry:
             newest, names = await self._repo.changed_since(mark)
             if names is not None:
                 changed: dict[str, FunctionConfig | None] = {}
+                loaded = await self._repo.load_functions(names)
                 for name in names:
                     was = self._functions.get(name)
                     changed[name] = was.latest if was is not None else None
-                    fn = await self._repo.load_function(name)
+                    fn = loaded.get(name)
                     if fn is None:
                         self._functions.pop(name, None)
                     else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
@@ -157,15 +157,16 @@ class FunctionRepository:
     async def load_all(self) -> dict[str, Function]:
         return await self._load(None)
 
-    async def load_function(self, name: str) -> Function | None:
-        return (await self._load(name)).get(name)
+    async def load_functions(self, names: Collection[str]) -> dict[str, Function]:
+        """The named functions that exist: one query per table, however many are named."""
+        return await self._load(names) if names else {}
 
-    async def _load(self, name: str | None) -> dict[str, Function]:
-        """Every function, or the one named."""
+    async def _load(self, names: Collection[str] | None) -> dict[str, Function]:
+        """Every function, or the named ones."""
 
         def rows(table: Table) -> Any:
             query = select(table)
-            return query if name is None else query.where(table.c.name == name)
+            return query if names is None else query.where(table.c.name.in_(names))
 
         async with self._engine.connect() as conn:
             found: dict[str, Function] = {}
