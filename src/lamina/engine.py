@@ -36,7 +36,7 @@ def spawner_for(
     env = {"PATH": settings.function_path, "LANG": "en_US.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
     return ZygoteSpawner(
         interpreters, settings.zygote_preload, env, sandbox, stems=settings.stems, preexec=preexec,
-        run_root=run_root,
+        run_root=run_root, prefault=settings.prefault,
     )  # fmt: skip
 
 

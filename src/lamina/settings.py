@@ -94,6 +94,8 @@ class Settings:
     zygotes: bool = True
     # Stems parked per zygote in fresh cgroups, ahead of new environments (stems.py).
     stems: int = 2
+    # Stems copy the pages new environments are learned to write (prefault.py).
+    prefault: bool = True
     # The built-in Python runtime's private channel (else it speaks HTTP like any other).
     runtime_channel: bool = True
     # Start environments in a sandbox (namespaces, cgroups) as far as the kernel allows.
@@ -152,6 +154,7 @@ class Settings:
             async_retry_base_s=float(env.get("LAMINA_ASYNC_RETRY_BASE_S", "1")),
             zygotes=env.get("LAMINA_ZYGOTES", "1").lower() not in ("0", "false", "no", "off"),
             stems=_int(env, "LAMINA_STEMS", 2),
+            prefault=env.get("LAMINA_PREFAULT", "1").lower() not in ("0", "false", "no", "off"),
             runtime_channel=env.get("LAMINA_RUNTIME_CHANNEL", "1").lower()
             not in ("0", "false", "no", "off"),
             sandbox=env.get("LAMINA_SANDBOX", "1").lower() not in ("0", "false", "no", "off"),

@@ -367,6 +367,10 @@ class Environment:
             self._mark_delivered(ended)
         inflight.duration_ms = (ended - (inflight.delivered_at or ended)) * 1000.0
         inflight.init_duration_ms = self._init_duration_ms if cold else None
+        if cold:
+            started = getattr(self._process, "started", None)
+            if callable(started):
+                started()  # a new environment's pages, learned from (prefault.py)
         self._init_reported = True
         self._current = None
         # END and REPORT (with Max Memory Used, a read of the cgroup) wait for the loop's

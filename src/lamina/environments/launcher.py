@@ -54,7 +54,6 @@ def build_spec(
     the environment shows them as the sandbox has them (`Confinement.inside`)."""
     task_root = facts.code_root / config.code_sha256
     tmp = facts.run_root / env_id / "tmp"
-    tmp.mkdir(parents=True, exist_ok=True)
     env = {
         "PATH": facts.path,
         "LANG": "en_US.UTF-8",
@@ -95,6 +94,10 @@ def build_spec(
             egress=egress,
             runtime_api=runtime_api,
         )
+    else:
+        # Its /tmp. A sandboxed one mounts a tmpfs of its own there instead: no folder
+        # of the host's is made for it (two mkdirs off every new environment's start).
+        tmp.mkdir(parents=True, exist_ok=True)
     if config.runtime.startswith("provided"):
         argv = (str(task_root / "bootstrap"),)
         return LaunchSpec(argv, env, str(task_root), tmp.parent, sandbox=confinement)

@@ -29,7 +29,7 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -134,6 +134,8 @@ class Sandbox:
     # The interpreter that runs runtimes/python/sandbox.py on the host side of an exec'd
     # environment with egress off (it leaves the network, leaving a forwarder behind).
     python: str = sys.executable
+    # What every environment sees read-only (`_binds`), worked out once: a stat per folder.
+    _bound: list[list[Any]] | None = field(default=None, repr=False, compare=False)
 
     @property
     def forks_confined(self) -> bool:
@@ -286,8 +288,8 @@ class Sandbox:
             plan["net_forward"] = confinement.runtime_api
         if p.root:
             plan["uid"], plan["gid"] = UID, GID
-        (confinement.run_dir / "root").mkdir(parents=True, exist_ok=True)
-        Path(plan["base"]).mkdir(exist_ok=True)
+        # No folder is made here: the zygote makes its shared root's, and a child that
+        # cannot use that root makes its staging folder itself.
         return Prepared(plan, cgroup)
 
     def base_plan(self, run_root: Path) -> dict[str, Any] | None:
@@ -325,7 +327,13 @@ class Sandbox:
         return prepared
 
     def _binds(self) -> list[list[Any]]:
-        """What every environment sees read-only (its code comes on top, at /var/task)."""
+        """What every environment sees read-only (its code comes on top, at /var/task).
+        Shared by every plan: nothing changes a plan's binds."""
+        if self._bound is None:
+            self._bound = self._find_binds()
+        return self._bound
+
+    def _find_binds(self) -> list[list[Any]]:
         system = [*SYSTEM_DIRS, *(d for d in ROOT_DIRS if not os.path.islink(d))]
         binds: list[list[Any]] = [[d, d, False] for d in system if os.path.isdir(d)]
         binds += [[str(d), str(d), False] for d in self.runtime_dirs]
@@ -419,6 +427,8 @@ class SandboxedChild:
         self.pid = child.pid
         self._oom: bool | None = None
         self._peak: int | None = None
+        # Told the function's pid once its first invocation has ended (prefault.py).
+        self.on_started: Callable[[int], None] | None = None
 
     async def wait(self) -> int:
         code = await self._child.wait()
@@ -438,6 +448,12 @@ class SandboxedChild:
         kill = getattr(self._child, "kill", None)
         if callable(kill):
             kill()
+
+    def started(self) -> None:
+        """Its first invocation has ended."""
+        if self.on_started is not None:
+            on_started, self.on_started = self.on_started, None
+            on_started(self.function_pid())
 
     def function_pid(self) -> int:
         """The function's own pid on the host (for its memory figures): `pid` is its

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from lamina.environments.prefault import PageLearner
 from lamina.environments.process import Child, ExecSpawner, LaunchSpec
 from lamina.environments.sandbox import Sandbox, SandboxedChild, StemUnusable, host_env
 from lamina.environments.stems import StemPool
@@ -35,7 +36,9 @@ class ZygoteSpawner:
         stems: int = 0,
         preexec: Callable[[], None] | None = None,  # run in each exec'd child before exec
         run_root: Path | None = None,  # environments' folders: where zygotes build roots
+        prefault: bool = True,  # stems copy the pages environments are learned to write
     ) -> None:
+        self._prefault = prefault
         self._zygotes = {
             python: Zygote(python, preload, env, preexec) for python in set(interpreters)
         }
@@ -47,6 +50,8 @@ class ZygoteSpawner:
         self._stems: dict[str, StemPool] = {}
         if sandbox is not None and sandbox.forks_confined and sandbox.protections.cgroups:
             self._stems = {python: StemPool(sandbox, stems) for python in self._zygotes}
+        # Per running zygote with stems: what its new environments write (prefault.py).
+        self._learners: dict[str, PageLearner] = {}
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -78,6 +83,9 @@ class ZygoteSpawner:
                 log.warning("%s could not build its sandbox root ahead: %s", zygote.python, exc)
                 return
         stems = self._stems.get(zygote.python)
+        if stems is not None and self._prefault:
+            # Learned anew for each zygote process: addresses are its own (ASLR).
+            self._learners[zygote.python] = PageLearner(server.prefault)
         if stems is not None:
             # One each to begin with: enough for a process's first environment, and
             # most of the Pythons found may never run a function (the first take tops
@@ -106,7 +114,11 @@ class ZygoteSpawner:
         if server is not None:
             stems = self._stems.get(spec.python or "") if spec.sandbox else None
             try:
-                return await fork(server, spec, out_fd, self._sandbox, channel_fd, stems)
+                child = await fork(server, spec, out_fd, self._sandbox, channel_fd, stems)
+                learner = self._learners.get(spec.python or "")
+                if learner is not None and learner.wants and isinstance(child, SandboxedChild):
+                    child.on_started = learner.learn
+                return child
             except ZygoteUnavailable as exc:
                 log.warning("%s; exec'ing instead", exc)
             finally:
@@ -117,6 +129,8 @@ class ZygoteSpawner:
     async def close(self) -> None:
         for pool in self._stems.values():
             pool.close()
+        for learner in self._learners.values():
+            learner.close()
         for task in self._starting.values():
             task.cancel()
         for zygote in self._zygotes.values():

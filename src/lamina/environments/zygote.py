@@ -164,6 +164,11 @@ class ForkServer:
             raise
         return child, server
 
+    async def prefault(self, ranges: list[list[int]]) -> None:
+        """Have the stems parked from now on copy these pages ([address, length]) before
+        they wait: what a new environment is known to write (prefault.py)."""
+        await self._ask({"prefault": ranges}, [])
+
     async def prepare(self, plan: Mapping[str, Any]) -> None:
         """Have the zygote build its children's shared sandbox root now (`plan`:
         Sandbox.base_plan), instead of on its first sandboxed fork while a caller waits."""

@@ -50,6 +50,7 @@ MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_PDEATHSIG = 1
+MADV_POPULATE_WRITE = 23  # Linux 5.14+
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
 RLIMITS = {"nofile": "RLIMIT_NOFILE", "as": "RLIMIT_AS", "nproc": "RLIMIT_NPROC"}
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
@@ -263,6 +264,18 @@ def _enter_network(plan, libc):
 #             /tmp; PID; network); each has cgroups of its own.
 
 
+def prefault(ranges, libc=None):
+    """Copy now the pages in `ranges` ([address, length], page-aligned) that this fork
+    still shares with its zygote, as a write to each would, but in one system call a
+    range and before anyone waits (lamina.environments.prefault). Failures only leave
+    a page to be copied on its first write: a range not mapped here, an older kernel."""
+    if not ranges:
+        return
+    madvise = (libc or _Libc()).lib.madvise
+    for address, length in ranges:
+        madvise(ctypes.c_void_p(address), ctypes.c_size_t(length), MADV_POPULATE_WRITE)
+
+
 def _become_unprivileged(plan, libc):
     uid, gid = plan.get("uid"), plan.get("gid")
     if gid is not None:
@@ -315,6 +328,7 @@ class BaseRoot:
 
 
 def _build_base(plan, libc, root):
+    _mkdirs(root)
     libc.mount("lamina", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
     for source, target in plan.get("links", ()):
         os.symlink(source, root + target)

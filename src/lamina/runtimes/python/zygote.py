@@ -22,6 +22,8 @@ The control fd is one end of a SOCK_SEQPACKET socketpair to lamina. Messages are
                       namespace of its own when asked) and waits; replies {"id", "pid"}
     lamina -> zygote  a fork request with "use_stem": name + its fds: the stem takes it
                       (replies {"id", "pid": the stem's}, or {"id", "error"} if it is gone)
+    lamina -> zygote  {"id": n, "prefault": [[address, length], ...]}: stems parked from
+                      now on copy those pages before they wait (replies {"id", "pid": 0})
 
 A stem takes a new environment's slowest step off its start: joining cgroups waits for
 an RCU grace period on cgroup v1 (10-25 ms measured), and a parked stem has done it.
@@ -157,7 +159,7 @@ def _run_hooks(kind):
             func(*args, **kwargs)
 
 
-def _stem(request, sock, closing, runtime, restored, in_namespace):
+def _stem(request, sock, closing, runtime, restored, in_namespace, prefault):
     """A parked stem: join the cgroups now, then become whatever environment arrives.
 
     In a PID namespace of its own the stem is its PID 1: it also forks the process that
@@ -179,6 +181,9 @@ def _stem(request, sock, closing, runtime, restored, in_namespace):
         if function_pid != 0:
             sock.close()
             sys.modules[PACKAGE + ".sandbox"].run_init(function_pid)  # never returns
+        # The pages a new environment is known to copy, copied now, in the process that
+        # becomes it (lamina.environments.prefault); charged to its cgroup, joined above.
+        sys.modules[PACKAGE + ".sandbox"].prefault(prefault)
         data, fds, _, _ = socket.recv_fds(sock, 1 << 20, 4)
     except OSError:
         os._exit(1)
@@ -278,6 +283,7 @@ def _serve(control, runtime, restored):
     sandboxed = set()  # children that are a sandbox's init
     stems = {}  # name -> (pid, socket to it, whether it has a PID namespace of its own)
     exits = sandbox.ChildExits()
+    prefault = []  # pages stems copy before they wait: [[address, length], ...]
     while True:
         try:
             readable, _, _ = select.select([control, exits.read], [], [])
@@ -302,13 +308,17 @@ def _serve(control, runtime, restored):
                 base_root.ensure(request["prepare"])
             _send(control, {"id": request["id"], "pid": 0})
             continue
+        if "prefault" in request:
+            prefault[:] = request["prefault"]
+            _send(control, {"id": request["id"], "pid": 0})
+            continue
         if "stem" in request:
             if base_root.pending and not restored:
                 # Its first sandboxed fork moves the zygote into a mount namespace of its
                 # own (BaseRoot); a stem parked before would be left in lamina's.
                 _send(control, {"id": request["id"], "error": "no sandboxed fork yet"})
                 continue
-            _park(request, control, runtime, restored, stems, pid_namespaces, exits)
+            _park(request, control, runtime, restored, stems, pid_namespaces, exits, prefault)
             continue
         stem = stems.pop(request["use_stem"], None) if "use_stem" in request else None
         if "use_stem" in request:
@@ -365,7 +375,7 @@ def _closing(control, exits, pid_namespaces, stems):
     return closing + tuple(sock.detach() for _, sock, _ in stems.values())
 
 
-def _park(request, control, runtime, restored, stems, pid_namespaces, exits):
+def _park(request, control, runtime, restored, stems, pid_namespaces, exits, prefault):
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     in_namespace = bool(request.get("pidns")) and pid_namespaces.before_fork(
         {"namespaces": ["pid"]}
@@ -374,7 +384,7 @@ def _park(request, control, runtime, restored, stems, pid_namespaces, exits):
     if pid == 0:
         ours.close()
         closing = _closing(control, exits, pid_namespaces, stems)
-        _stem(request, theirs, closing, runtime, restored, in_namespace)
+        _stem(request, theirs, closing, runtime, restored, in_namespace, prefault)
     theirs.close()
     if pid < 0:
         ours.close()
