@@ -121,9 +121,30 @@ def test_lamina_envs_reports_memory(lamina_server: Any, lambda_client: Any) -> N
     mine = [e for e in data["environments"] if e["function"] == name]
     assert len(mine) == 1 and mine[0]["state"] == "idle"
     assert 0 < mine[0]["uss_kb"] <= mine[0]["pss_kb"] <= mine[0]["rss_kb"]
+    # The figures are the whole environment's: with a sandbox, its init and the
+    # function's own process below it (at least the function's own private pages).
+    below = _children(mine[0]["pid"])
+    if below:
+        assert mine[0]["uss_kb"] > _private_kb(below[0])
     cli = subprocess.run(
         [str(Path(sys.executable).parent / "lamina"), "envs"],
         env=lamina_server.env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert cli.returncode == 0, cli.stderr
     assert name[:20] in cli.stdout or name in cli.stdout.replace("\n", "")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _private_kb(pid: int) -> int:
+    total = 0
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("Private_Clean", "Private_Dirty"):
+            total += int(rest.split()[0])
+    return total

@@ -42,25 +42,14 @@ class MemoryUse:
         return int(from_cgroup) or _peak_rss_mb(self._status_fd)
 
     def resident(self) -> dict[str, int]:
-        """Resident memory in KiB: rss, pss (shared pages split among sharers) and uss
-        (pages only this process has) — forks of a zygote share most of theirs."""
+        """Resident memory in KiB of the environment's processes together (a sandbox's
+        init, the function's own, whatever it started): rss, pss (shared pages split
+        among sharers) and uss (pages only they have) — forks of a zygote share most."""
         out = {"rss_kb": 0, "pss_kb": 0, "uss_kb": 0}
         if self._process is None:
             return out
-        try:
-            with open(f"/proc/{self._process.pid}/smaps_rollup", "rb") as rollup:
-                for line in rollup:
-                    key, _, rest = line.partition(b":")
-                    if key in (b"Rss", b"Pss", b"Private_Clean", b"Private_Dirty"):
-                        value = int(rest.split()[0])
-                        if key == b"Rss":
-                            out["rss_kb"] = value
-                        elif key == b"Pss":
-                            out["pss_kb"] = value
-                        else:
-                            out["uss_kb"] += value
-        except (OSError, ValueError):
-            pass
+        for pid in _process_tree(self._process.pid):
+            _add_rollup(pid, out)
         return out
 
     def close(self) -> None:
@@ -69,6 +58,37 @@ class MemoryUse:
             if fd >= 0:
                 os.close(fd)
         self._status_fd = self._peak_fd = -1
+
+
+def _process_tree(pid: int, limit: int = 4096) -> list[int]:
+    """`pid` and the processes below it, as /proc lists each thread's children."""
+    found: list[int] = []
+    todo = [pid]
+    while todo and len(found) < limit:
+        current = todo.pop()
+        found.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children", "rb") as children:
+                    todo.extend(int(child) for child in children.read().split())
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+    return found
+
+
+def _add_rollup(pid: int, out: dict[str, int]) -> None:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as rollup:
+            for line in rollup:
+                key, _, rest = line.partition(b":")
+                if key == b"Rss":
+                    out["rss_kb"] += int(rest.split()[0])
+                elif key == b"Pss":
+                    out["pss_kb"] += int(rest.split()[0])
+                elif key in (b"Private_Clean", b"Private_Dirty"):
+                    out["uss_kb"] += int(rest.split()[0])
+    except (OSError, ValueError):
+        pass
 
 
 def _peak_rss_mb(status_fd: int) -> int:
