@@ -21,7 +21,8 @@ The control fd is one end of a SOCK_SEQPACKET socketpair to lamina. Messages are
                       park a stem: a child forked now that joins those cgroups (in a PID
                       namespace of its own when asked) and waits; replies {"id", "pid"}
     lamina -> zygote  a fork request with "use_stem": name + its fds: the stem takes it
-                      (replies {"id", "pid": the stem's}, or {"id", "error"} if it is gone)
+                      (replies {"id", "pid": the stem's} once the stem says it took it, or
+                      {"id", "error"} if it is gone: the zygote then kills what is left of it)
     lamina -> zygote  {"id": n, "prefault": [[address, length], ...]}: stems parked from
                       now on copy those pages before they wait (replies {"id", "pid": 0})
 
@@ -52,6 +53,9 @@ import socket
 import sys
 
 PACKAGE = "_lamina_runtime"  # bootstrap.PACKAGE: the runtime package's private name
+# How long a stem handed a fork request has to say it took it (see _dispatch): it is
+# waiting for it, so a live one answers at once; this only bounds a stuck one.
+STEM_ANSWER_S = 5.0
 
 
 def _preload(modules):
@@ -185,6 +189,8 @@ def _stem(request, sock, closing, runtime, restored, in_namespace, prefault):
         # becomes it (lamina.environments.prefault); charged to its cgroup, joined above.
         sys.modules[PACKAGE + ".sandbox"].prefault(prefault)
         data, fds, _, _ = socket.recv_fds(sock, 1 << 20, 4)
+        if data:
+            sock.send(b"+")  # taken: the zygote answers lamina once it knows (_dispatch)
     except OSError:
         os._exit(1)
     sock.close()
@@ -394,6 +400,13 @@ def _park(request, control, runtime, restored, stems, pid_namespaces, exits, pre
     _send(control, {"id": request["id"], "pid": pid})
 
 
+def _kill_group(pid):
+    try:  # noqa: SIM105 -- no contextlib import in the zygote's start-up path
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
 def _dispatch(request, fds, stem, sandboxed):
     """Hand a fork request and its fds to a parked stem; the reply for lamina."""
     try:
@@ -408,7 +421,14 @@ def _dispatch(request, fds, stem, sandboxed):
             plan["init_above"] = True  # the stem forked the function's process already
         try:
             socket.send_fds(sock, [json.dumps(request).encode()], fds)
-        except OSError as exc:  # it died while parked
+            # A stem killed a moment ago may still take the message; only its answer says
+            # it lives on as the environment. Without one it is killed, and lamina forks
+            # a fresh child instead of reporting the stem's death as the function's.
+            sock.settimeout(STEM_ANSWER_S)
+            if sock.recv(1) != b"+":
+                raise OSError("it ended before it took the request")
+        except OSError as exc:  # it died while parked, or never answered
+            _kill_group(pid)
             return {"id": request["id"], "error": f"stem gone: {exc}"}
         finally:
             sock.close()
