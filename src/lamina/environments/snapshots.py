@@ -78,7 +78,7 @@ class TemplateSpawner:
             )  # fmt: skip
         finally:
             if template.stems is not None:
-                template.stems.top_up(template.server)
+                template.stems.refill(template.server)
 
 
 class _OutputPump:

@@ -123,7 +123,7 @@ class ZygoteSpawner:
                 log.warning("%s; exec'ing instead", exc)
             finally:
                 if stems is not None:
-                    stems.top_up(server)
+                    stems.refill(server)
         return await self._exec.spawn(spec, out_fd)
 
     async def close(self) -> None:
