@@ -38,12 +38,16 @@ MAX_PAGES = 2048
 LEARN_FROM = 3
 # Mappings larger than this are a function's data, not the zygote's image: not read.
 MAX_MAPPING = 256 << 20
+# At most this many pages' entries are read (2 MiB of pagemap): a process that maps more
+# (a function can map what it likes) is not learned from at all.
+MAX_READ = 1 << 18
 
 
 def owned_pages(pid: int) -> set[int]:
     """Page numbers of `pid`'s private writable memory that it alone maps: the
     zygote's pages it has copied, and those it wrote first. Empty if unreadable."""
     pages: set[int] = set()
+    budget = MAX_READ
     try:
         with open(f"/proc/{pid}/maps", "rb") as maps, open(f"/proc/{pid}/pagemap", "rb") as pagemap:
             for line in maps:
@@ -53,10 +57,13 @@ def owned_pages(pid: int) -> set[int]:
                 low, high = (int(x, 16) for x in fields[0].split(b"-"))
                 if high - low > MAX_MAPPING:
                     continue
-                first = low >> PAGE_SHIFT
+                first, count = low >> PAGE_SHIFT, (high - low) >> PAGE_SHIFT
+                budget -= count
+                if budget < 0:
+                    return set()
                 pagemap.seek(first * 8)
                 entries = array.array("Q")
-                entries.frombytes(pagemap.read(((high - low) >> PAGE_SHIFT) * 8))
+                entries.frombytes(pagemap.read(count * 8))
                 pages.update(first + i for i, e in enumerate(entries) if e & OWNED == OWNED)
     except (OSError, ValueError):
         return set()

@@ -88,6 +88,14 @@ def test_an_unreadable_process_gives_no_pages() -> None:
     assert owned_pages(2**22 + 12345) == set()
 
 
+def test_a_process_that_maps_too_much_is_not_learned_from(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert owned_pages(os.getpid())  # this test process owns pages
+    monkeypatch.setattr(prefault, "MAX_READ", 16)
+    assert owned_pages(os.getpid()) == set()
+
+
 def _learner(sets: dict[int, set[int]]) -> tuple[PageLearner, list[list[list[int]]]]:
     used: list[list[list[int]]] = []
 
