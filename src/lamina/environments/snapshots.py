@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from lamina.environments.launcher import HostFacts, build_spec
 from lamina.environments.logs import LineSplitter, LogSink, log_group, log_stream
+from lamina.environments.prefault import PageLearner
 from lamina.environments.process import Child, LaunchSpec
 from lamina.environments.sandbox import Sandbox, SandboxedChild
 from lamina.environments.spawn import ZygoteSpawner, confined_fork, fork
@@ -47,8 +48,12 @@ class Template:
     confined: bool = False  # whether the template itself runs sandboxed
     # Forks of it parked in fresh cgroups ahead of need (stems.py), when confined.
     stems: StemPool | None = None
+    # What its environments write as they start, for its stems to copy (prefault.py).
+    learner: PageLearner | None = None
 
     def close(self) -> None:
+        if self.learner is not None:
+            self.learner.close()
         if self.stems is not None:
             self.stems.close()
         self.server.close()
@@ -72,10 +77,14 @@ class TemplateSpawner:
         # A fork of a sandboxed template is in its sandbox already: the plan tells the
         # template's keeper which cgroups (and Runtime API port) are the environment's.
         try:
-            return await confined_fork(
+            child = await confined_fork(
                 template.server, spec, template.sandbox, out_fd, channel_fd, template.stems,
                 depth=0,  # the environment itself
             )  # fmt: skip
+            learner = template.learner
+            if learner is not None and learner.wants and isinstance(child, SandboxedChild):
+                child.on_started = learner.learn
+            return child
         finally:
             if template.stems is not None:
                 template.stems.refill(template.server)
@@ -193,9 +202,13 @@ class Snapshots:
         stems = None
         if prepared is not None and sandbox is not None and sandbox.protections.cgroups:
             stems = StemPool(sandbox, self._stems, pidns=False)
+        # Its own address space (the function's init ran in it): learned for it alone.
+        learner = None
+        if stems is not None and self._zygotes.prefault:
+            learner = PageLearner(template_server.prefault)
         template = Template(
             config, process, template_server, init_ms, sandbox, confined=prepared is not None,
-            stems=stems,
+            stems=stems, learner=learner,
         )  # fmt: skip
         self._templates[config.code_key] = template
         return template

@@ -53,6 +53,11 @@ class ZygoteSpawner:
         # Per running zygote with stems: what its new environments write (prefault.py).
         self._learners: dict[str, PageLearner] = {}
 
+    @property
+    def prefault(self) -> bool:
+        """Whether stems copy the pages new environments are learned to write."""
+        return self._prefault
+
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         for python, zygote in self._zygotes.items():

@@ -202,7 +202,7 @@ class TemplateKeeper:
         if "id" in message and message["id"] == self.in_flight:
             self._join_cgroups(self.own_groups, self.pid)  # the template goes back
             self.in_flight = None
-        if "pid" in message and "id" in message:
+        if message.get("pid") and "id" in message:  # a fork's (0: a request that forks nothing)
             plan = self.waiting.pop(message["id"], None) or {}
             host = self._host_pid(int(message["pid"]))
             if host is None:
