@@ -107,7 +107,7 @@ def _send(control, message):
         os._exit(0)  # lamina is gone
 
 
-def _reap(control, sandboxed):
+def _reap(control, sandboxed, stems):
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -115,6 +115,10 @@ def _reap(control, sandboxed):
             return
         if pid == 0:
             return
+        for name, (stem_pid, sock, _) in list(stems.items()):
+            if stem_pid == pid:  # died while parked: its socket goes with it
+                del stems[name]
+                sock.close()
         if pid in sandboxed:
             sandboxed.discard(pid)
             code = sys.modules[PACKAGE + ".sandbox"].exit_code(status, True)
@@ -297,7 +301,7 @@ def _serve(control, runtime, restored):
             continue
         if exits.read in readable:
             exits.drain()
-            _reap(control, sandboxed)
+            _reap(control, sandboxed, stems)
         if control not in readable:
             continue
         try:
