@@ -317,3 +317,77 @@ def test_snapstart_environments_come_from_the_templates_stems(
         limit = Path("/sys/fs/cgroup/memory", path.lstrip("/"), "memory.limit_in_bytes")
         if limit.exists():
             assert int(limit.read_text()) >> 20 == 160
+
+
+BARE = """
+import os
+
+def handler(event, context):
+    return {"pid": os.getpid()}
+"""
+
+
+def test_unsandboxed_environments_come_from_bare_stems(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """With no sandbox (LAMINA_SANDBOX=0, or lamina not root) stems are bare: forked
+    ahead with no cgroups to join, and pre-faulted once a first environment is learned."""
+    bare = LaminaServer(
+        tmp_path_factory.mktemp("bare-stems") / "data",
+        extra_env={
+            "LAMINA_SANDBOX": "0", "LAMINA_STEMS": "2", "LAMINA_PREWARM_ON_DEPLOY": "0",
+            "LAMINA_WORKERS": "1",
+        },
+    ).start()  # fmt: skip
+    try:
+        client = bare.client("lambda")
+        name = create_function(client, BARE)
+        assert bare.process is not None
+        from_stems, largest = 0, 0
+        for revision in range(1, 6):
+            waiting = _waiting_children(bare)
+            largest = max([largest, *(_private_kb(pid) for pid in waiting)])
+            _new_environment(client, name, revision)
+            body, error = _invoke(client, name)
+            assert error is None, body
+            from_stems += body["pid"] in waiting
+            time.sleep(0.3)  # learned, and the next stem parked
+        assert from_stems >= 3, from_stems  # the first may come before any stem is parked
+        # A waiting bare stem owns ~1.5 MB without pre-faulting, ~3.4 MB with it.
+        assert largest > 2560, largest
+    finally:
+        bare.stop()
+
+
+def _waiting_children(server: LaminaServer) -> set[int]:
+    """Processes forked by the server's zygotes that are not environments: stems."""
+    assert server.process is not None
+    environments = httpx.get(
+        f"{server.endpoint}/_lamina/environments",
+        headers={"Authorization": f"Bearer {server.secret_access_key}"},
+    ).json()["environments"]
+    taken = {int(e["pid"]) for e in environments}
+    forked = {pid for zygote in _children(server.process.pid) for pid in _children(zygote)}
+    return forked - taken
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            found += [int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+    except OSError:
+        pass
+    return found
+
+
+def _private_kb(pid: int) -> int:
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    return sum(
+        int(rest.split()[0])
+        for key, _, rest in (line.partition(":") for line in rollup.splitlines())
+        if key in ("Private_Clean", "Private_Dirty")
+    )

@@ -18,7 +18,7 @@ from lamina.environments.prefault import PageLearner
 from lamina.environments.process import Child, ExecSpawner, LaunchSpec
 from lamina.environments.sandbox import Sandbox, SandboxedChild, StemUnusable, host_env
 from lamina.environments.stems import StemPool
-from lamina.environments.zygote import ForkServer, Zygote, ZygoteUnavailable
+from lamina.environments.zygote import ForkedChild, ForkServer, Zygote, ZygoteUnavailable
 
 log = logging.getLogger("lamina.spawn")
 
@@ -46,10 +46,12 @@ class ZygoteSpawner:
         self._sandbox = sandbox
         self._run_root = run_root
         self._exec = ConfinedExecSpawner(sandbox, preexec)
-        # Parked stems per zygote (stems.py): only where forks join cgroups.
-        self._stems: dict[str, StemPool] = {}
-        if sandbox is not None and sandbox.forks_confined and sandbox.protections.cgroups:
-            self._stems = {python: StemPool(sandbox, stems) for python in self._zygotes}
+        # Parked stems per zygote (stems.py): sandboxed ones where forks join cgroups,
+        # else bare ones, for environments that are plain forks.
+        confined = sandbox is not None and sandbox.forks_confined and sandbox.protections.cgroups
+        self._stems: dict[str, StemPool] = {
+            python: StemPool(sandbox if confined else None, stems) for python in self._zygotes
+        }
         # Per running zygote with stems: what its new environments write (prefault.py).
         self._learners: dict[str, PageLearner] = {}
 
@@ -117,11 +119,13 @@ class ZygoteSpawner:
     async def spawn(self, spec: LaunchSpec, out_fd: int, channel_fd: int | None = None) -> Child:
         server = await self.server_for(spec.python)
         if server is not None:
-            stems = self._stems.get(spec.python or "") if spec.sandbox else None
+            stems = self._stems.get(spec.python or "")
+            if stems is not None and stems.bare != _plain(spec, self._sandbox):
+                stems = None  # a sandboxed environment needs a sandboxed stem, and back
             try:
                 child = await fork(server, spec, out_fd, self._sandbox, channel_fd, stems)
                 learner = self._learners.get(spec.python or "")
-                if learner is not None and learner.wants and isinstance(child, SandboxedChild):
+                if learner is not None and learner.wants:
                     child.on_started = learner.learn
                 return child
             except ZygoteUnavailable as exc:
@@ -142,6 +146,11 @@ class ZygoteSpawner:
             zygote.close()
 
 
+def _plain(spec: LaunchSpec, sandbox: Sandbox | None) -> bool:
+    """Whether a fork of `spec` enters no sandbox."""
+    return sandbox is None or spec.sandbox is None or not sandbox.forks_confined
+
+
 async def fork(
     server: ForkServer,
     spec: LaunchSpec,
@@ -149,13 +158,23 @@ async def fork(
     sandbox: Sandbox | None,
     channel_fd: int | None = None,
     stems: StemPool | None = None,
-) -> Child:
+) -> ForkedChild | SandboxedChild:
     """Fork an environment from `server` (a zygote or a SnapStart template), in its
     sandbox when the spec asks for one and this machine allows it; a parked stem from
     `stems` becomes it when there is one."""
-    confinement = spec.sandbox
-    if sandbox is None or confinement is None or not sandbox.forks_confined:
+    if _plain(spec, sandbox):
+        stem = stems.take() if stems is not None else None
+        if stems is not None and stem is not None:
+            try:
+                return await server.fork(
+                    spec.runtime_argv, spec.env, spec.cwd, out_fd, None, channel_fd,
+                    stem=stem.name,
+                )  # fmt: skip
+            except ZygoteUnavailable as exc:
+                log.debug("stem %s not used: %s", stem.name, exc)
+                stems.discard(stem)  # and start the ordinary way
         return await server.fork(spec.runtime_argv, spec.env, spec.cwd, out_fd, None, channel_fd)
+    assert sandbox is not None
     return await confined_fork(server, spec, sandbox, out_fd, channel_fd, stems)
 
 
@@ -167,7 +186,7 @@ async def confined_fork(
     channel_fd: int | None,
     stems: StemPool | None,
     depth: int = 1,
-) -> Child:
+) -> SandboxedChild:
     """Fork `spec`'s environment in its sandbox: from a parked stem when there is one
     (sized for it now), else a fresh fork that joins its cgroups itself. `depth`: how
     far below the forked process the function runs (SandboxedChild)."""

@@ -39,7 +39,7 @@ REFILL_DELAY_S = 0.05
 @dataclass(slots=True)
 class Stem:
     name: str
-    cgroup: EnvironmentCgroup
+    cgroup: EnvironmentCgroup | None  # None: a bare stem (no sandbox to join ahead)
     child: ForkedChild
     watcher: asyncio.Task[None] | None = None  # while parked: notices it dying
 
@@ -54,19 +54,30 @@ class Stem:
 
 
 class StemPool:
-    """Up to `size` parked stems for one zygote."""
+    """Up to `size` parked stems for one zygote.
 
-    def __init__(self, sandbox: Sandbox, size: int, pidns: bool | None = None) -> None:
+    Without a sandbox (`sandbox` None: LAMINA_SANDBOX=0, or lamina not root) the stems
+    are bare: forked ahead and waiting, with no cgroups to join, for environments that
+    are plain forks. They still take the fork and its pre-faulted pages (prefault.py)
+    off a new environment's start."""
+
+    def __init__(self, sandbox: Sandbox | None, size: int, pidns: bool | None = None) -> None:
         self._sandbox = sandbox
         self._size = size
         # A zygote's stems get a PID namespace of their own; a SnapStart template's
         # environments share the template's (docs/sandbox.md), so its stems do too.
-        self._pidns = "pid" in sandbox.protections.namespaces if pidns is None else pidns
+        in_sandbox = sandbox is not None and "pid" in sandbox.protections.namespaces
+        self._pidns = in_sandbox if pidns is None else pidns
         self._ready: deque[Stem] = deque()
         self._filling: asyncio.Task[None] | None = None
         self._refill: asyncio.TimerHandle | None = None
         self._cleanups: set[asyncio.Task[None]] = set()
         self._closed = False
+
+    @property
+    def bare(self) -> bool:
+        """Whether its stems are for unsandboxed environments (no cgroups)."""
+        return self._sandbox is None
 
     def take(self) -> Stem | None:
         """A parked stem, now the caller's (its groups and process), or None."""
@@ -102,14 +113,18 @@ class StemPool:
         pidns = self._pidns
         while not self._closed and len(self._ready) < target and server.open:
             name = f"stem-{secrets.token_hex(8)}"
-            cgroup = self._sandbox.stem_cgroup(name)
-            if cgroup is None:
-                return  # no cgroups to join: stems would save nothing
+            cgroup = None
+            if self._sandbox is not None:
+                cgroup = self._sandbox.stem_cgroup(name)
+                if cgroup is None:
+                    return  # no cgroups to join: a sandboxed stem would save nothing
+            join = cgroup.procs_files if cgroup is not None else []
             try:
-                child = await server.stem(name, cgroup.procs_files, pidns)
+                child = await server.stem(name, join, pidns, bare=cgroup is None)
             except ZygoteUnavailable as exc:
                 log.debug("parking a stem: %s", exc)
-                cgroup.remove()
+                if cgroup is not None:
+                    cgroup.remove()
                 return
             stem = Stem(name, cgroup, child)
             if self._closed:
@@ -151,7 +166,7 @@ class StemPool:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(stem.child.wait(), 5)
             for _ in range(100):  # its PID namespace's last processes are reaped too
-                if stem.cgroup.remove():
+                if stem.cgroup is None or stem.cgroup.remove():
                     return
                 await asyncio.sleep(0.05)
             log.warning("the groups of stem %s could not be removed", stem.name)

@@ -49,6 +49,8 @@ class ForkedChild:
     def __init__(self, pid: int, exited: asyncio.Future[int]) -> None:
         self.pid = pid
         self._exited = exited
+        # Told its pid once its first invocation has ended (prefault.py).
+        self.on_started: Callable[[int], None] | None = None
         self._pidfd = -1
         with contextlib.suppress(OSError):
             self._pidfd = os.pidfd_open(pid)
@@ -73,6 +75,12 @@ class ForkedChild:
     @property
     def running(self) -> bool:
         return not self._exited.done()
+
+    def started(self) -> None:
+        """Its first invocation has ended (an environment forked with no sandbox)."""
+        if self.on_started is not None:
+            on_started, self.on_started = self.on_started, None
+            on_started(self.pid)
 
     def detach(self) -> None:
         """Stop watching: another handle on the same process (a stem taken) watches it."""
@@ -131,11 +139,14 @@ class ForkServer:
         body["channel"] = True
         return await self._request(body, [out_fd, channel_fd])
 
-    async def stem(self, name: str, join: Sequence[str], pidns: bool) -> ForkedChild:
+    async def stem(
+        self, name: str, join: Sequence[str], pidns: bool, bare: bool = False
+    ) -> ForkedChild:
         """Park a stem: a child forked now that joins the cgroups whose `cgroup.procs`
         files are `join` (in a PID namespace of its own with `pidns`), then waits for a
-        fork request naming it."""
-        return await self._request({"stem": name, "join": list(join), "pidns": pidns}, [])
+        fork request naming it. `bare`: for an environment with no sandbox."""
+        body = {"stem": name, "join": list(join), "pidns": pidns, "bare": bare}
+        return await self._request(body, [])
 
     async def template(
         self,

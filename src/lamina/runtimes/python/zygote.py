@@ -323,7 +323,7 @@ def _serve(control, runtime, restored):
             _send(control, {"id": request["id"], "pid": 0})
             continue
         if "stem" in request:
-            if base_root.pending and not restored:
+            if base_root.pending and not restored and not request.get("bare"):
                 # Its first sandboxed fork moves the zygote into a mount namespace of its
                 # own (BaseRoot); a stem parked before would be left in lamina's.
                 _send(control, {"id": request["id"], "error": "no sandboxed fork yet"})
