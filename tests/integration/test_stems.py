@@ -91,10 +91,10 @@ def _limit_mb(groups: dict[str, str]) -> int:
     return int(limit.read_text()) >> 20
 
 
-def _parked_stems(server: LaminaServer) -> list[Path]:
-    """Stems' groups not taken yet: a taken one is sized for its function, a parked one
-    has no memory limit."""
-    pid = server.process.pid if server.process else 0
+def _parked_stems(server: LaminaServer | None) -> list[Path]:
+    """Stems' groups not taken yet (of every serving process with None): a taken one
+    is sized for its function, a parked one has no memory limit."""
+    pid = "*" if server is None else server.process.pid if server.process else 0
     parked = []
     for group in Path("/sys/fs/cgroup/memory").rglob(f"lamina/{pid}/stem-*"):
         try:
@@ -202,38 +202,20 @@ def test_stems_parked_after_the_first_environments_hold_their_pages_already(
         assert _invoke(client, name)[1] is None
         time.sleep(0.5)  # learned in a thread, then the next stems park (50 ms after a take)
         _wait_parked(server, 2)
-        largest = max([largest, *(_function_private_kb(g) for g in _all_parked_stems())])
+        largest = max([largest, *(_function_private_kb(g) for g in _parked_stems(None))])
         if largest > 2048:
             break
     # A stem's waiting process owns ~0.9 MB without pre-faulting; a no-op's set is ~3.4 MB.
     assert largest > 2048, largest
 
 
-def _all_parked_stems() -> list[Path]:
-    """Parked stems of every serving process (each has zygotes and stems of its own)."""
-    parked = []
-    for group in Path("/sys/fs/cgroup/memory").rglob("lamina/*/stem-*"):
-        try:
-            if int((group / "memory.limit_in_bytes").read_text()) > 1 << 50:
-                parked.append(group)
-        except (OSError, ValueError):
-            pass
-    return parked
-
-
 def _function_private_kb(group: Path) -> int:
     """Private memory of the process in a stem's group that will be the function's."""
     try:
         pids = (group / "cgroup.procs").read_text().split()
-        rollup = Path(f"/proc/{pids[-1]}/smaps_rollup").read_text()
-    except (OSError, IndexError):
+    except OSError:
         return 0
-    total = 0
-    for line in rollup.splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("Private_Clean", "Private_Dirty"):
-            total += int(rest.split()[0])
-    return total
+    return _private_kb(int(pids[-1])) if pids else 0
 
 
 def test_stems_killed_while_parked_are_skipped_and_cleaned_up(
