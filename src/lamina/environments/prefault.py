@@ -25,6 +25,7 @@ import array
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
 
 log = logging.getLogger("lamina.prefault")
 
@@ -82,6 +83,13 @@ def as_ranges(pages: Iterable[int]) -> list[list[int]]:
     return ranges
 
 
+class NewChild(Protocol):
+    """A new environment's process handle: told `on_started(pid)` once its first
+    invocation has ended (zygote.ForkedChild, sandbox.SandboxedChild)."""
+
+    on_started: Callable[[int], None] | None
+
+
 class PageLearner:
     """One zygote's learning: told the pid of each new environment once its first
     invocation has ended, until a set is in use (or `LEARN_FROM` tries found none
@@ -103,6 +111,11 @@ class PageLearner:
     @property
     def wants(self) -> bool:
         return not self.in_use and not self._busy and self._learned < LEARN_FROM
+
+    def watch(self, child: NewChild) -> None:
+        """Learn from `child` once its first invocation has ended, if still learning."""
+        if self.wants:
+            child.on_started = self.learn
 
     def learn(self, pid: int) -> None:
         """Read `pid`'s pages in a thread, off the event loop (~2 ms), and use the

@@ -81,9 +81,8 @@ class TemplateSpawner:
                 template.server, spec, template.sandbox, out_fd, channel_fd, template.stems,
                 depth=0,  # the environment itself
             )  # fmt: skip
-            learner = template.learner
-            if learner is not None and learner.wants and isinstance(child, SandboxedChild):
-                child.on_started = learner.learn
+            if template.learner is not None:
+                template.learner.watch(child)
             return child
         finally:
             if template.stems is not None:

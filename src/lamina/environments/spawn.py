@@ -125,8 +125,8 @@ class ZygoteSpawner:
             try:
                 child = await fork(server, spec, out_fd, self._sandbox, channel_fd, stems)
                 learner = self._learners.get(spec.python or "")
-                if learner is not None and learner.wants:
-                    child.on_started = learner.learn
+                if learner is not None:
+                    learner.watch(child)
                 return child
             except ZygoteUnavailable as exc:
                 log.warning("%s; exec'ing instead", exc)
